@@ -1,0 +1,70 @@
+"""The app factory; ``service.main:app`` is built on first access, so imports have no effects."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypedDict
+
+from fastapi import FastAPI
+
+from service import __version__
+from service.config import Settings, get_settings, redact_url
+from service.resources import Resources, open_resources
+from service.routes import health, meta
+
+logger = logging.getLogger("service")
+
+
+class LifespanState(TypedDict):
+    """Per-app state the lifespan hands to every request (``request.state``)."""
+
+    resources: Resources
+
+
+def configure_logging(level: str) -> None:
+    """Send the ``service`` loggers to stderr at ``level`` (uvicorn configures its own)."""
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(level.upper())
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; without ``settings``, read ``AI_AGENTS_*`` (or exit with one line)."""
+    resolved = settings if settings is not None else get_settings()
+    configure_logging(resolved.log_level)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
+        logger.info(
+            "starting: environment=%s database=%s",
+            resolved.environment,
+            redact_url(resolved.database_url),
+        )
+        async with open_resources(resolved) as resources:
+            yield {"resources": resources}
+
+    app = FastAPI(
+        title="devstack API",
+        version=__version__,
+        description="Reports on its PostgreSQL 17 and Redis 7 dependencies.",
+        lifespan=lifespan,
+    )
+    app.state.settings = resolved
+    app.include_router(meta.router)
+    app.include_router(health.router)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    """``from service.main import app`` (what uvicorn does) builds the app from the environment."""
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
