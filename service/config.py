@@ -132,7 +132,8 @@ def describe_validation_error(exc: ValidationError) -> str:
     for error in exc.errors(include_url=False, include_input=False):
         field = ".".join(str(part) for part in error["loc"])
         message = str(error["msg"]).removeprefix("Value error, ")
-        message = message[:1].lower() + message[1:]
+        if message[:2].istitle():  # "Field required" -> "field required", not "aI_AGENTS_..."
+            message = message[:1].lower() + message[1:]
         problems.append(f"{ENV_PREFIX}{field.upper()}: {message}" if field else message)
     return "configuration error: " + "; ".join(problems)
 
