@@ -23,6 +23,16 @@ LogLevel = Annotated[Literal["debug", "info", "warning", "error"], BeforeValidat
 Environment = Annotated[Literal["development", "staging", "production"], BeforeValidator(_lower)]
 
 
+def _check_port(parts: SplitResult) -> None:
+    """Reject a malformed port without echoing it (it may be part of a mistyped password)."""
+    try:
+        _ = parts.port
+    except ValueError:
+        raise ValueError(
+            "malformed host:port (special characters in the password must be %-encoded)"
+        ) from None
+
+
 def _redis_db(parts: SplitResult) -> int:
     """The database number in a Redis URL path (``/1`` -> 1; none means 0)."""
     path = parts.path.strip("/")
@@ -39,6 +49,7 @@ def _validate_redis_url(value: str) -> str:
         raise ValueError(f"scheme must be redis:// or rediss:// (got {parts.scheme or 'none'!r})")
     if not parts.hostname:
         raise ValueError("a host is required")
+    _check_port(parts)
     _redis_db(parts)
     return value
 
@@ -66,6 +77,7 @@ class Settings(BaseSettings):
         parts = urlsplit(normalised)
         if not parts.hostname:
             raise ValueError("a host is required")
+        _check_port(parts)
         if not parts.path.strip("/"):
             raise ValueError("a database name is required in the path")
         return normalised

@@ -83,6 +83,8 @@ def test_missing_database_url_is_one_line(monkeypatch: pytest.MonkeyPatch) -> No
     [
         ("DATABASE_URL", "mysql://app:s3cret@db/appdb"),
         ("DATABASE_URL", "postgresql://app:s3cret@db"),
+        ("DATABASE_URL", "postgresql://app:s3cret@db:port/appdb"),
+        ("REDIS_URL", "redis://redis:99999/0"),
         ("REDIS_URL", "http://redis:6379/0"),
         ("CELERY_BROKER_URL", "redis://redis:6379/one"),
         ("LOG_LEVEL", "verbose"),
