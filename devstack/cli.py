@@ -1,0 +1,208 @@
+"""The command line: parse arguments, run one command, map errors to exit codes.
+
+Exit codes: 0 ok · 1 failure · 2 bad input or usage · 130 interrupted (Ctrl-C)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from devstack.engine import Engine
+    from devstack.settings import Settings
+    from devstack.spec import Stack
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+EXAMPLES = {
+    "up": "examples:\n  python -m devstack up\n  python -m devstack up --plan\n"
+    "  python -m devstack up api --timeout 60",
+    "status": "examples:\n  python -m devstack status\n  python -m devstack status --json",
+    "down": "examples:\n  python -m devstack down            # keeps the data volumes\n"
+    "  python -m devstack down --volumes  # deletes this project's data too",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack",
+        description="Bring up PostgreSQL, Redis and the API as one healthy local stack.",
+        epilog="exit codes: 0 ok, 1 failure, 2 bad input or usage, 130 interrupted",
+    )
+    parser.add_argument("--project-dir", type=Path, default=Path.cwd(), help="repo root (default: .)")
+    parser.add_argument("--env-file", type=Path, help="settings file (default: PROJECT_DIR/.env)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=EXAMPLES.get(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    up = command("up", "build, create and start the stack, and wait until it is healthy")
+    up.add_argument("services", nargs="*", metavar="SERVICE", help="only these (and their deps)")
+    up.add_argument("--timeout", type=float, help="seconds to wait for health (default 120)")
+    up.add_argument("--plan", action="store_true", help="print what would change, change nothing")
+    up.add_argument("--quiet", action="store_true", help="plain lines, no live display")
+
+    status = command("status", "show the stack's containers, health, ports and uptime")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    down = command("down", "stop and remove the stack's containers and network")
+    down.add_argument("services", nargs="*", metavar="SERVICE", help="only these (and dependents)")
+    down.add_argument("--volumes", action="store_true", help="also delete this project's volumes")
+    down.add_argument("--quiet", action="store_true", help="plain lines, no live display")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from devstack.errors import DevstackError
+    from devstack.ui import make_console, print_error
+
+    try:
+        handler = {"up": cmd_up, "status": cmd_status, "down": cmd_down}[args.command]
+        return handler(args)
+    except DevstackError as error:
+        print_error(make_console(stderr=True), error)
+        return error.exit_code
+    except KeyboardInterrupt:
+        make_console(stderr=True).print(
+            "interrupted: nothing is left half-made that the next `up` cannot converge from"
+        )
+        return EXIT_INTERRUPTED
+
+
+def _load(args: argparse.Namespace) -> tuple[Settings, Stack]:
+    from devstack.build import image_tag
+    from devstack.errors import ConfigError
+    from devstack.settings import load_settings
+    from devstack.spec import API, build_stack
+
+    settings = load_settings(args.project_dir, args.env_file)
+    stack = build_stack(settings)
+    api = stack.service(API)
+    if api.build:
+        stack = stack.with_image(API, image_tag(api.build))
+    known = {s.name for s in stack.services}
+    for name in getattr(args, "services", []) or []:
+        if name not in known:
+            raise ConfigError(f"unknown service {name!r}", hint=f"choose from {sorted(known)}")
+    return settings, stack
+
+
+def _connect() -> Engine:
+    from devstack.engine import Engine
+
+    return Engine.connect()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from devstack.errors import ConfigError
+    from devstack.executor import Executor, check_ports
+    from devstack.lock import project_lock
+    from devstack.plan import plan_up
+    from devstack.ui import live_reporter, make_console, plain_reporter, plain_wanted
+
+    settings, stack = _load(args)
+    if args.timeout is not None and args.timeout <= 0:
+        raise ConfigError(f"--timeout must be more than 0 (got {args.timeout:g})")
+    timeout = args.timeout or settings.timeout
+    console = make_console()
+    if not settings.env_file.exists():
+        console.print(f"no {settings.env_file}: using the documented defaults (.env.example)")
+    engine = _connect()
+    with project_lock(stack.project, "up"):
+        observed = engine.snapshot(stack.project)
+        plan = plan_up(stack, observed, args.services)
+        if args.plan:
+            console.print(str(plan), markup=False, highlight=False)
+            return EXIT_OK
+        check_ports(engine, stack, plan, observed)
+        executor_ = Executor(engine, stack, observed, plain_reporter(console))
+        services = [op.service for op in plan.of_kind("container")]
+        if plain_wanted(args.quiet):
+            result = executor_.up(plan, timeout)
+        else:
+            with live_reporter(console, services) as report:
+                executor_.report = report
+                result = executor_.up(plan, timeout)
+    slowest = max(result.ready_after.values(), default=0.0)
+    console.print(f"[green]healthy[/] in {slowest:.1f}s · project {stack.project}")
+    _print_status(console, engine, stack)
+    _print_urls(console, settings, stack)
+    return EXIT_OK
+
+
+def _print_status(console: Console, engine: Engine, stack: Stack) -> None:
+    from devstack.status import status_rows
+    from devstack.ui import status_table
+
+    rows = status_rows(stack, engine.snapshot(stack.project, images=False))
+    console.print(status_table(stack.project, rows))
+
+
+def _print_urls(console: Console, settings: Settings, stack: Stack) -> None:
+    from devstack.spec import API, POSTGRES, REDIS
+    from devstack.status import service_url
+
+    def url(name: str) -> str:
+        port = stack.service(name).ports[0]
+        return service_url(stack.service(name), port.host_ip, port.host_port)
+
+    console.print(f"API       {url(API)}   docs {url(API)}/docs")
+    console.print(f"Postgres  {url(POSTGRES)}", markup=False)
+    console.print(f"Redis     {url(REDIS)}/0 (cache)  {url(REDIS)}/1 (broker)", markup=False)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from devstack.status import rows_as_json, status_rows
+
+    _, stack = _load(args)
+    observed = _connect().snapshot(stack.project, images=False)
+    rows = status_rows(stack, observed)
+    if args.json:
+        print(json.dumps(rows_as_json(stack.project, rows), indent=2))
+        return EXIT_OK
+    from devstack.ui import make_console, status_table
+
+    console = make_console()
+    console.print(status_table(stack.project, rows))
+    if observed.empty:
+        console.print(f"project {stack.project} has nothing running: `python -m devstack up`")
+    return EXIT_OK
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from devstack.executor import Executor
+    from devstack.lock import project_lock
+    from devstack.plan import Action, plan_down
+    from devstack.ui import make_console, plain_reporter
+
+    _, stack = _load(args)
+    console = make_console()
+    engine = _connect()
+    with project_lock(stack.project, "down"):
+        observed = engine.snapshot(stack.project, images=False)
+        plan = plan_down(stack, observed, args.volumes, args.services)
+        if not plan.changes:
+            console.print(f"nothing to remove for project {stack.project}")
+        else:
+            Executor(engine, stack, observed, plain_reporter(console)).down(plan)
+    kept = [op.name for op in plan.operations if op.kind == "volume" and op.action is Action.KEEP]
+    if kept:
+        console.print(f"kept volumes {', '.join(kept)} (`down --volumes` deletes them)")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

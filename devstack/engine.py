@@ -1,0 +1,183 @@
+"""The only room that calls docker-py: thin, decision-free operations on the engine.
+
+Errors leave here as devstack errors (see errors.docker_errors)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+import docker.types
+from docker.utils import kwargs_from_env, parse_repository_tag
+
+from devstack import labels
+from devstack.errors import DockerApiError, docker_errors
+from devstack.observed import Observed, parse_snapshot
+from devstack.spec import Service, Stack
+
+# A fixed API version spares a version round trip on every command; 1.41 is Engine 20.10.
+# Engines that refuse it are retried once with negotiation (see Engine._negotiated).
+API_VERSION = os.environ.get("DOCKER_API_VERSION", "1.41")
+NANO = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    status: str  # running | exited | created | ...
+    exit_code: int
+    health: str  # healthy | unhealthy | starting | ""
+    health_output: str  # the last health check's output
+
+
+class Engine:
+    """docker-py's low-level client, wrapped in the operations devstack needs."""
+
+    def __init__(self, api: docker.APIClient):
+        self.api = api
+
+    @classmethod
+    def connect(cls, version: str = API_VERSION) -> Engine:
+        with docker_errors("connect"):
+            return cls(docker.APIClient(version=version, timeout=120, **kwargs_from_env()))
+
+    def close(self) -> None:
+        self.api.close()
+
+    def _negotiated(self) -> None:
+        """Switch to a negotiated API version (one round trip) after a version refusal."""
+        with docker_errors("negotiate the API version"):
+            self.api = docker.APIClient(version="auto", timeout=120, **kwargs_from_env())
+
+    # --- reading ---------------------------------------------------------------------------
+    def snapshot(self, project: str, images: bool = True) -> Observed:
+        """Everything of `project`, in one pass of sparse listings (no per-container inspect)."""
+        try:
+            return self._snapshot(project, images)
+        except DockerApiError as exc:
+            if "client version" not in exc.message:
+                raise
+            self._negotiated()
+            return self._snapshot(project, images)
+
+    def _snapshot(self, project: str, images: bool) -> Observed:
+        query = labels.project_filter(project)
+        with docker_errors("list resources"):
+            containers = self.api.containers(all=True, filters=query)
+            networks = self.api.networks(filters=query)
+            volumes = self.api.volumes(filters=query).get("Volumes") or []
+            image_rows = self.api.images() if images else []
+        return parse_snapshot(project, containers, networks, volumes, image_rows)
+
+    def state(self, container: str) -> ContainerState:
+        with docker_errors("inspect a container"):
+            data = self.api.inspect_container(container)["State"]
+        health = data.get("Health") or {}
+        log = health.get("Log") or []
+        return ContainerState(
+            status=data.get("Status", ""),
+            exit_code=int(data.get("ExitCode") or 0),
+            health=health.get("Status", ""),
+            health_output=(log[-1].get("Output") or "").strip() if log else "",
+        )
+
+    def logs(self, container: str, tail: int = 20) -> str:
+        with docker_errors("read container logs"):
+            raw: bytes = self.api.logs(container, tail=tail)
+        return raw.decode(errors="replace").rstrip()
+
+    def running_containers(self) -> list[dict[str, Any]]:
+        """All running containers (any project): used only to name a port's holder."""
+        with docker_errors("list containers"):
+            rows: list[dict[str, Any]] = self.api.containers()
+        return rows
+
+    # --- images ----------------------------------------------------------------------------
+    def pull(self, reference: str) -> Iterator[dict[str, Any]]:
+        repository, tag = parse_repository_tag(reference)
+        with docker_errors(f"pull {reference}"):
+            yield from self.api.pull(repository, tag=tag or "latest", stream=True, decode=True)
+
+    def remove_image_tag(self, reference: str) -> None:
+        """Drop a tag, keeping its parent layers (the build cache); ignore if still in use."""
+        try:
+            self.api.remove_image(reference, noprune=True)
+        except docker.errors.APIError:
+            pass
+
+    # --- changing --------------------------------------------------------------------------
+    def create_network(self, name: str, project: str) -> None:
+        with docker_errors(f"create network {name}"):
+            self.api.create_network(name, driver="bridge", labels=labels.resource_labels(project))
+
+    def create_volume(self, name: str, project: str) -> None:
+        with docker_errors(f"create volume {name}"):
+            self.api.create_volume(name, labels=labels.resource_labels(project))
+
+    def create_container(self, stack: Stack, service: Service) -> str:
+        """Create (not start) the container for `service`; returns its id."""
+        api = self.api
+        host_config = api.create_host_config(
+            port_bindings={p.container_port: (p.host_ip, p.host_port) for p in service.ports},
+            mounts=[
+                docker.types.Mount(m.target, m.source, type=m.kind, read_only=m.read_only)
+                for m in service.mounts
+            ],
+        )
+        endpoint = api.create_endpoint_config(aliases=[service.name])
+        healthcheck = None
+        if service.healthcheck:
+            hc = service.healthcheck
+            healthcheck = {
+                "test": list(hc.test),
+                "interval": int(hc.interval * NANO),
+                "timeout": int(hc.timeout * NANO),
+                "retries": hc.retries,
+            }
+        container_labels = labels.container_labels(
+            stack.project, service.name, service.config_fields(), service.config_hash()
+        )
+        with docker_errors(f"create container for {service.name}"):
+            created = api.create_container(
+                service.image,
+                command=list(service.command) or None,
+                name=stack.container_name(service.name),
+                environment=dict(service.environment),
+                labels=container_labels,
+                ports=[p.container_port for p in service.ports],
+                host_config=host_config,
+                networking_config=api.create_networking_config({stack.network: endpoint}),
+                healthcheck=healthcheck,
+                stop_signal=service.stop_signal,
+                detach=True,
+            )
+        return str(created["Id"])
+
+    def start(self, container: str) -> None:
+        with docker_errors("start a container"):
+            self.api.start(container)
+
+    def stop(self, container: str, timeout: int = 10) -> None:
+        with docker_errors("stop a container"):
+            self.api.stop(container, timeout=timeout)
+
+    def remove_container(self, container: str) -> None:
+        """Stop gracefully (the image's stop signal), then remove; gone already is fine."""
+        try:
+            with docker_errors("remove a container"):
+                self.api.stop(container, timeout=10)
+                self.api.remove_container(container, v=False)
+        except DockerApiError as exc:
+            if "No such container" not in exc.message:
+                raise
+
+    def remove_network(self, name: str) -> None:
+        with docker_errors(f"remove network {name}"):
+            self.api.remove_network(name)
+
+    def remove_volume(self, name: str) -> None:
+        with docker_errors(f"remove volume {name}"):
+            self.api.remove_volume(name)

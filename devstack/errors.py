@@ -1,0 +1,90 @@
+"""The one exception tree for user-facing failures, and the place docker-py errors are mapped.
+
+    DevstackError                 exit 1 unless said otherwise
+    ├── ConfigError               exit 2: bad .env / settings / arguments; nothing was touched
+    ├── DockerUnavailable         the engine cannot be reached
+    ├── DockerApiError            the engine refused a request
+    ├── ResourceConflict          a name or port is held by something that is not ours
+    ├── BuildFailed               the API image did not build
+    ├── ServiceFailed             a container exited or turned unhealthy
+    │   └── HealthTimeout         readiness not reached before the deadline
+    └── LockBusy                  another devstack command works on the same project
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class DevstackError(Exception):
+    """Base of every error devstack reports to the user: a message, a hint, an exit code."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None, details: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details = details
+
+
+class ConfigError(DevstackError):
+    """Invalid input: .env, settings or command line. Raised before Docker is touched."""
+
+    exit_code = 2
+
+
+class DockerUnavailable(DevstackError):
+    """The Docker engine does not answer."""
+
+
+class DockerApiError(DevstackError):
+    """The Docker engine answered with an error."""
+
+
+class ResourceConflict(DevstackError):
+    """A port or name that devstack needs is held by something it does not own."""
+
+
+class BuildFailed(DevstackError):
+    """The API image failed to build."""
+
+
+class ServiceFailed(DevstackError):
+    """A service's container exited, or its health check failed."""
+
+
+class HealthTimeout(ServiceFailed):
+    """A service did not become ready before the deadline."""
+
+
+class LockBusy(DevstackError):
+    """Another devstack command holds this project's lock."""
+
+
+DAEMON_HINT = (
+    "start the Docker engine (`sudo systemctl start docker`, or `bash scripts/bootstrap.sh`) "
+    "and check `docker info`"
+)
+
+
+@contextmanager
+def docker_errors(action: str) -> Iterator[None]:
+    """Map docker-py / requests exceptions raised while doing `action` to devstack errors."""
+    import docker.errors
+    import requests.exceptions
+
+    try:
+        yield
+    except DevstackError:
+        raise
+    except docker.errors.APIError as exc:
+        explanation = exc.explanation or str(exc)
+        if isinstance(explanation, bytes):
+            explanation = explanation.decode(errors="replace")
+        raise DockerApiError(f"Docker refused to {action}: {explanation}") from exc
+    except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
+        raise DockerUnavailable(
+            f"cannot reach the Docker engine while trying to {action}", hint=DAEMON_HINT
+        ) from exc

@@ -1,0 +1,109 @@
+"""What exists: one snapshot of a project's resources, parsed from the engine's sparse listings
+into plain data that the plan and the status table read."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from devstack import labels
+
+_HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+
+
+@dataclass(frozen=True)
+class ObservedPort:
+    host_ip: str
+    host_port: int
+    container_port: int
+
+
+@dataclass(frozen=True)
+class ObservedContainer:
+    id: str
+    name: str
+    service: str
+    state: str  # created | running | paused | restarting | exited | dead
+    health: str  # healthy | unhealthy | starting | "" (no healthcheck / not running)
+    status: str  # Docker's human text, e.g. "Up 3 minutes (healthy)"
+    image: str
+    image_id: str
+    config_hash: str
+    config_fields: dict[str, str] = field(default_factory=dict, compare=False)
+    ports: tuple[ObservedPort, ...] = ()
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def uptime(self) -> str:
+        """'3 minutes' for a running container, '' otherwise."""
+        if not self.running or not self.status.startswith("Up "):
+            return ""
+        return _HEALTH.sub("", self.status[3:]).strip()
+
+
+@dataclass(frozen=True)
+class Observed:
+    project: str
+    containers: dict[str, ObservedContainer]  # by service name
+    networks: frozenset[str] = frozenset()
+    volumes: frozenset[str] = frozenset()
+    image_ids: dict[str, str] = field(default_factory=dict)  # image reference -> id
+
+    @property
+    def empty(self) -> bool:
+        return not (self.containers or self.networks or self.volumes)
+
+
+def parse_container(row: dict[str, Any]) -> ObservedContainer:
+    """One row of `GET /containers/json` (docker-py `api.containers()`)."""
+    row_labels: dict[str, str] = row.get("Labels") or {}
+    status = row.get("Status", "")
+    match = _HEALTH.search(status)
+    health = match.group(1).removeprefix("health: ") if match else ""
+    try:
+        fields = json.loads(row_labels.get(labels.CONFIG_FIELDS, "{}"))
+    except ValueError:
+        fields = {}
+    ports = tuple(
+        ObservedPort(p.get("IP", ""), int(p["PublicPort"]), int(p["PrivatePort"]))
+        for p in row.get("Ports") or []
+        if p.get("PublicPort")
+    )
+    names = row.get("Names") or [""]
+    return ObservedContainer(
+        id=row["Id"],
+        name=names[0].lstrip("/"),
+        service=row_labels.get(labels.SERVICE, ""),
+        state=row.get("State", ""),
+        health=health,
+        status=status,
+        image=row.get("Image", ""),
+        image_id=row.get("ImageID", ""),
+        config_hash=row_labels.get(labels.CONFIG_HASH, ""),
+        config_fields=fields,
+        ports=tuple(sorted(set(ports), key=lambda p: (p.container_port, p.host_ip))),
+    )
+
+
+def parse_snapshot(
+    project: str,
+    containers: list[dict[str, Any]],
+    networks: list[dict[str, Any]],
+    volumes: list[dict[str, Any]],
+    images: list[dict[str, Any]] | None = None,
+) -> Observed:
+    """Assemble an Observed from the engine's list responses (already filtered by label)."""
+    parsed = [parse_container(row) for row in containers]
+    image_ids = {tag: row["Id"] for row in images or [] for tag in row.get("RepoTags") or []}
+    return Observed(
+        project=project,
+        containers={c.service or c.name: c for c in parsed},
+        networks=frozenset(n["Name"] for n in networks),
+        volumes=frozenset(v["Name"] for v in volumes),
+        image_ids=image_ids,
+    )

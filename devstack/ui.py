@@ -1,0 +1,110 @@
+"""Everything the user sees: live or plain progress, the status table, plans and errors (rich)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from devstack.errors import DevstackError
+from devstack.progress import FAILED, HEALTHY, KEPT, REMOVED, Event, Reporter
+from devstack.status import StatusRow
+
+PHASE_STYLE = {HEALTHY: "green", REMOVED: "green", KEPT: "cyan", FAILED: "bold red"}
+STATE_STYLE = {"running": "green", "exited": "red", "missing": "dim", "created": "yellow"}
+HEALTH_STYLE = {"healthy": "green", "unhealthy": "bold red", "starting": "yellow"}
+
+
+def plain_wanted(quiet: bool = False) -> bool:
+    """Plain timestamped lines instead of a live display: not a terminal, NO_COLOR, --quiet."""
+    return quiet or bool(os.environ.get("NO_COLOR")) or not sys.stdout.isatty()
+
+
+def make_console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+
+
+def plain_reporter(console: Console) -> Reporter:
+    lock = threading.Lock()
+
+    def report(event: Event) -> None:
+        stamp = datetime.now().strftime("%H:%M:%S.%f")[:-3]
+        detail = f"  {event.detail}" if event.detail else ""
+        with lock:
+            console.print(f"{stamp} {event.subject:<12} {event.phase}{detail}", markup=False)
+
+    return report
+
+
+@contextmanager
+def live_reporter(console: Console, subjects: list[str]) -> Iterator[Reporter]:
+    """One live line per subject: phase, detail and elapsed seconds."""
+    start = time.monotonic()
+    lines: dict[str, tuple[str, str, float]] = {s: ("pending", "", start) for s in subjects}
+    lock = threading.Lock()
+
+    def render() -> Table:
+        table = Table.grid(padding=(0, 2))
+        now = time.monotonic()
+        with lock:
+            items = list(lines.items())
+        for subject, (phase, detail, since) in items:
+            done = phase in {HEALTHY, REMOVED, KEPT, FAILED}
+            elapsed = "" if done else f"{now - since:4.1f}s"
+            table.add_row(
+                Text(subject, style="bold"),
+                Text(phase, style=PHASE_STYLE.get(phase, "yellow")),
+                Text(elapsed, style="dim"),
+                Text(detail[:100], style="dim" if not done else ""),
+            )
+        return table
+
+    class Renderable:
+        def __rich__(self) -> Table:
+            return render()
+
+    def report(event: Event) -> None:
+        with lock:
+            previous = lines.get(event.subject)
+            since = previous[2] if previous and previous[0] == event.phase else time.monotonic()
+            lines[event.subject] = (event.phase, event.detail, since)
+
+    with Live(Renderable(), console=console, refresh_per_second=10, transient=False):
+        yield report
+
+
+def status_table(project: str, rows: list[StatusRow]) -> Table:
+    table = Table(title=f"devstack · {project}", title_justify="left")
+    for column in ("service", "container", "state", "health", "ports", "image", "uptime"):
+        table.add_column(column, no_wrap=column not in {"ports", "image"})
+    for row in rows:
+        state = Text(row.state, style=STATE_STYLE.get(row.state, "yellow"))
+        if row.drift:
+            state.append(f"\n{row.drift}", style="yellow")
+        table.add_row(
+            row.service,
+            row.container or "-",
+            state,
+            Text(row.health or "-", style=HEALTH_STYLE.get(row.health, "dim")),
+            "\n".join(row.ports) or "-",
+            row.image,
+            row.uptime or "-",
+        )
+    return table
+
+
+def print_error(console: Console, error: DevstackError) -> None:
+    console.print(Text("error: ", style="bold red") + Text(error.message))
+    if error.details:
+        console.print(Text(error.details, style="dim"))
+    if error.hint:
+        console.print(Text("hint: ", style="bold") + Text(error.hint))
