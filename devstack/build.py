@@ -29,7 +29,9 @@ def _context_files(build: Build) -> list[str]:
     """Files of the build context, after .dockerignore, sorted."""
     root = build.context
     if not (root / build.dockerfile).is_file():
-        raise ConfigError(f"no {build.dockerfile} in {root}", hint="run devstack from the repo root")
+        raise ConfigError(
+            f"no {build.dockerfile} in {root}", hint="run devstack from the repo root"
+        )
     ignore = root / ".dockerignore"
     patterns = []
     if ignore.is_file():

@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Bring up PostgreSQL, Redis and the API as one healthy local stack.",
         epilog="exit codes: 0 ok, 1 failure, 2 bad input or usage, 130 interrupted",
     )
-    parser.add_argument("--project-dir", type=Path, default=Path.cwd(), help="repo root (default: .)")
+    parser.add_argument(
+        "--project-dir", type=Path, default=Path.cwd(), help="repo root (default: .)"
+    )
     parser.add_argument("--env-file", type=Path, help="settings file (default: PROJECT_DIR/.env)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -4,6 +4,7 @@ Errors leave here as devstack errors (see errors.docker_errors)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -103,10 +104,8 @@ class Engine:
 
     def remove_image_tag(self, reference: str) -> None:
         """Drop a tag, keeping its parent layers (the build cache); ignore if still in use."""
-        try:
+        with contextlib.suppress(docker.errors.APIError):
             self.api.remove_image(reference, noprune=True)
-        except docker.errors.APIError:
-            pass
 
     # --- changing --------------------------------------------------------------------------
     def create_network(self, name: str, project: str) -> None:

@@ -1,14 +1,14 @@
 """The one exception tree for user-facing failures, and the place docker-py errors are mapped.
 
-    DevstackError                 exit 1 unless said otherwise
-    ├── ConfigError               exit 2: bad .env / settings / arguments; nothing was touched
-    ├── DockerUnavailable         the engine cannot be reached
-    ├── DockerApiError            the engine refused a request
-    ├── ResourceConflict          a name or port is held by something that is not ours
-    ├── BuildFailed               the API image did not build
-    ├── ServiceFailed             a container exited or turned unhealthy
-    │   └── HealthTimeout         readiness not reached before the deadline
-    └── LockBusy                  another devstack command works on the same project
+DevstackError                 exit 1 unless said otherwise
+├── ConfigError               exit 2: bad .env / settings / arguments; nothing was touched
+├── DockerUnavailable         the engine cannot be reached
+├── DockerApiError            the engine refused a request
+├── ResourceConflict          a name or port is held by something that is not ours
+├── BuildFailed               the API image did not build
+├── ServiceFailed             a container exited or turned unhealthy
+│   └── HealthTimeout         readiness not reached before the deadline
+└── LockBusy                  another devstack command works on the same project
 """
 
 from __future__ import annotations

@@ -108,10 +108,14 @@ class Executor:
         self._run_parallel([(op, converge) for op in ops])
         for op in ops:  # drop the tags of API images that a recreate replaced
             old = self.observed.containers.get(op.service)
-            if op.action is Action.RECREATE and old and old.image.startswith(API_IMAGE_REPO):
-                if old.image != self.stack.service(op.service).image:
-                    self.engine.remove_image_tag(old.image)
+            new = self.stack.service(op.service).image
+            if op.action is Action.RECREATE and old and old.image != new:
+                self._drop_api_image(old.image)
         return result
+
+    def _drop_api_image(self, reference: str) -> None:
+        if reference.startswith(API_IMAGE_REPO):
+            self.engine.remove_image_tag(reference)
 
     @property
     def _known(self) -> set[str]:
@@ -187,9 +191,7 @@ class Executor:
         if not jobs:
             return
         pool = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="devstack")
-        futures: dict[Future[None], Operation] = {
-            pool.submit(job, op): op for op, job in jobs
-        }
+        futures: dict[Future[None], Operation] = {pool.submit(job, op): op for op, job in jobs}
         try:
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [f for f in done if f.exception() and not isinstance(f.exception(), Cancelled)]

@@ -23,7 +23,9 @@ def resource_labels(project: str) -> dict[str, str]:
     return {PROJECT: project, VERSION: __version__}
 
 
-def container_labels(project: str, service: str, fields: dict[str, str], digest: str) -> dict[str, str]:
+def container_labels(
+    project: str, service: str, fields: dict[str, str], digest: str
+) -> dict[str, str]:
     return {
         **resource_labels(project),
         SERVICE: service,

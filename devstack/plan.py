@@ -4,13 +4,13 @@ does), as a list of operations each carrying its cause. The executor makes no de
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from devstack.observed import Observed, ObservedContainer
 from devstack.spec import Service, Stack
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     BUILD = "build"
     PULL = "pull"
     CREATE = "create"

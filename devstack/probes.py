@@ -65,8 +65,11 @@ def _redis(probe: Probe, timeout: float) -> None:
         reply = sock.recv(256)
     if reply.startswith(b"+PONG") or reply.startswith(b"-NOAUTH"):
         return
-    raise ProbeFailed(f"redis answered {reply[:60].decode(errors='replace').strip()!r}"
-                      if reply else "connection closed without a reply")
+    raise ProbeFailed(
+        f"redis answered {reply[:60].decode(errors='replace').strip()!r}"
+        if reply
+        else "connection closed without a reply"
+    )
 
 
 def _http(probe: Probe, timeout: float) -> None:

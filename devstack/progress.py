@@ -7,7 +7,13 @@ from typing import Protocol
 
 # Phases, in the order a service passes through them during `up`.
 BUILDING, PULLING, CREATING, STARTING, WAITING, HEALTHY, FAILED = (
-    "building", "pulling", "creating", "starting", "waiting", "healthy", "failed",
+    "building",
+    "pulling",
+    "creating",
+    "starting",
+    "waiting",
+    "healthy",
+    "failed",
 )
 REMOVING, REMOVED, KEPT = "removing", "removed", "kept"
 

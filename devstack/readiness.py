@@ -70,11 +70,14 @@ def wait_ready(
     def out_of_time(retry_state: RetryCallState) -> bool:
         return cancel.is_set() or time.monotonic() >= deadline
 
+    def sleep(seconds: float) -> None:
+        cancel.wait(seconds)  # wakes at once when cancelled
+
     retrying = Retrying(
         retry=retry_if_exception_type(ProbeFailed),
         wait=wait_exponential(multiplier=0.02, min=0.02, max=0.25),
         stop=out_of_time,
-        sleep=lambda seconds: cancel.wait(seconds) and None,  # wake at once when cancelled
+        sleep=sleep,
         reraise=True,
     )
     try:

@@ -164,5 +164,6 @@ def _config_error(
     else:
         where = str(env_path) if key else f"{env_path} (settings)"
     subject = f"{key} in {where}" if key else where
-    got = f" (got {error['input']!r})" if key and "input" in error and "password" not in key.lower() else ""
+    secret = "PASSWORD" in key
+    got = f" (got {error['input']!r})" if key and "input" in error and not secret else ""
     return ConfigError(f"{subject}: {message}{got}", hint=f"edit {env_path}; see .env.example")

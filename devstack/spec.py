@@ -170,11 +170,9 @@ def database_url(settings: Settings) -> str:
 def build_stack(settings: Settings) -> Stack:
     """The seed's stack: Postgres 17, Redis 7 and the API, as pure data."""
     project = settings.project_name
-    health = {
-        "interval": settings.health_interval,
-        "timeout": settings.health_timeout,
-        "retries": settings.health_retries,
-    }
+    health = Healthcheck(
+        (), settings.health_interval, settings.health_timeout, settings.health_retries
+    )
     host, bind = settings.probe_host, settings.bind_address
     pgdata, redisdata = f"{project}_pgdata", f"{project}_redisdata"
     postgres = Service(
@@ -187,8 +185,8 @@ def build_stack(settings: Settings) -> Stack:
         ),
         ports=(Port(bind, settings.postgres_port, 5432, "DEVSTACK_POSTGRES_PORT"),),
         mounts=(Mount(pgdata, "/var/lib/postgresql/data", "volume"),),
-        healthcheck=Healthcheck(
-            ("CMD-SHELL", "pg_isready -h 127.0.0.1 -U $POSTGRES_USER -d $POSTGRES_DB"), **health
+        healthcheck=replace(
+            health, test=("CMD-SHELL", "pg_isready -h 127.0.0.1 -U $POSTGRES_USER -d $POSTGRES_DB")
         ),
         probe=Probe(
             "postgres",
@@ -206,7 +204,7 @@ def build_stack(settings: Settings) -> Stack:
         command=("redis-server", "--appendonly", "yes"),
         ports=(Port(bind, settings.redis_port, 6379, "DEVSTACK_REDIS_PORT"),),
         mounts=(Mount(redisdata, "/data", "volume"),),
-        healthcheck=Healthcheck(("CMD", "redis-cli", "ping"), **health),
+        healthcheck=replace(health, test=("CMD", "redis-cli", "ping")),
         probe=Probe("redis", host, settings.redis_port),
     )
     api_env = {
@@ -234,7 +232,7 @@ def build_stack(settings: Settings) -> Stack:
         command=tuple(command),
         ports=(Port(bind, settings.api_port, 8000, "DEVSTACK_API_PORT"),),
         mounts=mounts,
-        healthcheck=Healthcheck(("CMD", "curl", "-fsS", "http://localhost:8000/health"), **health),
+        healthcheck=replace(health, test=("CMD", "curl", "-fsS", "http://localhost:8000/health")),
         depends_on=(POSTGRES, REDIS),
         probe=Probe("http", host, settings.api_port, path="/health"),
         build=build,

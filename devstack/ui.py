@@ -30,16 +30,25 @@ def plain_wanted(quiet: bool = False) -> bool:
 
 
 def make_console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 160  # logs and pipes: don't squeeze tables to 80
+    return Console(
+        stderr=stderr, width=width, no_color=bool(os.environ.get("NO_COLOR")), highlight=False
+    )
 
 
 def plain_reporter(console: Console) -> Reporter:
+    """Timestamped lines; a repeat of a subject's last phase and detail is not printed again."""
     lock = threading.Lock()
+    last: dict[str, Event] = {}
 
     def report(event: Event) -> None:
         stamp = datetime.now().strftime("%H:%M:%S.%f")[:-3]
         detail = f"  {event.detail}" if event.detail else ""
         with lock:
+            if last.get(event.subject) == event:
+                return
+            last[event.subject] = event
             console.print(f"{stamp} {event.subject:<12} {event.phase}{detail}", markup=False)
 
     return report
@@ -85,7 +94,7 @@ def live_reporter(console: Console, subjects: list[str]) -> Iterator[Reporter]:
 def status_table(project: str, rows: list[StatusRow]) -> Table:
     table = Table(title=f"devstack · {project}", title_justify="left")
     for column in ("service", "container", "state", "health", "ports", "image", "uptime"):
-        table.add_column(column, no_wrap=column not in {"ports", "image"})
+        table.add_column(column, overflow="fold", min_width=6)
     for row in rows:
         state = Text(row.state, style=STATE_STYLE.get(row.state, "yellow"))
         if row.drift:
