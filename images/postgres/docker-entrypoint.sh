@@ -37,6 +37,17 @@ if [ "${1:0:1}" = '-' ]; then
     set -- postgres "$@"
 fi
 
+# `postgres --version`, `--help`, `-C setting`, `--describe-config`: no setup, no initdb
+wants_help=0
+for arg in "${@:2}"; do
+    case "$arg" in
+        -'?' | --help | --describe-config | -V | --version | -C | -C*) wants_help=1 ;;
+    esac
+done
+if [ "$1" = postgres ] && [ "$wants_help" = 1 ]; then
+    exec "$@"
+fi
+
 if [ "$1" = postgres ] && [ "$(id -u)" = 0 ]; then
     : "${PGDATA:?PGDATA must be set}"
     mkdir -p "$PGDATA"
@@ -75,13 +86,17 @@ if [ "$1" = postgres ]; then
         fi
 
         log "initializing a PostgreSQL $PG_MAJOR cluster in $PGDATA for user \"$POSTGRES_USER\""
-        initdb_args=(--username="$POSTGRES_USER" --auth-local=trust --auth-host="$auth")
+        # syncfs: one sync of the file system instead of an fsync per file (PostgreSQL 17+).
+        # POSTGRES_INITDB_ARGS is word-split on purpose, as upstream does.
+        # shellcheck disable=SC2206
+        initdb_args=(--username="$POSTGRES_USER" --auth-local=trust --auth-host="$auth"
+            --sync-method=syncfs -D "$PGDATA" $POSTGRES_INITDB_ARGS)
         if [ -n "$POSTGRES_PASSWORD" ]; then
-            initdb_args+=(--pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD"))
+            # the password reaches initdb through a pipe, never through a file on disk
+            initdb "${initdb_args[@]}" --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") >/dev/null
+        else
+            initdb "${initdb_args[@]}" >/dev/null
         fi
-        # syncfs: one sync of the file system instead of an fsync per file (PostgreSQL 17+)
-        # shellcheck disable=SC2086  # POSTGRES_INITDB_ARGS is word-split on purpose, as upstream
-        initdb "${initdb_args[@]}" --sync-method=syncfs -D "$PGDATA" $POSTGRES_INITDB_ARGS >/dev/null
 
         if [ "$auth" = md5 ]; then
             printf "\npassword_encryption = md5\n" >>"$PGDATA/postgresql.conf"
