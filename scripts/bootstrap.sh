@@ -133,7 +133,7 @@ ensure_python() {
     python3 -m venv .venv && . .venv/bin/activate && bash scripts/bootstrap.sh"
     fi
     say "python: pip install -e '.[test]' into $exe"
-    if ! "$PYTHON" -m pip install -q --disable-pip-version-check -e '.[test]'; then
+    if ! PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install -q --disable-pip-version-check -e '.[test]'; then
         die "pip install failed. On a system Python (\"externally-managed-environment\") use a venv:
     python3 -m venv .venv && . .venv/bin/activate && bash scripts/bootstrap.sh"
     fi
