@@ -1,0 +1,127 @@
+"""Golden plans: the text `up --plan` and `down` work from, for each starting state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from devstack.plan import Action, plan_down, plan_up
+
+from .helpers import container_row, observed, stack
+
+ALL_RUNNING = {"postgres": "running", "redis": "running", "api": "running"}
+
+
+def test_nothing_exists(tmp_path: Path) -> None:
+    s = stack(tmp_path)
+    plan = plan_up(s, observed(s, network=False, volumes=False, images=False))
+    assert str(plan) == "\n".join(
+        [
+            "pull      image      postgres:17-alpine           (not present locally)",
+            "pull      image      redis:7-alpine               (not present locally)",
+            "build     image      devstack/api:abc             (inputs changed)",
+            "create    network    demo_net                     (missing)",
+            "create    volume     demo_pgdata                  (missing)",
+            "create    volume     demo_redisdata               (missing)",
+            "create    container  demo-postgres                (missing)",
+            "create    container  demo-redis                   (missing)",
+            "create    container  demo-api                     (missing)",
+        ]
+    )
+
+
+def test_partly_up(tmp_path: Path) -> None:
+    s = stack(tmp_path)
+    plan = plan_up(s, observed(s, {"postgres": "running", "redis": "exited"}))
+    assert [str(op) for op in plan.of_kind("container")] == [
+        "keep      container  demo-postgres                (up to date)",
+        "start     container  demo-redis                   (stopped)",
+        "create    container  demo-api                     (missing)",
+    ]
+
+
+def test_all_up_to_date_changes_nothing(tmp_path: Path) -> None:
+    s = stack(tmp_path)
+    plan = plan_up(s, observed(s, ALL_RUNNING))
+    assert plan.changes == ()
+    assert "image      devstack/api:abc             (inputs unchanged)" in str(plan)
+
+
+def test_config_changed_recreates_only_that_service(tmp_path: Path) -> None:
+    before = stack(tmp_path)
+    after = stack(tmp_path, "AI_AGENTS_REDIS_URL=redis://redis:6379/5\n")
+    plan = plan_up(after, observed(before, ALL_RUNNING))
+    assert [str(op) for op in plan.changes] == [
+        "recreate  container  demo-api                     (env AI_AGENTS_REDIS_URL changed)"
+    ]
+
+
+def test_port_change_is_explained(tmp_path: Path) -> None:
+    before = stack(tmp_path)
+    after = stack(tmp_path, "DEVSTACK_POSTGRES_PORT=5500\n")
+    op = plan_up(after, observed(before, ALL_RUNNING)).container("postgres")
+    assert op is not None and (op.action, op.cause) == (Action.RECREATE, "ports changed")
+
+
+def test_updated_image_recreates(tmp_path: Path) -> None:
+    s = stack(tmp_path)
+    snap = observed(s, ALL_RUNNING)
+    snap.image_ids["postgres:17-alpine"] = "sha256:newer"
+    op = plan_up(s, snap).container("postgres")
+    assert op is not None and op.cause == "image postgres:17-alpine was updated"
+
+
+def test_subset_brings_dependencies(tmp_path: Path) -> None:
+    s = stack(tmp_path)
+    plan = plan_up(s, observed(s, network=False, volumes=False), ["api"])
+    assert [op.service for op in plan.of_kind("container")] == ["postgres", "redis", "api"]
+    plan = plan_up(s, observed(s), ["redis"])
+    assert [op.service for op in plan.of_kind("container")] == ["redis"]
+
+
+def test_orphan_is_kept_by_up_and_removed_by_down(tmp_path: Path) -> None:
+    s = stack(tmp_path)
+    orphan = container_row(s, "redis") | {
+        "Id": "id-old",
+        "Names": ["/demo-worker"],
+        "Labels": {"devstack.project": "demo", "devstack.service": "worker"},
+    }
+    snap = observed(s, ALL_RUNNING, rows=[orphan])
+    assert "keep      container  demo-worker" in str(plan_up(s, snap))
+    assert str(plan_down(s, snap, volumes=False)).splitlines()[0].startswith(
+        "remove    container  demo-worker"
+    )
+
+
+def test_down_without_volumes_keeps_data(tmp_path: Path) -> None:
+    s = stack(tmp_path)
+    assert str(plan_down(s, observed(s, ALL_RUNNING), volumes=False)) == "\n".join(
+        [
+            "remove    container  demo-api                     (down)",
+            "remove    container  demo-postgres                (down)",
+            "remove    container  demo-redis                   (down)",
+            "remove    network    demo_net                     (down)",
+            "keep      volume     demo_pgdata                  (data kept; --volumes deletes it)",
+            "keep      volume     demo_redisdata               (data kept; --volumes deletes it)",
+        ]
+    )
+
+
+def test_down_with_volumes(tmp_path: Path) -> None:
+    s = stack(tmp_path)
+    text = str(plan_down(s, observed(s, ALL_RUNNING), volumes=True))
+    assert text.splitlines()[-2:] == [
+        "remove    volume     demo_pgdata                  (--volumes)",
+        "remove    volume     demo_redisdata               (--volumes)",
+    ]
+
+
+def test_down_on_nothing_has_no_changes(tmp_path: Path) -> None:
+    s = stack(tmp_path)
+    snap = observed(s, network=False, volumes=False)
+    assert plan_down(s, snap, volumes=True).changes == ()
+
+
+def test_down_subset_stops_dependents_first(tmp_path: Path) -> None:
+    s = stack(tmp_path)
+    plan = plan_down(s, observed(s, ALL_RUNNING), volumes=True, services=["redis"])
+    assert [op.service for op in plan.operations] == ["api", "redis"]

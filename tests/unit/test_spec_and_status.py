@@ -1,0 +1,69 @@
+"""The stack description and the status rows derived from a snapshot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from devstack.status import rows_as_json, status_rows
+
+from .helpers import observed, settings, stack
+
+
+def test_seed_services(tmp_path: Path) -> None:
+    s = stack(tmp_path)
+    assert [x.name for x in s.services] == ["postgres", "redis", "api"]
+    assert s.levels() == [["postgres", "redis"], ["api"]]
+    pg, redis, api = s.services
+    assert pg.ports[0].host_port == 5433 and pg.ports[0].container_port == 5432
+    assert redis.command == ("redis-server", "--appendonly", "yes")
+    assert api.depends_on == ("postgres", "redis")
+    assert pg.healthcheck and pg.healthcheck.interval == 10 and pg.healthcheck.retries == 3
+    assert "pg_isready" in pg.healthcheck.test[1] and "$POSTGRES_USER" in pg.healthcheck.test[1]
+    assert redis.healthcheck and redis.healthcheck.test == ("CMD", "redis-cli", "ping")
+    assert api.healthcheck and "http://localhost:8000/health" in api.healthcheck.test
+    assert all(p.host_ip == "127.0.0.1" for x in s.services for p in x.ports)
+
+
+def test_dev_mode_bind_mounts_service_read_only(tmp_path: Path) -> None:
+    api = stack(tmp_path).service("api")
+    assert "--reload" in api.command
+    (mount,) = api.mounts
+    assert (mount.kind, mount.target, mount.read_only) == ("bind", "/app/service", True)
+    prod = stack(tmp_path, "DEVSTACK_DEV_MODE=false\n").service("api")
+    assert "--reload" not in prod.command and prod.mounts == ()
+
+
+def test_api_env_derived_and_passed_through(tmp_path: Path) -> None:
+    s = settings(tmp_path, "POSTGRES_USER=u\nPOSTGRES_PASSWORD=p\nAI_AGENTS_LOG_LEVEL=debug\n")
+    from devstack.spec import build_stack
+
+    env = dict(build_stack(s).service("api").environment)
+    assert env["AI_AGENTS_DATABASE_URL"] == "postgresql+asyncpg://u:p@postgres:5432/devstack"
+    assert env["AI_AGENTS_REDIS_URL"].endswith("/0")
+    assert env["AI_AGENTS_CELERY_BROKER_URL"].endswith("/1")
+    assert env["AI_AGENTS_LOG_LEVEL"] == "debug"
+
+
+def test_config_fields_hold_no_secret(tmp_path: Path) -> None:
+    pg = stack(tmp_path, "POSTGRES_PASSWORD=hunter2-secret\n").service("postgres")
+    assert "hunter2-secret" not in repr(pg.config_fields())
+
+
+def test_status_rows_mask_password_and_show_missing(tmp_path: Path) -> None:
+    s = stack(tmp_path, "POSTGRES_PASSWORD=hunter2-secret\n")
+    rows = status_rows(s, observed(s, {"postgres": "running"}))
+    assert [(r.service, r.state) for r in rows] == [
+        ("postgres", "running"),
+        ("redis", "missing"),
+        ("api", "missing"),
+    ]
+    assert rows[0].ports == ("postgresql://devstack:***@127.0.0.1:5433/devstack",)
+    assert rows[0].health == "healthy" and rows[0].uptime == "2 minutes"
+    assert "hunter2" not in repr(rows_as_json(s.project, rows))
+
+
+def test_status_marks_drift(tmp_path: Path) -> None:
+    before = stack(tmp_path)
+    after = stack(tmp_path, "DEVSTACK_REDIS_PORT=6400\n")
+    rows = status_rows(after, observed(before, {"redis": "running"}))
+    assert rows[1].drift == "ports changed"
