@@ -1,4 +1,4 @@
-"""Shared fixtures: a Docker client that fails (never skips) under CI=true when Docker is missing."""
+"""Shared fixtures: a Docker client that fails (never skips) under CI=true without Docker."""
 
 from __future__ import annotations
 

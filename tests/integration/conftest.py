@@ -1,0 +1,193 @@
+"""Integration harness: each test project gets its own name, free host ports and env file,
+runs the real CLI in a subprocess, and is removed afterwards by its label — nothing else."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from devstack.envfile import read_env_file
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Settings a test project inherits from the developer's/CI's .env: which images, which CA.
+INHERITED = (
+    "DEVSTACK_POSTGRES_IMAGE",
+    "DEVSTACK_REDIS_IMAGE",
+    "DEVSTACK_PYTHON_IMAGE",
+    "DEVSTACK_CA_BUNDLE",
+)
+OWN_PREFIXES = ("DEVSTACK_", "POSTGRES_", "AI_AGENTS_")
+
+
+def inherited_settings() -> dict[str, str]:
+    values = read_env_file(REPO_ROOT / ".env")
+    values.update(os.environ)
+    return {k: values[k] for k in INHERITED if values.get(k)}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def poll(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+    """Call `check` until it returns a truthy value or stops raising; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+            last = result
+        except Exception as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last: {last!r}")
+
+
+@dataclass
+class Project:
+    """One isolated devstack project under test."""
+
+    name: str
+    env_file: Path
+    project_dir: Path
+    client: docker.DockerClient
+    values: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def postgres_port(self) -> int:
+        return int(self.values["DEVSTACK_POSTGRES_PORT"])
+
+    @property
+    def redis_port(self) -> int:
+        return int(self.values["DEVSTACK_REDIS_PORT"])
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.values['DEVSTACK_API_PORT']}"
+
+    @property
+    def dsn(self) -> str:
+        v = self.values
+        return (
+            f"postgresql://{v['POSTGRES_USER']}:{v['POSTGRES_PASSWORD']}"
+            f"@127.0.0.1:{self.postgres_port}/{v['POSTGRES_DB']}"
+        )
+
+    def write_env(self, **changes: str) -> None:
+        self.values.update(changes)
+        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.values.items()))
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 900, **kwargs: Any
+    ) -> subprocess.CompletedProcess[str]:
+        """`python -m devstack ARGS` for this project; output captured as text."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_PREFIXES)}
+        env.update(NO_COLOR="1", COLUMNS="200")
+        command = [sys.executable, "-m", "devstack", "--project-dir", str(self.project_dir)]
+        command += ["--env-file", str(self.env_file), *args]
+        result = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=timeout, **kwargs
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"devstack {' '.join(args)} exited {result.returncode}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
+        return result
+
+    def container(self, service: str) -> Any:
+        return self.client.containers.get(f"{self.name}-{service}")
+
+    def resources(self) -> dict[str, list[str]]:
+        query = {"label": [f"devstack.project={self.name}"]}
+        return {
+            "containers": [c.name for c in self.client.containers.list(all=True, filters=query)],
+            "networks": [n.name for n in self.client.networks.list(filters=query)],
+            "volumes": [v.name for v in self.client.volumes.list(filters=query)],
+        }
+
+    def remove_everything(self) -> None:
+        """Remove what carries this project's label (and only that)."""
+        query = {"label": [f"devstack.project={self.name}"]}
+        for container in self.client.containers.list(all=True, filters=query):
+            container.remove(force=True)
+        for network in self.client.networks.list(filters=query):
+            network.remove()
+        for volume in self.client.volumes.list(filters=query):
+            volume.remove(force=True)
+
+
+def new_project(
+    base: Path, client: docker.DockerClient, project_dir: Path = REPO_ROOT, **settings: str
+) -> Project:
+    name = f"dstest-{secrets.token_hex(4)}"
+    values = {
+        "DEVSTACK_PROJECT": name,
+        "DEVSTACK_POSTGRES_PORT": str(free_port()),
+        "DEVSTACK_REDIS_PORT": str(free_port()),
+        "DEVSTACK_API_PORT": str(free_port()),
+        "POSTGRES_USER": "tester",
+        "POSTGRES_PASSWORD": f"pw-{secrets.token_hex(6)}",
+        "POSTGRES_DB": "testdb",
+        **inherited_settings(),
+        **settings,
+    }
+    base.mkdir(parents=True, exist_ok=True)
+    project = Project(name, base / ".env", project_dir, client)
+    project.write_env(**values)
+    return project
+
+
+@pytest.fixture
+def make_project(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> Iterator[Callable[..., Project]]:
+    """A factory of isolated projects, all removed (by label) when the test ends."""
+    made: list[Project] = []
+
+    def make(project_dir: Path = REPO_ROOT, **settings: str) -> Project:
+        project = new_project(tmp_path / f"p{len(made)}", docker_client, project_dir, **settings)
+        made.append(project)
+        return project
+
+    yield make
+    for project in made:
+        project.remove_everything()
+
+
+@pytest.fixture
+def project(make_project: Callable[..., Project]) -> Project:
+    return make_project()
+
+
+@pytest.fixture(scope="module")
+def running(
+    tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient
+) -> Iterator[Project]:
+    """One stack brought up once for a module's read-only checks."""
+    project = new_project(
+        tmp_path_factory.mktemp("stack"),
+        docker_client,
+        DEVSTACK_HEALTH_INTERVAL="1",
+        AI_AGENTS_LOG_LEVEL="debug",
+    )
+    try:
+        project.run("up", "--quiet")
+        yield project
+    finally:
+        project.remove_everything()
