@@ -227,7 +227,9 @@ ensure_images() {
         # only needed when a Debian base image must be (re)built; cheap to have
         apt_install debootstrap || die "apt-get install debootstrap failed"
     fi
-    bash "$REPO_ROOT/scripts/local-images.sh"
+    bash "$REPO_ROOT/scripts/local-images.sh" ||
+        die "building the local stand-in images failed (see above). scripts/local-images.sh needs
+    root, debootstrap and plain-http access to a Debian mirror (DEVSTACK_DEBIAN_MIRROR)."
 
     for key in "${missing[@]}"; do
         image=${LOCAL_IMAGE[$key]}

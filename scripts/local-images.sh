@@ -142,6 +142,7 @@ LOGS=$WORK/logs
 mkdir -p "$LOGS"
 cleanup() {
     local rc=$?
+    set +e
     # debootstrap mounts proc/sys inside the target; never rm -rf across a mount point
     if [ -d "$WORK/rootfs" ]; then
         findmnt -rn -o TARGET | grep -F "$WORK/rootfs/" | sort -r | while read -r m; do
@@ -157,7 +158,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-show_log_tail() { echo "----- last lines of $1 -----" >&2; tail -n 40 "$1" >&2 || :; echo "-----" >&2; }
+show_log_tail() { # one write, so that the two chains' reports do not interleave
+    local text
+    text=$(printf -- '----- last lines of %s -----\n%s\n-----' "$1" "$(tail -n 30 "$1" 2>&1)")
+    printf '%s\n' "$text" >&2
+}
 
 # ------------------------------------------------------------------------------- builders
 build_debian() { # name
