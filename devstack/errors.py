@@ -5,6 +5,7 @@ DevstackError                 exit 1 unless said otherwise
 ├── DockerUnavailable         the engine cannot be reached
 ├── DockerApiError            the engine refused a request
 ├── ResourceConflict          a name or port is held by something that is not ours
+├── ImageUnavailable          an image is missing and cannot be pulled
 ├── BuildFailed               the API image did not build
 ├── ServiceFailed             a container exited or turned unhealthy
 │   └── HealthTimeout         readiness not reached before the deadline
@@ -45,6 +46,10 @@ class DockerApiError(DevstackError):
 
 class ResourceConflict(DevstackError):
     """A port or name that devstack needs is held by something it does not own."""
+
+
+class ImageUnavailable(DevstackError):
+    """An image is not present locally and the registry cannot provide it."""
 
 
 class BuildFailed(DevstackError):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from devstack import labels
 from devstack.build import build_image
 from devstack.engine import Engine
-from devstack.errors import DockerApiError, ResourceConflict, ServiceFailed
+from devstack.errors import DockerApiError, ImageUnavailable, ResourceConflict
 from devstack.observed import Observed
 from devstack.plan import Action, Operation, Plan
 from devstack.progress import (
@@ -133,16 +133,20 @@ class Executor:
             )
         elif op.action is Action.PULL:
             self.report(Event(op.service, PULLING, op.name))
-            for chunk in self.engine.pull(op.name):
-                if "error" in chunk:
-                    raise ServiceFailed(
-                        f"cannot pull image {op.name}: {chunk['error']}",
-                        hint="no registry? build local stand-ins: `bash scripts/local-images.sh` "
-                        "and set DEVSTACK_*_IMAGE in .env (see README, Offline hosts)",
-                    )
-                status = str(chunk.get("status", ""))
-                if status:
-                    self.report(Event(op.service, PULLING, f"{op.name}: {status}"))
+            try:
+                for chunk in self.engine.pull(op.name):
+                    if "error" in chunk:
+                        raise DockerApiError(str(chunk["error"]))
+                    status = str(chunk.get("status", ""))
+                    if status:
+                        self.report(Event(op.service, PULLING, f"{op.name}: {status}"))
+            except DockerApiError as exc:
+                raise ImageUnavailable(
+                    f"image {op.name} is not on this machine and cannot be pulled "
+                    f"({exc.message.splitlines()[0][-160:]})",
+                    hint="no registry reachable? `bash scripts/bootstrap.sh --local-images` builds "
+                    "local stand-ins and names them in .env (README: Offline / air-gapped hosts)",
+                ) from exc
 
     def _converge_container(
         self, op: Operation, ready: dict[str, threading.Event], deadline: float
