@@ -15,6 +15,7 @@ from devstack.probes import ProbeFailed, run_probe
 from devstack.spec import Service
 
 LOG_LINES = 20
+RELOADER_GRACE = 1.5  # seconds a reloader may take to spawn its server process
 
 
 class Cancelled(Exception):
@@ -43,6 +44,7 @@ def wait_ready(
     if probe is None:
         return
     last_error = ["not probed yet"]
+    started = time.monotonic()
 
     def check() -> None:
         if cancel.is_set():
@@ -65,6 +67,15 @@ def wait_ready(
             last_error[0] = str(exc)
             if on_attempt:
                 on_attempt(str(exc))
+            in_grace = time.monotonic() - started < RELOADER_GRACE
+            if service.reloader and not in_grace and engine.live_children(container) == 0:
+                raise ServiceFailed(
+                    f"{service.name}'s server process exited while starting "
+                    "(its reloader is still waiting for a code change)",
+                    hint="fix the error in the log below; the reloader picks up the fix, "
+                    "or re-run `up`",
+                    details=failure_details(engine, container),
+                ) from exc
             raise
 
     def out_of_time(retry_state: RetryCallState) -> bool:

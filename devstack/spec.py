@@ -77,6 +77,9 @@ class Service:
     probe: Probe | None = None
     build: Build | None = None
     stop_signal: str | None = None
+    # Runs under uvicorn's reloader, which outlives a server process that fails to start:
+    # readiness then also watches that the server process is alive (see readiness.py).
+    reloader: bool = False
 
     def config_fields(self) -> dict[str, str]:
         """A fingerprint per configuration item (values hashed: no secrets in labels)."""
@@ -236,6 +239,7 @@ def build_stack(settings: Settings) -> Stack:
         depends_on=(POSTGRES, REDIS),
         probe=Probe("http", host, settings.api_port, path="/health"),
         build=build,
+        reloader=settings.dev_mode,
     )
     return Stack(
         project=project,
