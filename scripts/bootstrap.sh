@@ -6,6 +6,8 @@
 #   3. .env (copied from .env.example when missing)
 #   4. the base images named in .env; where none can be pulled (no registry), local stand-ins
 #      built from Debian packages by scripts/local-images.sh, whose names go into .env
+#   5. DEVSTACK_CA_BUNDLE in .env when PyPI is trusted inside the Python base image only
+#      through the host's CA bundle (a TLS-intercepting proxy; pip in the API build needs it)
 #
 # Idempotent and quick on a warm machine. Options:
 #   --local-images   use the local stand-in images even if a registry is reachable
@@ -245,8 +247,51 @@ ensure_images() {
     done
 }
 
+# ------------------------------------------------------------------ 5. TLS-intercepting proxy
+# pip inside the API image build trusts only public CAs. Behind a proxy that re-signs TLS, it
+# fails ("self-signed certificate in certificate chain") although the host, whose CA bundle
+# carries the proxy's CA, reaches PyPI fine. Detect exactly that case, from inside the
+# configured Python base image, and point DEVSTACK_CA_BUNDLE at the host bundle (devstack
+# trusts it in the build stage only).
+ensure_ca_bundle() {
+    local current image out rc=0 bundle=/etc/ssl/certs/ca-certificates.crt ok_stamp
+    current=${DEVSTACK_CA_BUNDLE:-$(env_get DEVSTACK_CA_BUNDLE)}
+    if [ -n "$current" ]; then
+        say "tls: DEVSTACK_CA_BUNDLE=$current (kept)"
+        return
+    fi
+    image=${DEVSTACK_PYTHON_IMAGE:-$(env_get DEVSTACK_PYTHON_IMAGE)}
+    image=${image:-${DEFAULT_IMAGE[DEVSTACK_PYTHON_IMAGE]}}
+    ok_stamp=$CACHE_DIR/tls-ok.$(printf '%s' "$image" | tr -c 'A-Za-z0-9._-' _)
+    if [ -f "$ok_stamp" ]; then
+        say "tls: PyPI verified from $image earlier; no CA bundle needed"
+        return
+    fi
+    image_present "$image" || return 0
+    out=$(docker run --rm "$image" python3 -c '
+import urllib.request
+urllib.request.urlopen("https://pypi.org/simple/pip/", timeout=10).close()' 2>&1) || rc=$?
+    if [ "$rc" = 0 ]; then
+        say "tls: $image reaches PyPI with its own CAs; no CA bundle needed"
+        mkdir -p "$CACHE_DIR" && : >"$ok_stamp"
+    elif [[ $out == *CERTIFICATE_VERIFY_FAILED* ]] && [ -f "$bundle" ] &&
+        curl -fsS -o /dev/null --max-time 10 --cacert "$bundle" https://pypi.org/simple/pip/ 2>/dev/null; then
+        say "tls: PyPI's certificate is not trusted inside $image but is with $bundle (TLS-intercepting proxy)"
+        if [ -f .env ]; then
+            env_set DEVSTACK_CA_BUNDLE "$bundle"
+            say ".env: wrote DEVSTACK_CA_BUNDLE=$bundle (trusted by the API image build stage only)"
+        else
+            warn "no .env: export DEVSTACK_CA_BUNDLE=$bundle before devstack up"
+        fi
+    else
+        warn "could not check TLS to PyPI from $image (offline?): ${out##*$'\n'}"
+        warn "if the API image build fails with a certificate error, set DEVSTACK_CA_BUNDLE in .env"
+    fi
+}
+
 ensure_docker
 ensure_python
 ensure_env_file
 ensure_images
+ensure_ca_bundle
 say "ready: next, python -m devstack up"
