@@ -90,16 +90,13 @@ class Engine:
             raw: bytes = self.api.logs(container, tail=tail)
         return raw.decode(errors="replace").rstrip()
 
-    def live_children(self, container: str) -> int:
-        """How many live (not defunct) children the container's main process has."""
+    def count_processes(self, container: str, fragment: str) -> int:
+        """How many live (not defunct) processes in `container` have `fragment` in their command."""
         with docker_errors("list a container's processes"):
             top = self.api.top(container)
-        titles: list[str] = top.get("Titles") or []
+        cmd = (top.get("Titles") or []).index("CMD")
         rows: list[list[str]] = top.get("Processes") or []
-        pid, ppid, cmd = titles.index("PID"), titles.index("PPID"), titles.index("CMD")
-        pids = {row[pid] for row in rows}
-        roots = {row[pid] for row in rows if row[ppid] not in pids}
-        return sum(1 for row in rows if row[ppid] in roots and "<defunct>" not in row[cmd])
+        return sum(1 for row in rows if fragment in row[cmd] and "<defunct>" not in row[cmd])
 
     def running_containers(self) -> list[dict[str, Any]]:
         """All running containers (any project): used only to name a port's holder."""

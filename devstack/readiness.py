@@ -15,7 +15,7 @@ from devstack.probes import ProbeFailed, run_probe
 from devstack.spec import Service
 
 LOG_LINES = 20
-RELOADER_GRACE = 1.5  # seconds a reloader may take to spawn its server process
+SPAWN_GRACE = 1.5  # seconds a supervisor may take to spawn its server process
 
 
 class Cancelled(Exception):
@@ -67,8 +67,8 @@ def wait_ready(
             last_error[0] = str(exc)
             if on_attempt:
                 on_attempt(str(exc))
-            in_grace = time.monotonic() - started < RELOADER_GRACE
-            if service.reloader and not in_grace and engine.live_children(container) == 0:
+            watch = service.server_process and time.monotonic() - started > SPAWN_GRACE
+            if watch and engine.count_processes(container, service.server_process) == 0:
                 raise ServiceFailed(
                     f"{service.name}'s server process exited while starting "
                     "(its reloader is still waiting for a code change)",

@@ -77,9 +77,9 @@ class Service:
     probe: Probe | None = None
     build: Build | None = None
     stop_signal: str | None = None
-    # Runs under uvicorn's reloader, which outlives a server process that fails to start:
-    # readiness then also watches that the server process is alive (see readiness.py).
-    reloader: bool = False
+    # A fragment of the command line of a server process that runs under a supervisor which
+    # outlives it (uvicorn --reload spawns its server): readiness fails fast when none is alive.
+    server_process: str = ""
 
     def config_fields(self) -> dict[str, str]:
         """A fingerprint per configuration item (values hashed: no secrets in labels)."""
@@ -239,7 +239,7 @@ def build_stack(settings: Settings) -> Stack:
         depends_on=(POSTGRES, REDIS),
         probe=Probe("http", host, settings.api_port, path="/health"),
         build=build,
-        reloader=settings.dev_mode,
+        server_process="multiprocessing.spawn" if settings.dev_mode else "",
     )
     return Stack(
         project=project,

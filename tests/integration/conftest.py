@@ -93,16 +93,18 @@ class Project:
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.values.items()))
 
     def run(
-        self, *args: str, check: bool = True, timeout: float = 900, **kwargs: Any
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 900,
+        env_extra: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """`python -m devstack ARGS` for this project; output captured as text."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_PREFIXES)}
-        env.update(NO_COLOR="1", COLUMNS="200")
+        env.update(NO_COLOR="1", COLUMNS="200", **(env_extra or {}))
         command = [sys.executable, "-m", "devstack", "--project-dir", str(self.project_dir)]
         command += ["--env-file", str(self.env_file), *args]
-        result = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=timeout, **kwargs
-        )
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(
                 f"devstack {' '.join(args)} exited {result.returncode}\n"
