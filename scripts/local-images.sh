@@ -132,9 +132,9 @@ exec 9>"$LOCK_FILE"
 if ! flock -n 9; then
     say "another local-images run holds $LOCK_FILE; waiting for it (up to 30 min)"
     flock -w 1800 9 || die "timed out waiting for $LOCK_FILE"
-    say "lock acquired; re-run this script to see what the other run left: exiting to re-plan"
+    say "lock acquired; planning again (the other run may have built what we need)"
     exec 9>&-
-    exec "${BASH_SOURCE[0]}" "$@"
+    exec bash "${BASH_SOURCE[0]}" "$@"
 fi
 
 WORK=$(mktemp -d "${DEVSTACK_WORKDIR:-/var/tmp}/devstack-local-images.XXXXXX")
