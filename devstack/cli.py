@@ -23,7 +23,17 @@ EXAMPLES = {
     "  python -m devstack up api --timeout 60",
     "status": "examples:\n  python -m devstack status\n  python -m devstack status --json",
     "down": "examples:\n  python -m devstack down            # keeps the data volumes\n"
-    "  python -m devstack down --volumes  # deletes this project's data too",
+    "  python -m devstack down --volumes  # deletes this project's data too\n"
+    "  python -m devstack down api        # only the API (and what depends on it)",
+    "restart": "examples:\n  python -m devstack restart api\n  python -m devstack restart",
+    "logs": "examples:\n  python -m devstack logs\n  python -m devstack logs api -f\n"
+    "  python -m devstack logs postgres --tail 50 --since 10m",
+    "exec": "examples:\n  python -m devstack exec api -- python -V\n"
+    "  python -m devstack exec postgres -- pg_isready",
+    "psql": "examples:\n  python -m devstack psql\n  python -m devstack psql -c 'SELECT 1'",
+    "redis-cli": "examples:\n  python -m devstack redis-cli\n"
+    "  python -m devstack redis-cli -n 1 keys '*'",
+    "shell": "examples:\n  python -m devstack shell",
 }
 
 
@@ -61,6 +71,27 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("services", nargs="*", metavar="SERVICE", help="only these (and dependents)")
     down.add_argument("--volumes", action="store_true", help="also delete this project's volumes")
     down.add_argument("--quiet", action="store_true", help="plain lines, no live display")
+
+    restart = command("restart", "restart services (default: all) and wait until they are ready")
+    restart.add_argument("services", nargs="*", metavar="SERVICE")
+    restart.add_argument("--timeout", type=float, help="seconds to wait for health (default 120)")
+
+    logs = command("logs", "show the services' logs, interleaved with a service prefix")
+    logs.add_argument("services", nargs="*", metavar="SERVICE", help="only these")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep following (Ctrl-C ends)")
+    logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines of each")
+    logs.add_argument("--since", metavar="T", help="e.g. 10m, 2h, 30s or 2026-11-26T08:00:00")
+
+    exec_ = command("exec", "run a command in a service's container; exits with its code")
+    exec_.add_argument("service", metavar="SERVICE")
+    exec_.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD...")
+    for name, help_text in (
+        ("psql", "psql in the postgres container, connected as the configured user"),
+        ("redis-cli", "redis-cli in the redis container"),
+        ("shell", "a shell in the API container"),
+    ):
+        shortcut = command(name, help_text)
+        shortcut.add_argument("argv", nargs=argparse.REMAINDER, metavar="ARGS...")
     return parser
 
 
@@ -70,7 +101,17 @@ def main(argv: list[str] | None = None) -> int:
     from devstack.ui import make_console, print_error
 
     try:
-        handler = {"up": cmd_up, "status": cmd_status, "down": cmd_down}[args.command]
+        handler = {
+            "up": cmd_up,
+            "status": cmd_status,
+            "down": cmd_down,
+            "restart": cmd_restart,
+            "logs": cmd_logs,
+            "exec": cmd_exec,
+            "psql": cmd_exec,
+            "redis-cli": cmd_exec,
+            "shell": cmd_exec,
+        }[args.command]
         return handler(args)
     except DevstackError as error:
         print_error(make_console(stderr=True), error)
@@ -204,6 +245,75 @@ def cmd_down(args: argparse.Namespace) -> int:
     if kept:
         console.print(f"kept volumes {', '.join(kept)} (`down --volumes` deletes them)")
     return EXIT_OK
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    from devstack.executor import Executor
+    from devstack.lock import project_lock
+    from devstack.ui import make_console, plain_reporter
+
+    settings, stack = _load(args)
+    console = make_console()
+    engine = _connect()
+    with project_lock(stack.project, "restart"):
+        observed = engine.snapshot(stack.project, images=False)
+        executor_ = Executor(engine, stack, observed, plain_reporter(console))
+        executor_.restart(
+            args.services or [s.name for s in stack.services], args.timeout or settings.timeout
+        )
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from devstack.logs import show_logs
+    from devstack.ui import make_console
+
+    _, stack = _load(args)
+    engine = _connect()
+    observed = engine.snapshot(stack.project, images=False)
+    return show_logs(
+        engine,
+        stack,
+        observed,
+        make_console(),
+        services=args.services,
+        follow=args.follow,
+        tail=args.tail,
+        since=args.since,
+    )
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    """`exec SERVICE -- CMD...` and its shortcuts psql, redis-cli and shell."""
+    from devstack.errors import ConfigError
+    from devstack.exec import run_in_container
+    from devstack.spec import API, POSTGRES, REDIS
+
+    settings, stack = _load(args)
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if args.command == "psql":
+        service = POSTGRES
+        argv = ["psql", "-U", settings.postgres_user, "-d", settings.postgres_db, *argv]
+    elif args.command == "redis-cli":
+        service, argv = REDIS, ["redis-cli", *argv]
+    elif args.command == "shell":
+        service, argv = API, argv or ["sh"]
+    else:
+        service = args.service
+        if not argv:
+            raise ConfigError("exec needs a command: `exec SERVICE -- CMD...`")
+    if service not in {s.name for s in stack.services}:
+        raise ConfigError(f"unknown service {service!r}")
+    engine = _connect()
+    container = engine.snapshot(stack.project, images=False).containers.get(service)
+    if container is None or not container.running:
+        from devstack.errors import ServiceFailed
+
+        raise ServiceFailed(
+            f"{service} is not running in project {stack.project}",
+            hint=f"start it: `python -m devstack up {service}`",
+        )
+    return run_in_container(engine, container.id, argv, interactive=sys.stdin.isatty())
 
 
 if __name__ == "__main__":

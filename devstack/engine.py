@@ -167,6 +167,10 @@ class Engine:
         with docker_errors("start a container"):
             self.api.start(container)
 
+    def restart(self, container: str, timeout: int = 10) -> None:
+        with docker_errors("restart a container"):
+            self.api.restart(container, timeout=timeout)
+
     def stop(self, container: str, timeout: int = 10) -> None:
         with docker_errors("stop a container"):
             self.api.stop(container, timeout=timeout)

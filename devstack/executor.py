@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from devstack import labels
 from devstack.build import build_image
 from devstack.engine import Engine
-from devstack.errors import DockerApiError, ImageUnavailable, ResourceConflict
+from devstack.errors import DockerApiError, ImageUnavailable, ResourceConflict, ServiceFailed
 from devstack.observed import Observed
 from devstack.plan import Action, Operation, Plan
 from devstack.progress import (
@@ -210,6 +210,23 @@ class Executor:
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    # --- restart ---------------------------------------------------------------------------
+    def restart(self, services: list[str], timeout: float) -> None:
+        """Restart `services` in dependency order, each ready before the next."""
+        deadline = time.monotonic() + timeout
+        for name in [n for level in self.stack.levels() for n in level if n in services]:
+            container = self.observed.containers.get(name)
+            if container is None:
+                raise ServiceFailed(
+                    f"{name} has no container in project {self.stack.project}",
+                    hint=f"create it with `python -m devstack up {name}`",
+                )
+            started = time.monotonic()
+            self.report(Event(name, STARTING, "restarting"))
+            self.engine.restart(container.id)
+            wait_ready(self.engine, container.id, self.stack.service(name), deadline, self.cancel)
+            self.report(Event(name, HEALTHY, f"{time.monotonic() - started:.1f}s"))
 
     # --- down ------------------------------------------------------------------------------
     def down(self, plan: Plan) -> None:
