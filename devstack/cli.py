@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from devstack.engine import Engine
+    from devstack.observed import Observed
     from devstack.settings import Settings
     from devstack.spec import Stack
 
@@ -178,21 +179,24 @@ def cmd_up(args: argparse.Namespace) -> int:
                 executor_.report = report
                 result = executor_.up(plan, timeout)
     slowest = max(result.ready_after.values(), default=0.0)
-    console.print(f"[green]healthy[/] in {slowest:.1f}s · project {stack.project}")
-    _print_status(console, engine, stack)
-    _print_urls(console, settings, stack)
+    if plan.changes:
+        console.print(f"[green]healthy[/] in {slowest:.1f}s · project {stack.project}")
+        observed = engine.snapshot(stack.project, images=False)
+    else:
+        console.print(f"[green]up to date[/]: nothing to change · project {stack.project}")
+    _print_status(console, stack, observed)
+    _print_urls(console, stack)
     return EXIT_OK
 
 
-def _print_status(console: Console, engine: Engine, stack: Stack) -> None:
+def _print_status(console: Console, stack: Stack, observed: Observed) -> None:
     from devstack.status import status_rows
     from devstack.ui import status_table
 
-    rows = status_rows(stack, engine.snapshot(stack.project, images=False))
-    console.print(status_table(stack.project, rows))
+    console.print(status_table(stack.project, status_rows(stack, observed)))
 
 
-def _print_urls(console: Console, settings: Settings, stack: Stack) -> None:
+def _print_urls(console: Console, stack: Stack) -> None:
     from devstack.spec import API, POSTGRES, REDIS
     from devstack.status import service_url
 

@@ -153,6 +153,8 @@ class Executor:
     ) -> None:
         service = self.stack.service(op.service)
         current = self.observed.containers.get(op.service)
+        if op.action is Action.KEEP and current and current.health == "healthy":
+            return  # untouched, and Docker's own check passed within its interval
         container = current.id if current else ""
         if op.action is Action.RECREATE and current:
             self.report(Event(op.service, REMOVING, op.cause))
