@@ -184,16 +184,19 @@ def cmd_up(args: argparse.Namespace) -> int:
         observed = engine.snapshot(stack.project, images=False)
     else:
         console.print(f"[green]up to date[/]: nothing to change · project {stack.project}")
-    _print_status(console, stack, observed)
+    probed = frozenset(result.ready_after)
+    _print_status(console, stack, observed, probed)
     _print_urls(console, stack)
     return EXIT_OK
 
 
-def _print_status(console: Console, stack: Stack, observed: Observed) -> None:
+def _print_status(
+    console: Console, stack: Stack, observed: Observed, probed: frozenset[str]
+) -> None:
     from devstack.status import status_rows
     from devstack.ui import status_table
 
-    console.print(status_table(stack.project, status_rows(stack, observed)))
+    console.print(status_table(stack.project, status_rows(stack, observed, probed)))
 
 
 def _print_urls(console: Console, stack: Stack) -> None:

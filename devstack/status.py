@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from devstack.observed import Observed, ObservedContainer
 from devstack.plan import explain_drift
@@ -36,12 +36,20 @@ def service_url(service: Service | None, host_ip: str, host_port: int) -> str:
     return f"{host}:{host_port}"
 
 
-def status_rows(stack: Stack, observed: Observed) -> list[StatusRow]:
-    """One row per service of the stack, then one per orphan container of the project."""
+def status_rows(
+    stack: Stack, observed: Observed, probed: frozenset[str] = frozenset()
+) -> list[StatusRow]:
+    """One row per service of the stack, then one per orphan container of the project.
+
+    `probed`: services devstack has just seen ready itself; while Docker's first health check
+    is still pending (it runs one interval after start) their health reads "ready (probed)"."""
     rows = []
     for service in stack.services:
         container = observed.containers.get(service.name)
-        rows.append(_row(service.name, service, container))
+        row = _row(service.name, service, container)
+        if row.health == "starting" and service.name in probed:
+            row = replace(row, health="ready (probed)")
+        rows.append(row)
     known = {s.name for s in stack.services}
     for name, container in sorted(observed.containers.items()):
         if name not in known:

@@ -21,7 +21,12 @@ from devstack.status import StatusRow
 
 PHASE_STYLE = {HEALTHY: "green", REMOVED: "green", KEPT: "cyan", FAILED: "bold red"}
 STATE_STYLE = {"running": "green", "exited": "red", "missing": "dim", "created": "yellow"}
-HEALTH_STYLE = {"healthy": "green", "unhealthy": "bold red", "starting": "yellow"}
+HEALTH_STYLE = {
+    "healthy": "green",
+    "ready (probed)": "green",
+    "unhealthy": "bold red",
+    "starting": "yellow",
+}
 
 
 def plain_wanted(quiet: bool = False) -> bool:
