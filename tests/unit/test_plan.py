@@ -87,8 +87,10 @@ def test_orphan_is_kept_by_up_and_removed_by_down(tmp_path: Path) -> None:
     }
     snap = observed(s, ALL_RUNNING, rows=[orphan])
     assert "keep      container  demo-worker" in str(plan_up(s, snap))
-    assert str(plan_down(s, snap, volumes=False)).splitlines()[0].startswith(
-        "remove    container  demo-worker"
+    assert (
+        str(plan_down(s, snap, volumes=False))
+        .splitlines()[0]
+        .startswith("remove    container  demo-worker")
     )
 
 
