@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,29 @@ class ContainerState:
     exit_code: int
     health: str  # healthy | unhealthy | starting | ""
     health_output: str  # the last health check's output
+
+
+@dataclass(frozen=True)
+class ExecConnection:
+    """An exec's hijacked connection: the socket, and docker-py's wrapper that keeps it open."""
+
+    sock: socket.socket
+    holder: Any
+
+
+class LogStream:
+    """A following log stream (bytes chunks) that another thread may close to end it."""
+
+    def __init__(self, raw: Any):
+        self._raw = raw
+
+    def __iter__(self) -> Iterator[bytes]:
+        with docker_errors("follow container logs"):
+            yield from self._raw
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._raw.close()
 
 
 class Engine:
@@ -89,6 +113,71 @@ class Engine:
         with docker_errors("read container logs"):
             raw: bytes = self.api.logs(container, tail=tail)
         return raw.decode(errors="replace").rstrip()
+
+    def read_logs(self, container: str, tail: int | None, since: float | None) -> bytes:
+        """A container's output so far, each line prefixed by its RFC 3339 timestamp."""
+        with docker_errors("read container logs"):
+            raw: bytes = self.api.logs(
+                container, timestamps=True, tail="all" if tail is None else tail, since=since
+            )
+        return raw
+
+    def follow_logs(self, container: str, tail: int | None, since: float | None) -> LogStream:
+        """A following stream of timestamped output; it ends when the container stops."""
+        with docker_errors("follow container logs"):
+            raw = self.api.logs(
+                container,
+                stream=True,
+                follow=True,
+                timestamps=True,
+                tail="all" if tail is None else tail,
+                since=since,
+            )
+        return LogStream(raw)
+
+    def is_running(self, container: str) -> bool:
+        """Whether a container by this name or id exists and runs."""
+        try:
+            with docker_errors("inspect a container"):
+                state = self.api.inspect_container(container)["State"]
+        except DockerApiError as exc:
+            if "No such container" in exc.message:
+                return False
+            raise
+        return bool(state.get("Running"))
+
+    def exec_create(
+        self,
+        container: str,
+        argv: list[str],
+        tty: bool,
+        stdin: bool,
+        environment: list[str] | None = None,
+    ) -> str:
+        with docker_errors("create an exec"):
+            created = self.api.exec_create(
+                container, argv, stdin=stdin, tty=tty, environment=environment
+            )
+        return str(created["Id"])
+
+    def exec_start(self, exec_id: str, tty: bool) -> ExecConnection:
+        """Start an exec; its connection carries the output (multiplexed unless tty)."""
+        with docker_errors("start an exec"):
+            wrapped = self.api.exec_start(exec_id, tty=tty, socket=True)
+        sock: socket.socket = getattr(wrapped, "_sock", wrapped)
+        sock.settimeout(None)
+        return ExecConnection(sock, wrapped)
+
+    def exec_resize(self, exec_id: str, height: int, width: int) -> None:
+        with docker_errors("resize an exec's terminal"):
+            self.api.exec_resize(exec_id, height=height, width=width)
+
+    def exec_exit_code(self, exec_id: str) -> int | None:
+        """The exec's exit code; None while it still runs."""
+        with docker_errors("inspect an exec"):
+            data = self.api.exec_inspect(exec_id)
+        code = data.get("ExitCode")
+        return None if data.get("Running") or code is None else int(code)
 
     def count_processes(self, container: str, fragment: str) -> int:
         """How many live (not defunct) processes in `container` have `fragment` in their command."""
