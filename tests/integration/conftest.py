@@ -3,6 +3,7 @@ runs the real CLI in a subprocess, and is removed afterwards by its label — no
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -28,6 +29,7 @@ INHERITED = (
     "DEVSTACK_CA_BUNDLE",
 )
 OWN_PREFIXES = ("DEVSTACK_", "POSTGRES_", "AI_AGENTS_")
+TEST_PREFIX = "dstest-"  # every test project's name starts with this
 
 
 def inherited_settings() -> dict[str, str]:
@@ -124,20 +126,53 @@ class Project:
         }
 
     def remove_everything(self) -> None:
-        """Remove what carries this project's label (and only that)."""
-        query = {"label": [f"devstack.project={self.name}"]}
-        for container in self.client.containers.list(all=True, filters=query):
-            container.remove(force=True)
-        for network in self.client.networks.list(filters=query):
-            network.remove()
-        for volume in self.client.volumes.list(filters=query):
-            volume.remove(force=True)
+        """Remove what carries this project's label (and only that), and the API image it
+        built from a scratch copy of the repo (the repo's own image stays: it is a cache)."""
+        remove_project(self.client, self.name)
+        if self.project_dir != REPO_ROOT:
+            from devstack.build import image_tag
+            from devstack.settings import load_settings
+            from devstack.spec import build_stack
+
+            settings = load_settings(self.project_dir, self.env_file, environ={})
+            build = build_stack(settings).service("api").build
+            if build:
+                with contextlib.suppress(docker.errors.APIError):
+                    self.client.api.remove_image(image_tag(build), noprune=True)
+
+
+def remove_project(client: docker.DockerClient, name: str) -> None:
+    query = {"label": [f"devstack.project={name}"]}
+    for container in client.containers.list(all=True, filters=query):
+        container.remove(force=True)
+    for network in client.networks.list(filters=query):
+        network.remove()
+    for volume in client.volumes.list(filters=query):
+        volume.remove(force=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def leftovers_of_earlier_runs(docker_client: docker.DockerClient) -> None:
+    """A killed run (a session ends, CI starts) leaves its test projects behind: remove them.
+    Only projects named with the test prefix are touched."""
+    query = {"label": ["devstack.project"]}
+    names = {
+        c.labels["devstack.project"] for c in docker_client.containers.list(all=True, filters=query)
+    }
+    names |= {
+        n.attrs["Labels"]["devstack.project"] for n in docker_client.networks.list(filters=query)
+    }
+    names |= {
+        v.attrs["Labels"]["devstack.project"] for v in docker_client.volumes.list(filters=query)
+    }
+    for name in sorted(n for n in names if n.startswith(TEST_PREFIX)):
+        remove_project(docker_client, name)
 
 
 def new_project(
     base: Path, client: docker.DockerClient, project_dir: Path = REPO_ROOT, **settings: str
 ) -> Project:
-    name = f"dstest-{secrets.token_hex(4)}"
+    name = f"{TEST_PREFIX}{secrets.token_hex(4)}"
     values = {
         "DEVSTACK_PROJECT": name,
         "DEVSTACK_POSTGRES_PORT": str(free_port()),
