@@ -23,6 +23,7 @@ from devstack.engine import Engine, LogStream
 from devstack.errors import ConfigError, DevstackError
 from devstack.observed import Observed
 from devstack.spec import Stack
+from devstack.ui import make_console
 
 COLOURS = ("cyan", "yellow", "green", "magenta", "blue", "bright_red")
 POLL = 0.2  # seconds between checks for a stopped container to run again
@@ -66,7 +67,10 @@ def split_stamp(line: str) -> tuple[int | None, str]:
 
 
 class Printer:
-    """Prefixed, thread-safe lines: log lines to stdout, notes about containers to stderr."""
+    """Prefixed, thread-safe lines: log lines to stdout, notes about containers to stderr.
+
+    Prefixes are rendered once (colour codes only on a terminal without NO_COLOR); log text is
+    written as is, which keeps a large `logs` fast."""
 
     def __init__(self, console: Console, notes: Console, names: list[str], stack: Stack):
         width = max(len(n) for n in names)
@@ -75,28 +79,50 @@ class Printer:
             n: Text(f"{n:<{width}}  | ", style=COLOURS[order.index(n) % len(COLOURS)])
             for n in names
         }
+        self.rendered = {n: _render(console, prefix) for n, prefix in self.prefix.items()}
         self.console, self.notes = console, notes
+        self.note_style = "" if notes.no_color else "dim"
         self.lock = threading.Lock()
         self.on_broken_pipe: Callable[[], None] = lambda: None
         self.broken = False
+        self.flush = True  # after every line (following); else once, at the end
 
     def line(self, service: str, text: str) -> None:
-        self._print(self.console, Text.assemble(self.prefix[service], text.rstrip("\r")))
+        with self.lock:
+            if not self.broken:
+                self._guard(self._write, self.rendered[service] + text.rstrip("\r") + "\n")
 
     def note(self, service: str, text: str) -> None:
-        self._print(self.notes, Text.assemble(self.prefix[service], Text(text, style="dim")))
-
-    def _print(self, console: Console, text: Text) -> None:
+        line = Text.assemble(self.prefix[service], Text(text, style=self.note_style))
         with self.lock:
-            if self.broken:
-                return
-            try:
-                console.print(text, markup=False, highlight=False, soft_wrap=True)
-            except BrokenPipeError:  # `logs | head`: the reader is gone; so is our output
-                self.broken = True
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-                self.on_broken_pipe()
+            if not self.broken:
+                self._guard(self.notes.print, line, soft_wrap=True)
+
+    def done(self) -> None:
+        with self.lock:
+            if not self.broken:
+                self._guard(self.console.file.flush)
+
+    def _write(self, line: str) -> None:
+        self.console.file.write(line)
+        if self.flush:
+            self.console.file.flush()
+
+    def _guard(self, action: Callable[..., object], *args: object, **kwargs: object) -> None:
+        try:
+            action(*args, **kwargs)
+        except BrokenPipeError:  # `logs | head`: the reader is gone; so is our output
+            self.broken = True
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            self.on_broken_pipe()
+
+
+def _render(console: Console, text: Text) -> str:
+    """`text` as `console` would write it (with colour codes only where it uses colour)."""
+    with console.capture() as captured:
+        console.print(text, end="", soft_wrap=True)
+    return captured.get()
 
 
 def show_logs(
@@ -114,7 +140,7 @@ def show_logs(
         raise ConfigError(f"--tail must be 0 or more (got {tail})")
     since_at = parse_since(since) if since else None
     names = [s.name for s in stack.services if not services or s.name in services]
-    notes = Console(stderr=True, no_color=console.no_color, highlight=False)
+    notes = make_console(stderr=True)
     printer = Printer(console, notes, names, stack)
     present = [n for n in names if n in observed.containers]
     for name in names:
@@ -146,8 +172,10 @@ def _print_merged(
             stamp = stamp if parsed is None else parsed  # unstamped: keep after its predecessor
             entries.append((stamp, rank, seq, name, text))
     entries.sort(key=lambda e: e[:3])
+    printer.flush = False
     for _, _, _, name, text in entries:
         printer.line(name, text)
+    printer.done()
 
 
 class Follower:
