@@ -83,7 +83,13 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
     "down-volumes": ("5b. down --volumes", "up", "clean"),
     "up-fresh-1s": ("1b. up from nothing, compose health interval 1s", "clean", "clean"),
     "floor": ("readiness floor (docker-py, 20 ms polling)", "", ""),
+    # Informational floors: the same with existing volumes (scenario 2's floor), and with the
+    # API started together with its dependencies instead of after them (its /health answers
+    # 200 only once Postgres and Redis answer, so this is still real readiness).
+    "floor-volumes": ("readiness floor, existing volumes", "", ""),
+    "floor-parallel": ("readiness floor, API started with its dependencies", "", ""),
 }
+FLOORS = ("floor", "floor-volumes", "floor-parallel")
 ORDER = list(SCENARIOS)
 TABLE_ORDER = [
     "up-fresh",
@@ -385,15 +391,18 @@ def measure_floor(
     settings: dict[str, str],
     api_image: str,
     service_dir: Path,
+    create_volumes: bool = True,
+    api_with_dependencies: bool = False,
 ) -> dict[str, float]:
-    """Start the stack directly (fresh volumes) and time each service's first real answer."""
+    """Start the stack directly and time each service's first real answer (seconds from the
+    first docker-py call). The API starts once Postgres and Redis answer, or with them."""
     label = {BENCH_LABEL: project}
     user, password, database = "devstack", "devstack-example-password", "devstack"
     network = f"{project}_net"
     deadline = time.perf_counter() + 180
     start = time.perf_counter()
     api.create_network(network, driver="bridge", labels=label)
-    for volume in ("pgdata", "redisdata"):
+    for volume in ("pgdata", "redisdata") if create_volumes else ():
         api.create_volume(f"{project}_{volume}", labels=label)
 
     def create(
@@ -496,21 +505,28 @@ def measure_floor(
         ],
         healthcheck=_healthcheck(["CMD", "curl", "-fsS", "http://localhost:8000/health"], settings),
     )
+    if not api_with_dependencies:
+        postgres.join()
+        redis.join()
+        if errors:
+            raise errors[0]
+    api_started = time.perf_counter()
+    api.start(api_container)
+    times["api_start_call"] = api_started - start
+    times["api"] = _poll(_http_check(ports[2]), deadline) - start
     postgres.join()
     redis.join()
     pg_check.close()
     if errors:
         raise errors[0]
-    api_started = time.perf_counter()
-    api.start(api_container)
-    times["api_start_call"] = api_started - start
-    times["api"] = _poll(_http_check(ports[2]), deadline) - start
     times["api_after_start"] = times["api"] - times["api_start_call"]
     times["floor"] = times["api"]
     return times
 
 
-def remove_labelled(client: docker.DockerClient, label: str, value: str) -> None:
+def remove_labelled(
+    client: docker.DockerClient, label: str, value: str, volumes: bool = True
+) -> None:
     """Remove containers, networks and volumes carrying `label=value` (and nothing else)."""
     query = {"label": [f"{label}={value}"]}
     for container in client.containers.list(all=True, filters=query):
@@ -519,7 +535,7 @@ def remove_labelled(client: docker.DockerClient, label: str, value: str) -> None
     for network in client.networks.list(filters=query):
         with contextlib.suppress(docker.errors.NotFound):
             network.remove()
-    for volume in client.volumes.list(filters=query):
+    for volume in client.volumes.list(filters=query) if volumes else []:
         with contextlib.suppress(docker.errors.NotFound):
             volume.remove(force=True)
 
@@ -535,7 +551,7 @@ class Bench:
     work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="devstack-bench.")))
     samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     profiles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    floors: list[dict[str, float]] = field(default_factory=list)
+    floors: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     made_images: set[str] = field(default_factory=set)
     made_image_ids: set[str] = field(default_factory=set)  # compose builds a later one untags
@@ -618,7 +634,7 @@ class Bench:
     # -- measuring --------------------------------------------------------------------------
     def run_tool(self, tool: Tool, index: int) -> None:
         for scenario in self.scenarios:
-            if scenario == "floor" or (scenario == "up-fresh-1s" and tool.name != "compose"):
+            if scenario in FLOORS or (scenario == "up-fresh-1s" and tool.name != "compose"):
                 continue
             _, before, after = SCENARIOS[scenario]
             tool.ensure(before)
@@ -647,26 +663,40 @@ class Bench:
         tool.ensure("clean")
 
     def run_floor(self, index: int) -> None:
+        """The selected floors, each from nothing but floor-volumes (after the fresh floor)."""
         project = f"bench-floor-{self.run_id}"
-        tree = self.tool_objs["devstack"].tree
+        wanted = [f for f in FLOORS if f in self.scenarios]
+        if "floor-volumes" in wanted and "floor" not in wanted:
+            wanted.insert(0, "floor")  # initializes the volumes; not recorded
+            record_fresh = False
+        else:
+            record_fresh = True
+        service_dir = self.tool_objs["devstack"].tree / "service"
         try:
-            times = measure_floor(
-                self.client.api,
-                project,
-                self.floor_ports,
-                self.settings,
-                self.reference_image,
-                tree / "service",
-            )
+            for variant in wanted:
+                times = measure_floor(
+                    self.client.api,
+                    project,
+                    self.floor_ports,
+                    self.settings,
+                    self.reference_image,
+                    service_dir,
+                    create_volumes=variant != "floor-volumes",
+                    api_with_dependencies=variant == "floor-parallel",
+                )
+                keep = variant == "floor" and "floor-volumes" in wanted
+                remove_labelled(self.client, BENCH_LABEL, project, volumes=not keep)
+                if variant == "floor" and not record_fresh:
+                    continue
+                times = {k: round(v, 4) for k, v in times.items()}
+                self.floors.setdefault(variant, []).append(times)
+                self.record(variant, "floor", times["floor"])
+                log(
+                    f"run {index}/{self.runs} {variant:<15} postgres {times['postgres']:.3f}s"
+                    f"  redis {times['redis']:.3f}s  api {times['api']:.3f}s"
+                )
         finally:
             remove_labelled(self.client, BENCH_LABEL, project)
-        times = {k: round(v, 4) for k, v in times.items()}
-        self.floors.append(times)
-        self.record("floor", "floor", times["floor"])
-        log(
-            f"run {index}/{self.runs} floor    postgres {times['postgres']:.3f}s  "
-            f"redis {times['redis']:.3f}s  api {times['api']:.3f}s"
-        )
 
     def run(self) -> None:
         self.setup()
@@ -676,7 +706,7 @@ class Bench:
             order = self.tools if index % 2 else list(reversed(self.tools))
             for name in order:
                 self.run_tool(self.tool_objs[name], index)
-            if "floor" in self.scenarios:
+            if any(f in self.scenarios for f in FLOORS):
                 self.run_floor(index)
 
     # -- cleanup ----------------------------------------------------------------------------
@@ -709,7 +739,8 @@ def table(bench: Bench) -> str:
         scenario: {tool: summary(v) for tool, v in by_tool.items() if v}
         for scenario, by_tool in bench.samples.items()
     }
-    floor = stats.get("floor", {}).get("floor")
+    floors = {f: stats.get(f, {}).get("floor") for f in FLOORS}
+    floor_of = {"up-fresh": "floor", "up-fresh-1s": "floor", "up-volumes": "floor-volumes"}
     lines = [
         f"{'scenario':<48} {'devstack med/min/max (s)':>23}   {'compose med/min/max (s)':>23}"
         f"   {'ds/compose':>10}   {'floor med (s)':>13}",
@@ -723,13 +754,14 @@ def table(bench: Bench) -> str:
         if scenario == "up-fresh-1s":
             ds = stats.get("up-fresh", {}).get("devstack")  # devstack at seed settings
         ratio = f"{ds['median'] / cp['median']:10.2f}" if ds and cp else f"{'-':>10}"
-        floor_text = f"{floor['median']:13.3f}" if floor and scenario.startswith("up-fresh") else ""
+        floor = floors.get(floor_of.get(scenario, ""))
+        floor_text = f"{floor['median']:13.3f}" if floor else ""
         lines.append(f"{SCENARIOS[scenario][0]:<48} {fmt(ds)}   {fmt(cp)}   {ratio}   {floor_text}")
-    if bench.floors:
+    for variant, runs in bench.floors.items():
         lines.append("")
-        lines.append("readiness floor (s from the first docker-py call; median/min/max):")
+        lines.append(f"{SCENARIOS[variant][0]}, s from the first docker-py call (med/min/max):")
         for key in ("postgres", "redis", "api_start_call", "api_after_start", "api"):
-            values = [f[key] for f in bench.floors if key in f]
+            values = [f[key] for f in runs if key in f]
             if values:
                 lines.append(f"  {key:<16} {fmt(summary(values))}")
     return "\n".join(lines)
