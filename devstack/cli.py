@@ -96,8 +96,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PASSTHROUGH = {"exec", "psql", "redis-cli", "shell"}  # their arguments belong to the command run
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Parse; for exec and the shortcuts, everything after the command word (and SERVICE)
+    is passed through untouched, options included (`psql -c 'SELECT 1'`)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command not in PASSTHROUGH:
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return args
+    rest = argv[_command_index(argv, args.command) + 1 :]
+    if args.command == "exec":
+        rest = rest[1:]  # SERVICE
+    args.argv = rest[1:] if rest[:1] == ["--"] else rest
+    return args
+
+
+def _command_index(argv: list[str], command: str) -> int:
+    """Where the command word stands (not an option's value that happens to equal it)."""
+    skip = False
+    for index, word in enumerate(argv):
+        if not skip and word == command:
+            return index
+        skip = word in {"--project-dir", "--env-file"}
+    return len(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     from devstack.errors import DevstackError
     from devstack.ui import make_console, print_error
 
@@ -297,7 +326,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     from devstack.spec import API, POSTGRES, REDIS
 
     settings, stack = _load(args)
-    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    argv = args.argv
     if args.command == "psql":
         service = POSTGRES
         argv = ["psql", "-U", settings.postgres_user, "-d", settings.postgres_db, *argv]

@@ -29,7 +29,7 @@ INHERITED = (
     "DEVSTACK_CA_BUNDLE",
 )
 OWN_PREFIXES = ("DEVSTACK_", "POSTGRES_", "AI_AGENTS_")
-TEST_PREFIX = "dstest-"  # every test project's name starts with this
+TEST_PREFIX = "dstest-"  # every test project is named dstest-<pid of its pytest>-<random>
 
 
 def inherited_settings() -> dict[str, str]:
@@ -154,7 +154,7 @@ def remove_project(client: docker.DockerClient, name: str) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def leftovers_of_earlier_runs(docker_client: docker.DockerClient) -> None:
     """A killed run (a session ends, CI starts) leaves its test projects behind: remove them.
-    Only projects named with the test prefix are touched."""
+    Only test projects whose pytest process is gone are touched (not a concurrent run's)."""
     query = {"label": ["devstack.project"]}
     names = {
         c.labels["devstack.project"] for c in docker_client.containers.list(all=True, filters=query)
@@ -166,13 +166,15 @@ def leftovers_of_earlier_runs(docker_client: docker.DockerClient) -> None:
         v.attrs["Labels"]["devstack.project"] for v in docker_client.volumes.list(filters=query)
     }
     for name in sorted(n for n in names if n.startswith(TEST_PREFIX)):
-        remove_project(docker_client, name)
+        pid = name.removeprefix(TEST_PREFIX).partition("-")[0]
+        if not (pid.isdigit() and Path(f"/proc/{pid}").exists()):
+            remove_project(docker_client, name)
 
 
 def new_project(
     base: Path, client: docker.DockerClient, project_dir: Path = REPO_ROOT, **settings: str
 ) -> Project:
-    name = f"{TEST_PREFIX}{secrets.token_hex(4)}"
+    name = f"{TEST_PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
     values = {
         "DEVSTACK_PROJECT": name,
         "DEVSTACK_POSTGRES_PORT": str(free_port()),
