@@ -835,6 +835,17 @@ def tool_versions() -> dict[str, str]:
     }
 
 
+def git_dirty() -> bool:
+    """Whether devstack/ had uncommitted changes (others may edit it during a run)."""
+    done = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--", "devstack"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return bool(done.stdout.strip())
+
+
 def compose_available() -> bool:
     try:
         done = subprocess.run(
@@ -899,6 +910,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
     log(f"run id {bench.run_id}; tools {tools}; scenarios {args.scenarios}; runs {args.runs}")
     started = time.perf_counter()
+    versions = tool_versions()  # the devstack commit measured is the one at the start
     interrupted = False
     with load_watch() as machine:
         try:
@@ -922,7 +934,13 @@ def main(argv: list[str] | None = None) -> int:
                 "scenarios": args.scenarios,
                 "interrupted": interrupted,
                 "duration_s": round(time.perf_counter() - started, 1),
-                "host": {"platform": platform.platform(), **machine, **tool_versions()},
+                "host": {
+                    "platform": platform.platform(),
+                    **machine,
+                    **versions,
+                    "git_commit_end": tool_versions()["git_commit"],
+                    "devstack_dirty": git_dirty(),
+                },
                 "images": {**bench.settings, "api_reference": bench.reference_image},
                 "projects": {t.name: t.project for t in bench.tool_objs.values()},
                 "samples": bench.samples,
