@@ -717,6 +717,8 @@ class Bench:
                     tool.ensure("clean")
             label = "devstack.project" if tool.name == "devstack" else "com.docker.compose.project"
             remove_labelled(self.client, label, tool.project)
+            # devstack's per-project lock file (it keeps them; ours are done with)
+            (Path(tempfile.gettempdir()) / f"devstack-{tool.project}.lock").unlink(missing_ok=True)
         remove_labelled(self.client, BENCH_LABEL, f"bench-floor-{self.run_id}")
         for image in sorted(self.made_images - self.preexisting_images):
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
