@@ -193,7 +193,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         console.print(f"no {settings.env_file}: using the documented defaults (.env.example)")
     engine = _connect()
     with project_lock(stack.project, "up"):
-        observed = engine.snapshot(stack.project)
+        observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
         plan = plan_up(stack, observed, args.services)
         if args.plan:
             console.print(str(plan), markup=False, highlight=False)
@@ -210,7 +210,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     slowest = max(result.ready_after.values(), default=0.0)
     if plan.changes:
         console.print(f"[green]healthy[/] in {slowest:.1f}s · project {stack.project}")
-        observed = engine.snapshot(stack.project, images=False)
+        observed = engine.snapshot(stack.project)
     else:
         console.print(f"[green]up to date[/]: nothing to change · project {stack.project}")
     probed = frozenset(result.ready_after)
@@ -247,7 +247,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from devstack.status import rows_as_json, status_rows
 
     _, stack = _load(args)
-    observed = _connect().snapshot(stack.project, images=False)
+    observed = _connect().snapshot(stack.project)
     rows = status_rows(stack, observed)
     if args.json:
         print(json.dumps(rows_as_json(stack.project, rows), indent=2))
@@ -271,7 +271,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     console = make_console()
     engine = _connect()
     with project_lock(stack.project, "down"):
-        observed = engine.snapshot(stack.project, images=False)
+        observed = engine.snapshot(stack.project)
         plan = plan_down(stack, observed, args.volumes, args.services)
         if not plan.changes:
             console.print(f"nothing to remove for project {stack.project}")
@@ -292,7 +292,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
     console = make_console()
     engine = _connect()
     with project_lock(stack.project, "restart"):
-        observed = engine.snapshot(stack.project, images=False)
+        observed = engine.snapshot(stack.project)
         executor_ = Executor(engine, stack, observed, plain_reporter(console))
         executor_.restart(
             args.services or [s.name for s in stack.services], args.timeout or settings.timeout
@@ -306,7 +306,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
     _, stack = _load(args)
     engine = _connect()
-    observed = engine.snapshot(stack.project, images=False)
+    observed = engine.snapshot(stack.project)
     return show_logs(
         engine,
         stack,
@@ -341,7 +341,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if service not in {s.name for s in stack.services}:
         raise ConfigError(f"unknown service {service!r}")
     engine = _connect()
-    container = engine.snapshot(stack.project, images=False).containers.get(service)
+    container = engine.snapshot(stack.project).containers.get(service)
     if container is None or not container.running:
         from devstack.errors import ServiceFailed
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,8 +78,9 @@ class Engine:
             self.api = docker.APIClient(version="auto", timeout=120, **kwargs_from_env())
 
     # --- reading ---------------------------------------------------------------------------
-    def snapshot(self, project: str, images: bool = True) -> Observed:
-        """Everything of `project`, in one pass of sparse listings (no per-container inspect)."""
+    def snapshot(self, project: str, images: Iterable[str] = ()) -> Observed:
+        """Everything of `project`, in one pass of sparse listings (no per-container inspect),
+        plus the ids of the `images` references that exist locally."""
         try:
             return self._snapshot(project, images)
         except DockerApiError as exc:
@@ -88,14 +89,22 @@ class Engine:
             self._negotiated()
             return self._snapshot(project, images)
 
-    def _snapshot(self, project: str, images: bool) -> Observed:
+    def _snapshot(self, project: str, images: Iterable[str]) -> Observed:
         query = labels.project_filter(project)
         with docker_errors("list resources"):
             containers = self.api.containers(all=True, filters=query)
             networks = self.api.networks(filters=query)
             volumes = self.api.volumes(filters=query).get("Volumes") or []
-            image_rows = self.api.images() if images else []
+            image_rows = [row for ref in images if (row := self._image(ref))]
         return parse_snapshot(project, containers, networks, volumes, image_rows)
+
+    def _image(self, reference: str) -> dict[str, Any] | None:
+        """`{"Id", "RepoTags": [reference]}` for a local image, None when absent."""
+        try:
+            image = self.api.inspect_image(reference)
+        except docker.errors.ImageNotFound:
+            return None
+        return {"Id": image["Id"], "RepoTags": [reference]}
 
     def state(self, container: str) -> ContainerState:
         with docker_errors("inspect a container"):

@@ -86,7 +86,7 @@ def wait_ready(
 
     retrying = Retrying(
         retry=retry_if_exception_type(ProbeFailed),
-        wait=wait_exponential(multiplier=0.02, min=0.02, max=0.25),
+        wait=wait_exponential(multiplier=0.02, min=0.02, max=0.1),
         stop=out_of_time,
         sleep=sleep,
         reraise=True,

@@ -103,6 +103,19 @@ if [ "$1" = postgres ]; then
         fi
         printf '\nhost all all all %s\n' "$auth" >>"$PGDATA/pg_hba.conf"
 
+        init_scripts=(/docker-entrypoint-initdb.d/*)
+        if [ ! -e "${init_scripts[0]}" ]; then
+            # No init scripts: create the database in single-user mode. Nothing listens at
+            # all until the real server starts, and first start is ~0.4 s faster than with
+            # a temporary server.
+            if [ "$POSTGRES_DB" != postgres ]; then
+                printf 'CREATE DATABASE "%s"\n' "${POSTGRES_DB//\"/\"\"}" \
+                    | postgres --single -D "$PGDATA" postgres >/dev/null
+            fi
+            log "initialization complete; database \"$POSTGRES_DB\" is ready for start up"
+            exec "$@"
+        fi
+
         # Temporary server: unix socket only (listen_addresses=''), so that no TCP client can
         # reach the cluster before the database exists and the init scripts have run.
         export PGPASSWORD="${PGPASSWORD:-$POSTGRES_PASSWORD}"
