@@ -97,13 +97,22 @@ def live_reporter(console: Console, subjects: list[str]) -> Iterator[Reporter]:
 
 
 def status_table(project: str, rows: list[StatusRow]) -> Table:
-    table = Table(title=f"devstack · {project}", title_justify="left")
+    notes = [f"* {row.service}: {row.drift}" for row in rows if row.drift]
+    if notes:
+        notes.append("(`up` applies the current .env; `down` removes orphans)")
+    table = Table(
+        title=f"devstack · {project}",
+        title_justify="left",
+        caption="\n".join(notes) or None,
+        caption_justify="left",
+        caption_style="yellow",
+    )
     for column in ("service", "container", "state", "health", "ports", "image", "uptime"):
         table.add_column(column, overflow="fold", min_width=6)
     for row in rows:
         state = Text(row.state, style=STATE_STYLE.get(row.state, "yellow"))
         if row.drift:
-            state.append(f"\n{row.drift}", style="yellow")
+            state.append(" *", style="yellow")
         table.add_row(
             row.service,
             row.container or "-",
