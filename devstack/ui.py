@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
@@ -62,6 +61,8 @@ def plain_reporter(console: Console) -> Reporter:
 @contextmanager
 def live_reporter(console: Console, subjects: list[str]) -> Iterator[Reporter]:
     """One live line per subject: phase, detail and elapsed seconds."""
+    from rich.live import Live
+
     start = time.monotonic()
     lines: dict[str, tuple[str, str, float]] = {s: ("pending", "", start) for s in subjects}
     lock = threading.Lock()

@@ -134,8 +134,11 @@ ensure_python() {
         die "$PYTHON has no pip. Use a virtual environment:
     python3 -m venv .venv && . .venv/bin/activate && bash scripts/bootstrap.sh"
     fi
+    # compat mode: a plain path entry in a .pth file, not an import hook that every Python
+    # start (every devstack command) would pay ~15 ms to load
     say "python: pip install -e '.[test]' into $exe"
-    if ! PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install -q --disable-pip-version-check -e '.[test]'; then
+    if ! PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install -q --disable-pip-version-check \
+        --config-settings editable_mode=compat -e '.[test]'; then
         die "pip install failed. On a system Python (\"externally-managed-environment\") use a venv:
     python3 -m venv .venv && . .venv/bin/activate && bash scripts/bootstrap.sh"
     fi
