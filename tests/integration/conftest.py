@@ -94,6 +94,16 @@ class Project:
         self.values.update(changes)
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.values.items()))
 
+    def command(
+        self, *args: str, env_extra: dict[str, str] | None = None
+    ) -> tuple[list[str], dict[str, str]]:
+        """`python -m devstack ARGS` for this project, and an environment free of the
+        developer's own devstack settings: for `run` and for tests that need a Popen."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_PREFIXES)}
+        env.update(NO_COLOR="1", COLUMNS="200", **(env_extra or {}))
+        command = [sys.executable, "-m", "devstack", "--project-dir", str(self.project_dir)]
+        return [*command, "--env-file", str(self.env_file), *args], env
+
     def run(
         self,
         *args: str,
@@ -102,10 +112,7 @@ class Project:
         env_extra: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """`python -m devstack ARGS` for this project; output captured as text."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_PREFIXES)}
-        env.update(NO_COLOR="1", COLUMNS="200", **(env_extra or {}))
-        command = [sys.executable, "-m", "devstack", "--project-dir", str(self.project_dir)]
-        command += ["--env-file", str(self.env_file), *args]
+        command, env = self.command(*args, env_extra=env_extra)
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(

@@ -4,7 +4,6 @@ and hot reload of the bind-mounted service code (with its latency)."""
 
 from __future__ import annotations
 
-import os
 import queue
 import re
 import secrets
@@ -12,7 +11,6 @@ import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +21,7 @@ import httpx
 
 from devstack.logs import split_stamp
 
-from .conftest import OWN_PREFIXES, REPO_ROOT, Project, poll
+from .conftest import REPO_ROOT, Project, poll
 
 PREFIX = re.compile(r"^(postgres|redis|api) +\| ")
 DOCKER_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z ")
@@ -31,11 +29,7 @@ HOT_RELOAD_DEADLINE = 1.5  # seconds from saving a file to the API serving the c
 
 
 def cli(project: Project, *args: str) -> tuple[list[str], dict[str, str]]:
-    """The command line and environment that Project.run uses, for Popen and stdin input."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_PREFIXES)}
-    env.update(NO_COLOR="1", COLUMNS="200")
-    command = [sys.executable, "-m", "devstack", "--project-dir", str(project.project_dir)]
-    return [*command, "--env-file", str(project.env_file), *args], env
+    return project.command(*args)
 
 
 class Lines:

@@ -223,24 +223,9 @@ def test_health_never_passing_reports_at_timeout(project: Project) -> None:
 
 def _interrupt_when(project: Project, marker: str, *args: str) -> subprocess.CompletedProcess[str]:
     """Start `up`, send SIGINT once `marker` appears in its output, return the result."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEVSTACK_", "POSTGRES_"))}
+    command, env = project.command("up", "--quiet", *args)
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "devstack",
-            "--project-dir",
-            str(project.project_dir),
-            "--env-file",
-            str(project.env_file),
-            "up",
-            "--quiet",
-            *args,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     assert process.stdout is not None
     seen = []
@@ -285,23 +270,9 @@ def test_ctrl_c_during_health_wait_then_up_converges(project: Project) -> None:
 
 
 def test_two_ups_at_once_one_refuses(project: Project) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEVSTACK_", "POSTGRES_"))}
+    command, env = project.command("up", "--quiet")
     first = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "devstack",
-            "--project-dir",
-            str(project.project_dir),
-            "--env-file",
-            str(project.env_file),
-            "up",
-            "--quiet",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     assert first.stdout is not None
     first.stdout.readline()  # it holds the lock once it prints its first line
