@@ -204,14 +204,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             console.print(str(plan), markup=False, highlight=False)
             return EXIT_OK
         check_ports(engine, stack, plan, observed)
-        executor_ = Executor(engine, stack, observed, plain_reporter(console))
-        services = [op.service for op in plan.of_kind("container")]
         if plain_wanted(args.quiet):
-            result = executor_.up(plan, timeout)
+            result = Executor(engine, stack, observed, plain_reporter(console)).up(plan, timeout)
         else:
+            services = [op.service for op in plan.of_kind("container")]
             with live_reporter(console, services) as report:
-                executor_.report = report
-                result = executor_.up(plan, timeout)
+                result = Executor(engine, stack, observed, report).up(plan, timeout)
     slowest = max(result.ready_after.values(), default=0.0)
     if plan.changes:
         console.print(f"[green]healthy[/] in {slowest:.1f}s · project {stack.project}")
