@@ -165,5 +165,6 @@ def _config_error(
         where = str(env_path) if key else f"{env_path} (settings)"
     subject = f"{key} in {where}" if key else where
     secret = "PASSWORD" in key
-    got = f" (got {error['input']!r})" if key and "input" in error and not secret else ""
+    shown = key and "input" in error and not secret and repr(error["input"]) not in message
+    got = f" (got {error['input']!r})" if shown else ""
     return ConfigError(f"{subject}: {message}{got}", hint=f"edit {env_path}; see .env.example")
