@@ -57,8 +57,11 @@ apt_install() { # packages...
 docker_answers() { docker info >/dev/null 2>&1; }
 dockerd_running() { # without pgrep (procps may be absent): scan /proc
     local comm
-    for comm in /proc/[0-9]*/comm; do
-        [ "$(cat "$comm" 2>/dev/null)" = dockerd ] && return 0
+    # a dockerd that is dying (killed, not yet reaped: state Z) does not count
+    local stat pid comm state rest
+    for stat in /proc/[0-9]*/stat; do
+        read -r pid comm state rest <"$stat" 2>/dev/null || continue
+        [ "$comm" = "(dockerd)" ] && [ "$state" != Z ] && return 0
     done
     return 1
 }
@@ -104,8 +107,13 @@ and make sure your user may use it (sudo usermod -aG docker \"\$USER\", then log
         start_dockerd
     fi
 
-    local deadline=$((SECONDS + DOCKER_DEADLINE))
+    local deadline=$((SECONDS + DOCKER_DEADLINE)) restarted=0
     until docker_answers; do
+        if [ "$restarted" = 0 ] && ! dockerd_running; then
+            # the dockerd we waited for went away (it was being killed): start a new one
+            restarted=1
+            start_dockerd
+        fi
         if [ "$SECONDS" -ge "$deadline" ]; then
             echo "----- last lines of $DOCKERD_LOG -----" >&2
             tail -n 25 "$DOCKERD_LOG" >&2 2>/dev/null || :
