@@ -39,6 +39,17 @@ EXAMPLES = {
 }
 
 
+def seconds(text: str) -> float:
+    """An argparse type: a number of seconds greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 (got {text})")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m devstack",
@@ -62,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = command("up", "build, create and start the stack, and wait until it is healthy")
     up.add_argument("services", nargs="*", metavar="SERVICE", help="only these (and their deps)")
-    up.add_argument("--timeout", type=float, help="seconds to wait for health (default 120)")
+    up.add_argument("--timeout", type=seconds, help="seconds to wait for health (default 120)")
     up.add_argument("--plan", action="store_true", help="print what would change, change nothing")
     up.add_argument("--quiet", action="store_true", help="plain lines, no live display")
 
@@ -76,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     restart = command("restart", "restart services (default: all) and wait until they are ready")
     restart.add_argument("services", nargs="*", metavar="SERVICE")
-    restart.add_argument("--timeout", type=float, help="seconds to wait for health (default 120)")
+    restart.add_argument("--timeout", type=seconds, help="seconds to wait for health (default 120)")
 
     logs = command("logs", "show the services' logs, interleaved with a service prefix")
     logs.add_argument("services", nargs="*", metavar="SERVICE", help="only these")
@@ -183,15 +194,12 @@ def _connect() -> Engine:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from devstack.errors import ConfigError
     from devstack.executor import Executor, check_ports
     from devstack.lock import project_lock
     from devstack.plan import plan_up
     from devstack.ui import live_reporter, make_console, plain_reporter, plain_wanted
 
     settings, stack = _load(args)
-    if args.timeout is not None and args.timeout <= 0:
-        raise ConfigError(f"--timeout must be more than 0 (got {args.timeout:g})")
     timeout = args.timeout or settings.timeout
     console = make_console()
     if not settings.env_file.exists():

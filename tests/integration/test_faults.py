@@ -87,7 +87,7 @@ def test_malformed_env_line_names_file_and_line(project: Project) -> None:
 def test_usage_errors_exit_2(project: Project, args: tuple[str, ...]) -> None:
     result = project.run(*args, check=False)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "usage:" in result.stderr or "--timeout must be more than 0" in result.stderr
+    assert "usage:" in result.stderr
     assert project.resources() == NOTHING
 
 
