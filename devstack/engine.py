@@ -147,13 +147,11 @@ class Engine:
     def is_running(self, container: str) -> bool:
         """Whether a container by this name or id exists and runs."""
         try:
-            with docker_errors("inspect a container"):
-                state = self.api.inspect_container(container)["State"]
+            return self.state(container).status == "running"
         except DockerApiError as exc:
             if "No such container" in exc.message:
                 return False
             raise
-        return bool(state.get("Running"))
 
     def exec_create(
         self,
