@@ -23,6 +23,8 @@ from devstack.spec import API_IMAGE_REPO, Build
 CA_BUNDLE_PATH = "certs/devstack-ca-bundle.pem"
 RECIPE = "1"  # bump when the way images are built changes
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
+# The legacy builder's own lines (layer ids, cleanup): kept for errors, not shown as progress.
+_BOOKKEEPING = (" ---> ", "---> ", "Removing intermediate container", "Successfully ")
 
 
 def _context_files(build: Build) -> list[str]:
@@ -75,10 +77,13 @@ def _context_tar(build: Build) -> io.BytesIO:
     return buffer
 
 
-def build_image(engine: Engine, build: Build, tag: str, on_step: Callable[[str], None]) -> None:
-    """Build `tag`, reporting each Dockerfile step; BuildFailed carries the last output lines."""
+def build_image(
+    engine: Engine, build: Build, tag: str, on_output: Callable[[str], None]
+) -> None:
+    """Build `tag`, reporting every output line as it comes, prefixed by its step ("8/19 …");
+    BuildFailed names the failing step and carries the last output lines."""
     last_lines: deque[str] = deque(maxlen=25)
-    step = "preparing the build context"
+    step, counter = "preparing the build context", ""
     with docker_errors("build the API image"):
         stream: Iterator[dict[str, object]] = engine.api.build(
             fileobj=_context_tar(build),
@@ -105,5 +110,8 @@ def build_image(engine: Engine, build: Build, tag: str, on_step: Callable[[str],
                 last_lines.append(line)
                 match = _STEP.match(line)
                 if match:
-                    step = f"step {match.group(1)}/{match.group(2)} ({match.group(3)[:80]})"
-                    on_step(step)
+                    counter = f"{match.group(1)}/{match.group(2)}"
+                    step = f"step {counter} ({match.group(3)[:80]})"
+                    on_output(f"{counter} {match.group(3)}")
+                elif not line.startswith(_BOOKKEEPING):
+                    on_output(f"{counter} {line.strip()}")
