@@ -323,3 +323,9 @@ def test_leftover_container_holding_the_name(
         stranger.remove(force=True)
     project.run("up", "--quiet")
     poll(lambda: project.container("api").status == "running", 10)
+
+
+def test_engine_refusing_our_api_version_is_renegotiated(project: Project) -> None:
+    """devstack pins API 1.41 to spare a round trip; an engine that refuses it still works."""
+    result = project.run("status", "--json", env_extra={"DOCKER_API_VERSION": "1.99"})
+    assert f'"project": "{project.name}"' in result.stdout
