@@ -77,9 +77,7 @@ def _context_tar(build: Build) -> io.BytesIO:
     return buffer
 
 
-def build_image(
-    engine: Engine, build: Build, tag: str, on_output: Callable[[str], None]
-) -> None:
+def build_image(engine: Engine, build: Build, tag: str, on_output: Callable[[str], None]) -> None:
     """Build `tag`, reporting every output line as it comes, prefixed by its step ("8/19 …");
     BuildFailed names the failing step and carries the last output lines."""
     last_lines: deque[str] = deque(maxlen=25)
