@@ -272,11 +272,12 @@ class Engine:
             self.api.stop(container, timeout=timeout)
 
     def remove_container(self, container: str) -> None:
-        """Stop gracefully (the image's stop signal), then remove; gone already is fine."""
+        """Stop gracefully (the image's stop signal), then remove with its anonymous volumes
+        (a recreated container would never see them again; named volumes are kept)."""
         try:
             with docker_errors("remove a container"):
                 self.api.stop(container, timeout=10)
-                self.api.remove_container(container, v=False)
+                self.api.remove_container(container, v=True)
         except DockerApiError as exc:
             if "No such container" not in exc.message:
                 raise

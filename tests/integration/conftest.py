@@ -151,7 +151,7 @@ class Project:
 def remove_project(client: docker.DockerClient, name: str) -> None:
     query = {"label": [f"devstack.project={name}"]}
     for container in client.containers.list(all=True, filters=query):
-        container.remove(force=True)
+        container.remove(force=True, v=True)  # with its anonymous volumes
     for network in client.networks.list(filters=query):
         network.remove()
     for volume in client.volumes.list(filters=query):

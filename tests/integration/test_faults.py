@@ -157,7 +157,7 @@ def test_port_taken_by_another_projects_container(
         )
         assert project.resources() == NOTHING
     finally:
-        other.remove(force=True)
+        other.remove(force=True, v=True)
 
 
 def test_build_failure_names_the_step(tmp_path: Path, make_project: Callable[..., Project]) -> None:
@@ -320,7 +320,7 @@ def test_leftover_container_holding_the_name(
         assert_clear_failure(result, 1, f"{project.name}-api exists but is not part of project")
         stranger.reload()
     finally:
-        stranger.remove(force=True)
+        stranger.remove(force=True, v=True)
     project.run("up", "--quiet")
     poll(lambda: project.container("api").status == "running", 10)
 

@@ -99,7 +99,7 @@ def test_other_projects_are_never_touched(
         volume.reload()
         assert decoy.status == "created"
     finally:
-        decoy.remove(force=True)
+        decoy.remove(force=True, v=True)
         volume.remove(force=True)
 
 
