@@ -149,7 +149,7 @@ class Engine:
         try:
             return self.state(container).status == "running"
         except DockerApiError as exc:
-            if "No such container" in exc.message:
+            if exc.status == DockerApiError.NOT_FOUND:
                 return False
             raise
 
@@ -279,7 +279,7 @@ class Engine:
                 self.api.stop(container, timeout=10)
                 self.api.remove_container(container, v=True)
         except DockerApiError as exc:
-            if "No such container" not in exc.message:
+            if exc.status != DockerApiError.NOT_FOUND:
                 raise
 
     def remove_network(self, name: str) -> None:

@@ -41,7 +41,13 @@ class DockerUnavailable(DevstackError):
 
 
 class DockerApiError(DevstackError):
-    """The Docker engine answered with an error."""
+    """The Docker engine answered with an error (`status`: its HTTP status, when known)."""
+
+    NOT_FOUND, CONFLICT = 404, 409
+
+    def __init__(self, message: str, *, status: int | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.status = status
 
 
 class ResourceConflict(DevstackError):
@@ -88,7 +94,9 @@ def docker_errors(action: str) -> Iterator[None]:
         explanation = exc.explanation or str(exc)
         if isinstance(explanation, bytes):
             explanation = explanation.decode(errors="replace")
-        raise DockerApiError(f"Docker refused to {action}: {explanation}") from exc
+        raise DockerApiError(
+            f"Docker refused to {action}: {explanation}", status=exc.status_code
+        ) from exc
     except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
         raise DockerUnavailable(
             f"cannot reach the Docker engine while trying to {action}", hint=DAEMON_HINT

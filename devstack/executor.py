@@ -42,8 +42,9 @@ class UpResult:
 def check_ports(engine: Engine, stack: Stack, plan: Plan, observed: Observed) -> None:
     """Before anything changes: every host port a container will take must be free."""
     ours = {p.host_port for c in observed.containers.values() if c.running for p in c.ports}
+    known = {s.name for s in stack.services}
     for op in plan.of_kind("container"):
-        if op.action is Action.KEEP or op.service not in {s.name for s in stack.services}:
+        if op.action is Action.KEEP or op.service not in known:
             continue
         for port in stack.service(op.service).ports:
             if port.host_port in ours or _port_free(port.host_ip, port.host_port):
@@ -83,6 +84,7 @@ class Executor:
         self.observed = observed
         self.report = report
         self.cancel = threading.Event()
+        self.known = {s.name for s in stack.services}
 
     # --- up --------------------------------------------------------------------------------
     def up(self, plan: Plan, timeout: float) -> UpResult:
@@ -95,7 +97,7 @@ class Executor:
                 self.engine.create_network(op.name, self.stack.project)
             elif op.kind == "volume":
                 self.engine.create_volume(op.name, self.stack.project)
-        ops = [op for op in plan.of_kind("container") if op.service in self._known]
+        ops = [op for op in plan.of_kind("container") if op.service in self.known]
         ready = {op.service: threading.Event() for op in ops}
         result = UpResult()
 
@@ -116,10 +118,6 @@ class Executor:
     def _drop_api_image(self, reference: str) -> None:
         if reference.startswith(API_IMAGE_REPO):
             self.engine.remove_image_tag(reference)
-
-    @property
-    def _known(self) -> set[str]:
-        return {s.name for s in self.stack.services}
 
     def _image(self, op: Operation) -> None:
         service = self.stack.service(op.service)
@@ -184,7 +182,7 @@ class Executor:
         try:
             return self.engine.create_container(self.stack, self.stack.service(op.service))
         except DockerApiError as exc:
-            if "Conflict" in exc.message or "already in use" in exc.message:
+            if exc.status == DockerApiError.CONFLICT:
                 raise ResourceConflict(
                     f"a container named {op.name} exists but is not part of project "
                     f"{self.stack.project}",
@@ -237,7 +235,7 @@ class Executor:
             [containers[n] for n in level if n in containers]
             for level in reversed(self.stack.levels())
         ]
-        orphans = [op for name, op in containers.items() if name not in self._known]
+        orphans = [op for name, op in containers.items() if name not in self.known]
         for level in [orphans, *known_levels]:
             self._run_parallel([(op, self._remove) for op in level])
         for op in plan.operations:

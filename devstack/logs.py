@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.text import Text
 
 from devstack.engine import Engine, LogStream
-from devstack.errors import ConfigError, DevstackError
+from devstack.errors import ConfigError, DevstackError, DockerApiError
 from devstack.observed import Observed
 from devstack.spec import Stack
 from devstack.ui import make_console
@@ -290,7 +290,7 @@ class Follower:
                 if self.stop.is_set():
                     return
                 waiting = True
-                if "No such container" in exc.message:
+                if isinstance(exc, DockerApiError) and exc.status == DockerApiError.NOT_FOUND:
                     continue  # removed just now (a recreate): wait for the new one
                 if not trouble:
                     self.printer.note(service, f"{exc.message}; retrying")

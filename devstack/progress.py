@@ -27,7 +27,3 @@ class Event:
 
 class Reporter(Protocol):
     def __call__(self, event: Event) -> None: ...
-
-
-def silent(event: Event) -> None:
-    """A reporter that shows nothing (for library use and tests)."""
