@@ -1,4 +1,4 @@
-"""The API image: hash its build inputs (Dockerfile + context after .dockerignore + build args
+"""Built images: hash their build inputs (Dockerfile + context after .dockerignore + build args
 + CA bundle), tag the image by that hash, and build only when no image has the tag.
 
 The CA bundle (DEVSTACK_CA_BUNDLE) is added to the context as certs/devstack-ca-bundle.pem,
@@ -10,15 +10,17 @@ import hashlib
 import io
 import re
 import tarfile
+import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from docker.utils.build import exclude_paths
 
 from devstack import labels
-from devstack.engine import Engine
-from devstack.errors import BuildFailed, ConfigError, docker_errors
-from devstack.spec import API_IMAGE_REPO, Build
+from devstack.engine import BuildRequest, Engine
+from devstack.errors import BuildFailed, ConfigError
+from devstack.readiness import Cancelled
+from devstack.spec import Build
 
 CA_BUNDLE_PATH = "certs/devstack-ca-bundle.pem"
 RECIPE = "1"  # bump when the way images are built changes
@@ -57,7 +59,7 @@ def build_hash(build: Build) -> str:
 
 def image_tag(build: Build) -> str:
     """The content-addressed tag, e.g. devstack/api:3f2a…: same inputs, same image."""
-    return f"{API_IMAGE_REPO}:{build_hash(build)[:16]}"
+    return f"{build.repository}:{build_hash(build)[:16]}"
 
 
 def _context_tar(build: Build) -> io.BytesIO:
@@ -77,39 +79,42 @@ def _context_tar(build: Build) -> io.BytesIO:
     return buffer
 
 
-def build_image(engine: Engine, build: Build, tag: str, on_output: Callable[[str], None]) -> None:
+def build_image(
+    engine: Engine,
+    build: Build,
+    tag: str,
+    on_output: Callable[[str], None],
+    cancel: threading.Event | None = None,
+) -> None:
     """Build `tag`, reporting every output line as it comes, prefixed by its step ("8/19 …");
     BuildFailed names the failing step and carries the last output lines."""
     last_lines: deque[str] = deque(maxlen=25)
     step, counter = "preparing the build context", ""
-    with docker_errors("build the API image"):
-        stream: Iterator[dict[str, object]] = engine.api.build(
-            fileobj=_context_tar(build),
-            custom_context=True,
-            tag=tag,
-            target=build.target,
-            dockerfile=build.dockerfile,
-            buildargs=dict(build.args),
-            labels={labels.BUILD_HASH: tag.rpartition(":")[2], "devstack.managed": "true"},
-            rm=True,
-            forcerm=True,
-            decode=True,
-        )
-        for chunk in stream:
-            if "error" in chunk:
-                raise BuildFailed(
-                    f"the API image failed to build at {step}: {str(chunk['error']).strip()}",
-                    hint="fix the Dockerfile or dependency named above, then re-run `up`",
-                    details="\n".join(last_lines),
-                )
-            for line in str(chunk.get("stream", "")).splitlines():
-                if not line.strip():
-                    continue
-                last_lines.append(line)
-                match = _STEP.match(line)
-                if match:
-                    counter = f"{match.group(1)}/{match.group(2)}"
-                    step = f"step {counter} ({match.group(3)[:80]})"
-                    on_output(f"{counter} {match.group(3)}")
-                elif not line.startswith(_BOOKKEEPING):
-                    on_output(f"{counter} {line.strip()}")
+    request = BuildRequest(
+        context=_context_tar(build),
+        dockerfile=build.dockerfile,
+        target=build.target,
+        tag=tag,
+        args=dict(build.args),
+        labels={labels.BUILD_HASH: tag.rpartition(":")[2], "devstack.managed": "true"},
+    )
+    for chunk in engine.build(request):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled
+        if "error" in chunk:
+            raise BuildFailed(
+                f"the image {tag} failed to build at {step}: {str(chunk['error']).strip()}",
+                hint="fix the Dockerfile or dependency named above, then re-run `up`",
+                details="\n".join(last_lines),
+            )
+        for line in str(chunk.get("stream", "")).splitlines():
+            if not line.strip():
+                continue
+            last_lines.append(line)
+            match = _STEP.match(line)
+            if match:
+                counter = f"{match.group(1)}/{match.group(2)}"
+                step = f"step {counter} ({match.group(3)[:80]})"
+                on_output(f"{counter} {match.group(3)}")
+            elif not line.startswith(_BOOKKEEPING):
+                on_output(f"{counter} {line.strip()}")

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 
     from devstack.engine import Engine
     from devstack.observed import Observed
-    from devstack.settings import Settings
     from devstack.spec import Stack
+    from devstack.usecases import Project
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -32,10 +32,6 @@ EXAMPLES = {
     "  python -m devstack logs postgres --tail 50 --since 10m",
     "exec": "examples:\n  python -m devstack exec api -- python -V\n"
     "  python -m devstack exec postgres -- pg_isready",
-    "psql": "examples:\n  python -m devstack psql\n  python -m devstack psql -c 'SELECT 1'",
-    "redis-cli": "examples:\n  python -m devstack redis-cli\n"
-    "  python -m devstack redis-cli -n 1 keys '*'",
-    "shell": "examples:\n  python -m devstack shell",
 }
 
 
@@ -98,17 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
     exec_ = command("exec", "run a command in a service's container; exits with its code")
     exec_.add_argument("service", metavar="SERVICE")
     exec_.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD...")
-    for name, help_text in (
-        ("psql", "psql in the postgres container, connected as the configured user"),
-        ("redis-cli", "redis-cli in the redis container"),
-        ("shell", "a shell in the API container"),
-    ):
-        shortcut = command(name, help_text)
+    for name, help_text, example in _shortcuts():
+        shortcut = commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=f"examples:\n  python -m devstack {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         shortcut.add_argument("argv", nargs=argparse.REMAINDER, metavar="ARGS...")
     return parser
 
 
-PASSTHROUGH = {"exec", "psql", "redis-cli", "shell"}  # their arguments belong to the command run
+def _shortcuts() -> list[tuple[str, str, str]]:
+    """The exec shortcuts the stack declares: (command word, help, example)."""
+    from devstack.declaration import declared_shortcuts
+
+    return [(s.name, s.help, s.example or s.name) for s in declared_shortcuts()]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -116,7 +118,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     is passed through untouched, options included (`psql -c 'SELECT 1'`)."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if args.command not in PASSTHROUGH:
+    passthrough = {"exec", *(name for name, _, _ in _shortcuts())}  # args go to the command
+    if args.command not in passthrough:
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return args
@@ -151,11 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             "down": cmd_down,
             "restart": cmd_restart,
             "logs": cmd_logs,
-            "exec": cmd_exec,
-            "psql": cmd_exec,
-            "redis-cli": cmd_exec,
-            "shell": cmd_exec,
-        }[args.command]
+        }.get(args.command, cmd_exec)
         return handler(args)
     except DevstackError as error:
         print_error(make_console(stderr=True), error)
@@ -167,66 +166,48 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def _load(args: argparse.Namespace, api_image: bool = True) -> tuple[Settings, Stack]:
-    """Settings and stack; `api_image` resolves the API's content-addressed tag (hashing the
-    build context), which only commands that compare or create containers need."""
-    from devstack.build import image_tag
-    from devstack.errors import ConfigError
-    from devstack.settings import load_settings
-    from devstack.spec import API, build_stack
+def _project(args: argparse.Namespace) -> Project:
+    from devstack.usecases import load_project
 
-    settings = load_settings(args.project_dir, args.env_file)
-    stack = build_stack(settings)
-    api = stack.service(API)
-    if api_image and api.build:
-        stack = stack.with_image(API, image_tag(api.build))
-    known = {s.name for s in stack.services}
-    for name in getattr(args, "services", []) or []:
-        if name not in known:
-            raise ConfigError(f"unknown service {name!r}", hint=f"choose from {sorted(known)}")
-    return settings, stack
+    project = load_project(args.project_dir, args.env_file)
+    project.check_services(getattr(args, "services", None) or [])
+    return project
 
 
 def _connect() -> Engine:
-    from devstack.engine import Engine
+    from devstack.usecases import connect
 
-    return Engine.connect()
+    return connect()
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from devstack.executor import Executor, check_ports
-    from devstack.lock import project_lock
-    from devstack.plan import plan_up
+    from devstack import usecases
     from devstack.ui import live_reporter, make_console, plain_reporter, plain_wanted
 
-    settings, stack = _load(args)
-    timeout = args.timeout or settings.timeout
+    project = _project(args)
     console = make_console()
-    if not settings.env_file.exists():
-        console.print(f"no {settings.env_file}: using the documented defaults (.env.example)")
+    if not project.settings.env_file.exists():
+        console.print(
+            f"no {project.settings.env_file}: using the documented defaults (.env.example)"
+        )
     engine = _connect()
-    with project_lock(stack.project, "up"):
-        observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
-        plan = plan_up(stack, observed, args.services)
-        if args.plan:
-            console.print(str(plan), markup=False, highlight=False)
-            return EXIT_OK
-        check_ports(engine, stack, plan, observed)
-        if plain_wanted(args.quiet):
-            result = Executor(engine, stack, observed, plain_reporter(console)).up(plan, timeout)
-        else:
-            services = [op.service for op in plan.of_kind("container")]
-            with live_reporter(console, services) as report:
-                result = Executor(engine, stack, observed, report).up(plan, timeout)
-    slowest = max(result.ready_after.values(), default=0.0)
-    if plan.changes:
-        console.print(f"[green]healthy[/] in {slowest:.1f}s · project {stack.project}")
-        observed = engine.snapshot(stack.project)
+    if args.plan:
+        plan = usecases.plan_for_up(project, engine, args.services)
+        console.print(str(plan), markup=False, highlight=False)
+        return EXIT_OK
+    if plain_wanted(args.quiet):
+        outcome = usecases.up(project, engine, plain_reporter(console), args.services, args.timeout)
     else:
-        console.print(f"[green]up to date[/]: nothing to change · project {stack.project}")
-    probed = frozenset(result.ready_after)
-    _print_status(console, stack, observed, probed)
-    _print_urls(console, stack)
+        subjects = project.stack.with_dependencies(args.services or list(project.stack.names))
+        with live_reporter(console, subjects) as report:
+            outcome = usecases.up(project, engine, report, args.services, args.timeout)
+    slowest = max(outcome.result.ready_after.values(), default=0.0)
+    if outcome.plan.changes:
+        console.print(f"[green]healthy[/] in {slowest:.1f}s · project {outcome.stack.project}")
+    else:
+        console.print(f"[green]up to date[/]: nothing to change · project {outcome.stack.project}")
+    _print_status(console, outcome.stack, outcome.observed, frozenset(outcome.result.ready_after))
+    _print_links(console, outcome.stack)
     return EXIT_OK
 
 
@@ -239,55 +220,48 @@ def _print_status(
     console.print(status_table(stack.project, status_rows(stack, observed, probed)))
 
 
-def _print_urls(console: Console, stack: Stack) -> None:
-    from devstack.spec import API, POSTGRES, REDIS
-    from devstack.status import service_url
-
-    def url(name: str) -> str:
-        port = stack.service(name).ports[0]
-        return service_url(stack.service(name), port.host_ip, port.host_port)
-
-    console.print(f"API       {url(API)}   docs {url(API)}/docs")
-    console.print(f"Postgres  {url(POSTGRES)}", markup=False)
-    console.print(f"Redis     {url(REDIS)}/0 (cache)  {url(REDIS)}/1 (broker)", markup=False)
+def _print_links(console: Console, stack: Stack) -> None:
+    """One line per service that declares links: its title and URLs."""
+    for service in stack.services:
+        if service.links and service.ports:
+            links = "  ".join(link.format(service.ports[0]) for link in service.links)
+            console.print(f"{service.title or service.name:<9} {links}", markup=False)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
-    from devstack.status import rows_as_json, status_rows
+    from devstack import usecases
+    from devstack.status import rows_as_json
 
-    _, stack = _load(args)
-    observed = _connect().snapshot(stack.project)
-    rows = status_rows(stack, observed)
+    project = _project(args)
+    report = usecases.status(project, _connect())
     if args.json:
-        print(json.dumps(rows_as_json(stack.project, rows), indent=2))
+        print(json.dumps(rows_as_json(report.project, report.rows, report.engine), indent=2))
         return EXIT_OK
     from devstack.ui import make_console, status_table
 
     console = make_console()
-    console.print(status_table(stack.project, rows))
-    if observed.empty:
-        console.print(f"project {stack.project} has nothing running: `python -m devstack up`")
+    console.print(status_table(report.project, report.rows))
+    if report.engine:
+        console.print(f"engine: {report.engine}", markup=False)
+    if report.observed.empty:
+        console.print(f"project {report.project} has nothing running: `python -m devstack up`")
     return EXIT_OK
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from devstack.executor import Executor
-    from devstack.lock import project_lock
-    from devstack.plan import Action, plan_down
+    from devstack import usecases
+    from devstack.plan import Action
     from devstack.ui import make_console, plain_reporter
 
-    _, stack = _load(args, api_image=False)
+    project = _project(args)
     console = make_console()
-    engine = _connect()
-    with project_lock(stack.project, "down"):
-        observed = engine.snapshot(stack.project)
-        plan = plan_down(stack, observed, args.volumes, args.services)
-        if not plan.changes:
-            console.print(f"nothing to remove for project {stack.project}")
-        else:
-            Executor(engine, stack, observed, plain_reporter(console)).down(plan)
+    plan = usecases.down(
+        project, _connect(), plain_reporter(console), args.services, volumes=args.volumes
+    )
+    if not plan.changes:
+        console.print(f"nothing to remove for project {project.stack.project}")
     kept = [op.name for op in plan.operations if op.kind == "volume" and op.action is Action.KEEP]
     if kept:
         console.print(f"kept volumes {', '.join(kept)} (`down --volumes` deletes them)")
@@ -295,19 +269,13 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    from devstack.executor import Executor
-    from devstack.lock import project_lock
+    from devstack import usecases
     from devstack.ui import make_console, plain_reporter
 
-    settings, stack = _load(args, api_image=False)
-    console = make_console()
-    engine = _connect()
-    with project_lock(stack.project, "restart"):
-        observed = engine.snapshot(stack.project)
-        executor_ = Executor(engine, stack, observed, plain_reporter(console))
-        executor_.restart(
-            args.services or [s.name for s in stack.services], args.timeout or settings.timeout
-        )
+    project = _project(args)
+    usecases.restart(
+        project, _connect(), plain_reporter(make_console()), args.services, args.timeout
+    )
     return EXIT_OK
 
 
@@ -315,12 +283,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
     from devstack.logs import show_logs
     from devstack.ui import make_console
 
-    _, stack = _load(args, api_image=False)
+    project = _project(args)
     engine = _connect()
-    observed = engine.snapshot(stack.project)
+    observed = engine.snapshot(project.stack.project)
     return show_logs(
         engine,
-        stack,
+        project.stack,
         observed,
         make_console(),
         services=args.services,
@@ -331,36 +299,16 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    """`exec SERVICE -- CMD...` and its shortcuts psql, redis-cli and shell."""
-    from devstack.errors import ConfigError
-    from devstack.exec import run_in_container
-    from devstack.spec import API, POSTGRES, REDIS
+    """`exec SERVICE -- CMD...` and the declared shortcuts (psql, redis-cli, shell...)."""
+    from devstack import usecases
 
-    settings, stack = _load(args, api_image=False)
-    argv = args.argv
-    if args.command == "psql":
-        service = POSTGRES
-        argv = ["psql", "-U", settings.postgres_user, "-d", settings.postgres_db, *argv]
-    elif args.command == "redis-cli":
-        service, argv = REDIS, ["redis-cli", *argv]
-    elif args.command == "shell":
-        service, argv = API, argv or ["sh"]
+    project = _project(args)
+    if args.command == "exec":
+        service, argv = args.service, args.argv
     else:
-        service = args.service
-        if not argv:
-            raise ConfigError("exec needs a command: `exec SERVICE -- CMD...`")
-    if service not in {s.name for s in stack.services}:
-        raise ConfigError(f"unknown service {service!r}")
-    engine = _connect()
-    container = engine.snapshot(stack.project).containers.get(service)
-    if container is None or not container.running:
-        from devstack.errors import ServiceFailed
-
-        raise ServiceFailed(
-            f"{service} is not running in project {stack.project}",
-            hint=f"start it: `python -m devstack up {service}`",
-        )
-    return run_in_container(engine, container.id, argv, interactive=sys.stdin.isatty())
+        declared, argv = usecases.shortcut_command(project, args.command, args.argv)
+        service = declared.name
+    return usecases.exec_in(project, _connect(), service, argv, interactive=sys.stdin.isatty())
 
 
 if __name__ == "__main__":

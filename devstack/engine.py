@@ -1,34 +1,24 @@
-"""The only room that calls docker-py: thin, decision-free operations on the engine.
+"""The engine protocol: every operation devstack needs from a container engine, as plain data.
 
-Errors leave here as devstack errors (see errors.docker_errors)."""
+`devstack.docker_engine.DockerEngine` implements it on docker-py (the only docker-py caller);
+the unit tests implement it in memory, so the executor, readiness and use cases run without
+Docker."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-import docker
-import docker.errors
-import docker.types
-from docker.utils import kwargs_from_env, parse_repository_tag
-
-from devstack import labels
-from devstack.errors import DockerApiError, docker_errors
-from devstack.observed import Observed, parse_snapshot
+from devstack.observed import Observed
 from devstack.spec import Service, Stack
-
-# A fixed API version spares a version round trip on every command; 1.41 is Engine 20.10.
-# Engines that refuse it are retried once with negotiation (see Engine._negotiated).
-API_VERSION = os.environ.get("DOCKER_API_VERSION", "1.41")
-NANO = 1_000_000_000
 
 
 @dataclass(frozen=True)
 class ContainerState:
+    """One inspection of a container's state."""
+
     status: str  # running | exited | created | ...
     exit_code: int
     health: str  # healthy | unhealthy | starting | ""
@@ -37,121 +27,70 @@ class ContainerState:
 
 @dataclass(frozen=True)
 class ExecConnection:
-    """An exec's hijacked connection: the socket, and docker-py's wrapper that keeps it open."""
+    """An exec's hijacked connection: the socket, the wrapper that keeps it open, and a
+    demultiplexer of its output into (stream 1 stdout | 2 stderr, bytes) frames."""
 
     sock: socket.socket
     holder: Any
+    frames: Callable[[], Iterator[tuple[int, bytes]]]
 
 
-class LogStream:
-    """A following log stream (bytes chunks) that another thread may close to end it."""
+class Stream(Protocol):
+    """A following stream of bytes chunks that another thread may close to end it."""
 
-    def __init__(self, raw: Any):
-        self._raw = raw
-
-    def __iter__(self) -> Iterator[bytes]:
-        with docker_errors("follow container logs"):
-            yield from self._raw
+    def __iter__(self) -> Iterator[bytes]: ...
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._raw.close()
+        """End the stream (its iteration stops)."""
 
 
-class Engine:
-    """docker-py's low-level client, wrapped in the operations devstack needs."""
+@dataclass(frozen=True)
+class BuildRequest:
+    """An image build: the context as a tar, the Dockerfile, target, args, tag and labels."""
 
-    def __init__(self, api: docker.APIClient):
-        self.api = api
+    context: Any  # a file object holding the context tar
+    dockerfile: str
+    target: str
+    tag: str
+    args: dict[str, str]
+    labels: dict[str, str]
 
-    @classmethod
-    def connect(cls, version: str = API_VERSION) -> Engine:
-        with docker_errors("connect"):
-            return cls(docker.APIClient(version=version, timeout=120, **kwargs_from_env()))
 
-    def close(self) -> None:
-        self.api.close()
-
-    def _negotiated(self) -> None:
-        """Switch to a negotiated API version (one round trip) after a version refusal."""
-        with docker_errors("negotiate the API version"):
-            self.api = docker.APIClient(version="auto", timeout=120, **kwargs_from_env())
+class Engine(Protocol):
+    """What devstack asks of a container engine."""
 
     # --- reading ---------------------------------------------------------------------------
+    def describe(self) -> str:
+        """Where the engine is, when it is not the default (else "")."""
+
     def snapshot(self, project: str, images: Iterable[str] = ()) -> Observed:
-        """Everything of `project`, in one pass of sparse listings (no per-container inspect),
-        plus the ids of the `images` references that exist locally."""
-        try:
-            return self._snapshot(project, images)
-        except DockerApiError as exc:
-            if "client version" not in exc.message:
-                raise
-            self._negotiated()
-            return self._snapshot(project, images)
-
-    def _snapshot(self, project: str, images: Iterable[str]) -> Observed:
-        query = labels.project_filter(project)
-        with docker_errors("list resources"):
-            containers = self.api.containers(all=True, filters=query)
-            networks = self.api.networks(filters=query)
-            volumes = self.api.volumes(filters=query).get("Volumes") or []
-            image_rows = [row for ref in images if (row := self._image(ref))]
-        return parse_snapshot(project, containers, networks, volumes, image_rows)
-
-    def _image(self, reference: str) -> dict[str, Any] | None:
-        """`{"Id", "RepoTags": [reference]}` for a local image, None when absent."""
-        try:
-            image = self.api.inspect_image(reference)
-        except docker.errors.ImageNotFound:
-            return None
-        return {"Id": image["Id"], "RepoTags": [reference]}
+        """Everything of `project`, plus the ids of the `images` that exist locally and who
+        uses the images its containers run that are not among `images`."""
 
     def state(self, container: str) -> ContainerState:
-        with docker_errors("inspect a container"):
-            data = self.api.inspect_container(container)["State"]
-        health = data.get("Health") or {}
-        log = health.get("Log") or []
-        return ContainerState(
-            status=data.get("Status", ""),
-            exit_code=int(data.get("ExitCode") or 0),
-            health=health.get("Status", ""),
-            health_output=(log[-1].get("Output") or "").strip() if log else "",
-        )
+        """The container's state (DockerApiError 404 when it does not exist)."""
 
     def logs(self, container: str, tail: int = 20) -> str:
-        with docker_errors("read container logs"):
-            raw: bytes = self.api.logs(container, tail=tail)
-        return raw.decode(errors="replace").rstrip()
+        """The last `tail` lines of output."""
 
     def read_logs(self, container: str, tail: int | None, since: float | None) -> bytes:
-        """A container's output so far, each line prefixed by its RFC 3339 timestamp."""
-        with docker_errors("read container logs"):
-            raw: bytes = self.api.logs(
-                container, timestamps=True, tail="all" if tail is None else tail, since=since
-            )
-        return raw
+        """Output so far, each line prefixed by its RFC 3339 timestamp."""
 
-    def follow_logs(self, container: str, tail: int | None, since: float | None) -> LogStream:
+    def follow_logs(self, container: str, tail: int | None, since: float | None) -> Stream:
         """A following stream of timestamped output; it ends when the container stops."""
-        with docker_errors("follow container logs"):
-            raw = self.api.logs(
-                container,
-                stream=True,
-                follow=True,
-                timestamps=True,
-                tail="all" if tail is None else tail,
-                since=since,
-            )
-        return LogStream(raw)
 
     def is_running(self, container: str) -> bool:
         """Whether a container by this name or id exists and runs."""
-        try:
-            return self.state(container).status == "running"
-        except DockerApiError as exc:
-            if exc.status == DockerApiError.NOT_FOUND:
-                return False
-            raise
+
+    def count_processes(self, container: str, fragment: str) -> int:
+        """Live processes in `container` whose command line contains `fragment`."""
+
+    def port_holder(self, port: int) -> str:
+        """Which container (of which project) publishes host `port`, or another process."""
+
+    # --- exec ------------------------------------------------------------------------------
+    def exec_run(self, container: str, argv: list[str]) -> tuple[int, str]:
+        """Run a command to completion: its exit code and combined output."""
 
     def exec_create(
         self,
@@ -161,131 +100,51 @@ class Engine:
         stdin: bool,
         environment: list[str] | None = None,
     ) -> str:
-        with docker_errors("create an exec"):
-            created = self.api.exec_create(
-                container, argv, stdin=stdin, tty=tty, environment=environment
-            )
-        return str(created["Id"])
+        """Create an exec; returns its id."""
 
     def exec_start(self, exec_id: str, tty: bool) -> ExecConnection:
         """Start an exec; its connection carries the output (multiplexed unless tty)."""
-        with docker_errors("start an exec"):
-            wrapped = self.api.exec_start(exec_id, tty=tty, socket=True)
-        sock: socket.socket = getattr(wrapped, "_sock", wrapped)
-        sock.settimeout(None)
-        return ExecConnection(sock, wrapped)
 
     def exec_resize(self, exec_id: str, height: int, width: int) -> None:
-        with docker_errors("resize an exec's terminal"):
-            self.api.exec_resize(exec_id, height=height, width=width)
+        """Resize an exec's TTY."""
 
     def exec_exit_code(self, exec_id: str) -> int | None:
         """The exec's exit code; None while it still runs."""
-        with docker_errors("inspect an exec"):
-            data = self.api.exec_inspect(exec_id)
-        code = data.get("ExitCode")
-        return None if data.get("Running") or code is None else int(code)
-
-    def count_processes(self, container: str, fragment: str) -> int:
-        """How many live (not defunct) processes in `container` have `fragment` in their command."""
-        with docker_errors("list a container's processes"):
-            top = self.api.top(container)
-        cmd = (top.get("Titles") or []).index("CMD")
-        rows: list[list[str]] = top.get("Processes") or []
-        return sum(1 for row in rows if fragment in row[cmd] and "<defunct>" not in row[cmd])
-
-    def running_containers(self) -> list[dict[str, Any]]:
-        """All running containers (any project): used only to name a port's holder."""
-        with docker_errors("list containers"):
-            rows: list[dict[str, Any]] = self.api.containers()
-        return rows
 
     # --- images ----------------------------------------------------------------------------
     def pull(self, reference: str) -> Iterator[dict[str, Any]]:
-        repository, tag = parse_repository_tag(reference)
-        with docker_errors(f"pull {reference}"):
-            yield from self.api.pull(repository, tag=tag or "latest", stream=True, decode=True)
+        """Pull an image, streaming the engine's progress chunks."""
+
+    def build(self, request: BuildRequest) -> Iterator[dict[str, Any]]:
+        """Build an image, streaming the engine's output chunks (`stream`, `error`)."""
 
     def remove_image_tag(self, reference: str) -> None:
-        """Drop a tag, keeping its parent layers (the build cache); ignore if still in use."""
-        with contextlib.suppress(docker.errors.APIError):
-            self.api.remove_image(reference, noprune=True)
+        """Drop a tag, keeping parent layers (the build cache); ignore if still in use."""
 
     # --- changing --------------------------------------------------------------------------
     def create_network(self, name: str, project: str) -> None:
-        with docker_errors(f"create network {name}"):
-            self.api.create_network(name, driver="bridge", labels=labels.resource_labels(project))
+        """Create the project's bridge network."""
 
     def create_volume(self, name: str, project: str) -> None:
-        with docker_errors(f"create volume {name}"):
-            self.api.create_volume(name, labels=labels.resource_labels(project))
+        """Create a named volume labelled for the project."""
 
     def create_container(self, stack: Stack, service: Service) -> str:
         """Create (not start) the container for `service`; returns its id."""
-        api = self.api
-        host_config = api.create_host_config(
-            port_bindings={p.container_port: (p.host_ip, p.host_port) for p in service.ports},
-            mounts=[
-                docker.types.Mount(m.target, m.source, type=m.kind, read_only=m.read_only)
-                for m in service.mounts
-            ],
-        )
-        endpoint = api.create_endpoint_config(aliases=[service.name])
-        healthcheck = None
-        if service.healthcheck:
-            hc = service.healthcheck
-            healthcheck = {
-                "test": list(hc.test),
-                "interval": int(hc.interval * NANO),
-                "timeout": int(hc.timeout * NANO),
-                "retries": hc.retries,
-            }
-        container_labels = labels.container_labels(
-            stack.project, service.name, service.config_fields(), service.config_hash()
-        )
-        with docker_errors(f"create container for {service.name}"):
-            created = api.create_container(
-                service.image,
-                command=list(service.command) or None,
-                name=stack.container_name(service.name),
-                environment=dict(service.environment),
-                labels=container_labels,
-                ports=[p.container_port for p in service.ports],
-                host_config=host_config,
-                networking_config=api.create_networking_config({stack.network: endpoint}),
-                healthcheck=healthcheck,
-                stop_signal=service.stop_signal,
-                detach=True,
-            )
-        return str(created["Id"])
 
     def start(self, container: str) -> None:
-        with docker_errors("start a container"):
-            self.api.start(container)
+        """Start a created or stopped container."""
 
     def restart(self, container: str, timeout: int = 10) -> None:
-        with docker_errors("restart a container"):
-            self.api.restart(container, timeout=timeout)
-
-    def stop(self, container: str, timeout: int = 10) -> None:
-        with docker_errors("stop a container"):
-            self.api.stop(container, timeout=timeout)
+        """Restart a container (graceful stop first)."""
 
     def remove_container(self, container: str) -> None:
-        """Stop gracefully (the image's stop signal), then remove with its anonymous volumes
-        (a recreated container would never see them again; named volumes are kept)."""
-        try:
-            with docker_errors("remove a container"):
-                self.api.stop(container, timeout=10)
-                self.api.remove_container(container, v=True)
-        except DockerApiError as exc:
-            if exc.status != DockerApiError.NOT_FOUND:
-                raise
+        """Stop gracefully, then remove with its anonymous volumes; absent is fine."""
 
     def remove_network(self, name: str) -> None:
-        with docker_errors(f"remove network {name}"):
-            self.api.remove_network(name)
+        """Remove a network."""
 
     def remove_volume(self, name: str) -> None:
-        with docker_errors(f"remove volume {name}"):
-            self.api.remove_volume(name)
+        """Remove a volume."""
+
+    def close(self) -> None:
+        """Release the connection."""

@@ -12,19 +12,16 @@ import select
 import signal
 import socket
 import stat
-import struct
 import sys
 import termios
 import threading
-import time
 import tty
 from typing import BinaryIO
 
-from devstack.engine import Engine
+from devstack.engine import Engine, ExecConnection
 from devstack.errors import DevstackError, DockerApiError
 
 CHUNK = 65536
-FRAME = struct.Struct(">BxxxL")  # stream (0 stdin, 1 stdout, 2 stderr), 3 zero bytes, size
 NOT_FOUND = (126, 127)  # the engine's codes for a command it could not run
 
 
@@ -40,7 +37,7 @@ def run_in_container(engine: Engine, container: str, argv: list[str], interactiv
         stdin_fd, first = _stdin_to_forward()
         exec_id = engine.exec_create(container, argv, tty=False, stdin=stdin_fd is not None)
         connection = engine.exec_start(exec_id, tty=False)
-        _pump_multiplexed(connection.sock, stdin_fd, first)
+        _pump_multiplexed(connection, stdin_fd, first)
     code = _exit_code(engine, exec_id)
     if code in NOT_FOUND:
         print(
@@ -53,12 +50,18 @@ def run_in_container(engine: Engine, container: str, argv: list[str], interactiv
 
 def _exit_code(engine: Engine, exec_id: str) -> int:
     """The exit code; the engine may report it a moment after the output ends."""
-    deadline = time.monotonic() + 10
-    while (code := engine.exec_exit_code(exec_id)) is None:
-        if time.monotonic() > deadline:
-            raise DockerApiError("the command's output ended but the engine reports no exit code")
-        time.sleep(0.02)
-    return code
+    from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+    retrying = Retrying(
+        retry=retry_if_result(lambda code: code is None),
+        wait=wait_fixed(0.02),
+        stop=stop_after_delay(10),
+        retry_error_callback=lambda _: None,
+    )
+    code = retrying(engine.exec_exit_code, exec_id)
+    if code is None:
+        raise DockerApiError("the command's output ended but the engine reports no exit code")
+    return int(code)
 
 
 def _stdin_to_forward() -> tuple[int | None, bytes]:
@@ -86,26 +89,17 @@ def _send_stdin(sock: socket.socket, fd: int, first: bytes) -> None:
         sock.shutdown(socket.SHUT_WR)
 
 
-def _pump_multiplexed(sock: socket.socket, stdin_fd: int | None, first: bytes) -> None:
+def _pump_multiplexed(connection: ExecConnection, stdin_fd: int | None, first: bytes) -> None:
     """Demultiplex the exec's frames to our stdout/stderr until the command ends."""
+    sock = connection.sock
     if stdin_fd is not None:
         threading.Thread(
             target=_send_stdin, args=(sock, stdin_fd, first), name="exec-stdin", daemon=True
         ).start()
     outputs: dict[int, BinaryIO] = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
-    buffer = b""
     try:
-        while chunk := sock.recv(CHUNK):
-            buffer += chunk
-            offset = 0
-            while len(buffer) - offset >= FRAME.size:
-                kind, size = FRAME.unpack_from(buffer, offset)
-                end = offset + FRAME.size + size
-                if len(buffer) < end:
-                    break
-                _write(outputs.get(kind, outputs[1]), buffer[offset + FRAME.size : end])
-                offset = end
-            buffer = buffer[offset:]
+        for kind, data in connection.frames():
+            _write(outputs.get(kind, outputs[1]), data)
     finally:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)

@@ -1,20 +1,23 @@
-"""Carry out a plan against the engine. No decisions are made here: the plan says what to do;
-this room only orders it (dependencies first, independent services in parallel) and reports."""
+"""Carry out a plan against the engine. No decisions are made here: the plan says what to do
+and in which order (its `after` edges); this module runs every operation whose predecessors
+are done, in parallel, with `graphlib.TopologicalSorter`, and reports progress as events.
+
+Operations run on daemon threads, not a ThreadPoolExecutor: an interrupted `up` must not wait
+at exit for a thread still blocked in an engine call (a build step can take minutes). The first
+failure cancels the rest: waits stop at once, running engine calls finish or are abandoned."""
 
 from __future__ import annotations
 
-import socket
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from graphlib import TopologicalSorter
 
-from devstack import labels
 from devstack.build import build_image
 from devstack.engine import Engine
-from devstack.errors import DockerApiError, ImageUnavailable, ResourceConflict, ServiceFailed
-from devstack.observed import Observed
+from devstack.errors import DockerApiError, ImageUnavailable, ResourceConflict
 from devstack.plan import Action, Operation, Plan
 from devstack.progress import (
     BUILDING,
@@ -31,156 +34,152 @@ from devstack.progress import (
     Reporter,
 )
 from devstack.readiness import Cancelled, wait_ready
-from devstack.spec import API_IMAGE_REPO, Stack
+from devstack.spec import Stack
+
+GRACE = 5.0  # seconds a cancelled run waits for its running operations to notice
 
 
 @dataclass
-class UpResult:
-    ready_after: dict[str, float] = field(default_factory=dict)  # seconds from start of `up`
+class RunResult:
+    """When each service became ready, in seconds from the start of the run."""
 
-
-def check_ports(engine: Engine, stack: Stack, plan: Plan, observed: Observed) -> None:
-    """Before anything changes: every host port a container will take must be free."""
-    ours = {p.host_port for c in observed.containers.values() if c.running for p in c.ports}
-    known = {s.name for s in stack.services}
-    for op in plan.of_kind("container"):
-        if op.action is Action.KEEP or op.service not in known:
-            continue
-        for port in stack.service(op.service).ports:
-            if port.host_port in ours or _port_free(port.host_ip, port.host_port):
-                continue
-            holder = _port_holder(engine, port.host_port)
-            raise ResourceConflict(
-                f"host port {port.host_port} ({port.setting}) is already in use by {holder}",
-                hint=f"stop it, or set {port.setting} in .env to a free port",
-            )
-
-
-def _port_free(host_ip: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host_ip, port))
-        except OSError:
-            return False
-    return True
-
-
-def _port_holder(engine: Engine, port: int) -> str:
-    for row in engine.running_containers():
-        if any(p.get("PublicPort") == port for p in row.get("Ports") or []):
-            name = (row.get("Names") or ["?"])[0].lstrip("/")
-            project = (row.get("Labels") or {}).get(labels.PROJECT)
-            owner = f" of devstack project {project}" if project else ""
-            return f"container {name}{owner}"
-    return "another process (not a container)"
+    ready_after: dict[str, float] = field(default_factory=dict)
 
 
 class Executor:
-    def __init__(self, engine: Engine, stack: Stack, observed: Observed, report: Reporter):
+    """Runs a plan's graph against an engine, reporting progress to `report`."""
+
+    def __init__(
+        self, engine: Engine, stack: Stack, report: Reporter, cancel: threading.Event | None = None
+    ):
         self.engine = engine
         self.stack = stack
-        self.observed = observed
         self.report = report
-        self.cancel = threading.Event()
-        self.known = {s.name for s in stack.services}
+        self.cancel = cancel or threading.Event()
+        self.containers: dict[str, str] = {}  # service -> container id (created or observed)
 
-    # --- up --------------------------------------------------------------------------------
-    def up(self, plan: Plan, timeout: float) -> UpResult:
+    def run(self, plan: Plan, timeout: float, containers: dict[str, str]) -> RunResult:
+        """Run every operation of `plan` once its predecessors are done; raise the first
+        failure after cancelling the rest. `containers`: ids of existing containers."""
+        self.containers = dict(containers)
         started = time.monotonic()
         deadline = started + timeout
-        for op in plan.of_kind("image"):
-            self._image(op)
-        for op in plan.changes:
-            if op.kind == "network":
-                self.engine.create_network(op.name, self.stack.project)
-            elif op.kind == "volume":
-                self.engine.create_volume(op.name, self.stack.project)
-        ops = [op for op in plan.of_kind("container") if op.service in self.known]
-        ready = {op.service: threading.Event() for op in ops}
-        result = UpResult()
+        result = RunResult()
+        operations = {op.key: op for op in plan.operations}
+        sorter = TopologicalSorter({op.key: op.after for op in plan.operations})
+        sorter.prepare()
+        finished: queue.Queue[tuple[str, BaseException | None]] = queue.Queue()
+        running = 0
+        failure: BaseException | None = None
 
-        def converge(op: Operation) -> None:
-            self._converge_container(op, ready, deadline)
-            result.ready_after[op.service] = time.monotonic() - started
-            self.report(Event(op.service, HEALTHY, f"{result.ready_after[op.service]:.1f}s"))
-            ready[op.service].set()
+        def work(op: Operation) -> None:
+            try:
+                self._do(op, deadline)
+                if op.action in {Action.WAIT, Action.KEEP} and op.kind == "ready":
+                    result.ready_after[op.service_name] = time.monotonic() - started
+                    detail = f"{result.ready_after[op.service_name]:.1f}s"
+                    self.report(Event(op.service_name, HEALTHY, detail))
+            except BaseException as exc:  # handed to the main thread
+                finished.put((op.key, exc))
+            else:
+                finished.put((op.key, None))
 
-        self._run_parallel([(op, converge) for op in ops])
-        for op in ops:  # drop the tags of API images that a recreate replaced
-            old = self.observed.containers.get(op.service)
-            new = self.stack.service(op.service).image
-            if op.action is Action.RECREATE and old and old.image != new:
-                self._drop_api_image(old.image)
+        try:
+            while sorter.is_active() and failure is None:
+                for key in sorter.get_ready():
+                    name = f"devstack-{key}"
+                    threading.Thread(
+                        target=work, args=(operations[key],), name=name, daemon=True
+                    ).start()
+                    running += 1
+                if running == 0:
+                    break
+                key, error = finished.get()
+                running -= 1
+                if error is None:
+                    sorter.done(key)
+                elif not isinstance(error, Cancelled):
+                    failure = error
+                    op = operations[key]
+                    subject = op.service_name or op.name
+                    self.report(Event(subject, FAILED, str(error)))
+        except BaseException:  # Ctrl-C or a signal turned into an exception
+            self.cancel.set()
+            raise
+        if failure is not None:
+            self.cancel.set()
+            self._drain(finished, running)
+            raise failure
         return result
 
-    def _drop_api_image(self, reference: str) -> None:
-        if reference.startswith(API_IMAGE_REPO):
-            self.engine.remove_image_tag(reference)
-
-    def _image(self, op: Operation) -> None:
-        service = self.stack.service(op.service)
-        if op.action is Action.BUILD and service.build:
-            self.report(Event(op.service, BUILDING, "sending context"))
-            build_image(
-                self.engine,
-                service.build,
-                service.image,
-                lambda step: self.report(Event(op.service, BUILDING, step)),
-            )
-        elif op.action is Action.PULL:
-            self.report(Event(op.service, PULLING, op.name))
+    @staticmethod
+    def _drain(finished: queue.Queue[tuple[str, BaseException | None]], running: int) -> None:
+        """Give the running operations a moment to notice the cancel."""
+        deadline = time.monotonic() + GRACE
+        while running and time.monotonic() < deadline:
             try:
-                for chunk in self.engine.pull(op.name):
-                    if "error" in chunk:
-                        raise DockerApiError(str(chunk["error"]))
-                    status = str(chunk.get("status", ""))
-                    if status:
-                        self.report(Event(op.service, PULLING, f"{op.name}: {status}"))
-            except DockerApiError as exc:
-                raise ImageUnavailable(
-                    f"image {op.name} is not on this machine and cannot be pulled "
-                    f"({exc.message.splitlines()[0][-160:]})",
-                    hint="no registry reachable? `bash scripts/bootstrap.sh --local-images` builds "
-                    "local stand-ins and names them in .env (README: Offline / air-gapped hosts)",
-                ) from exc
+                finished.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return
+            running -= 1
 
-    def _converge_container(
-        self, op: Operation, ready: dict[str, threading.Event], deadline: float
-    ) -> None:
-        service = self.stack.service(op.service)
-        current = self.observed.containers.get(op.service)
-        if op.action is Action.KEEP and current and current.health == "healthy":
-            return  # untouched, and Docker's own check passed within its interval
-        container = current.id if current else ""
-        if op.action is Action.RECREATE and current:
-            self.report(Event(op.service, REMOVING, op.cause))
-            self.engine.remove_container(current.id)
-        if op.action in {Action.CREATE, Action.RECREATE}:
-            self.report(Event(op.service, CREATING, op.cause))
-            container = self._create(op)
-        for dependency in service.depends_on:
-            event = ready.get(dependency)
-            while event is not None and not event.wait(0.05):
-                if self.cancel.is_set():
-                    raise Cancelled
-        if op.action is not Action.KEEP:
-            self.report(Event(op.service, STARTING))
-            self.engine.start(container)
-        self.report(Event(op.service, WAITING, "probing"))
-        wait_ready(
+    # --- one operation ---------------------------------------------------------------------
+    def _do(self, op: Operation, deadline: float) -> None:
+        if self.cancel.is_set():
+            raise Cancelled
+        handler = HANDLERS.get((op.action, op.kind))
+        if handler is not None:
+            handler(self, op, deadline)
+
+    def _build(self, op: Operation, _deadline: float) -> None:
+        service = op.service
+        assert service is not None and service.build is not None
+        subject = service.name
+        self.report(Event(subject, BUILDING, "sending context"))
+        build_image(
             self.engine,
-            container,
-            service,
-            deadline,
+            service.build,
+            op.name,
+            lambda step: self.report(Event(subject, BUILDING, step)),
             self.cancel,
-            lambda seen: self.report(Event(op.service, WAITING, seen)),
         )
 
-    def _create(self, op: Operation) -> str:
+    def _pull(self, op: Operation, _deadline: float) -> None:
+        subject = op.service_name or op.name
+        self.report(Event(subject, PULLING, op.name))
         try:
-            return self.engine.create_container(self.stack, self.stack.service(op.service))
+            for chunk in self.engine.pull(op.name):
+                if self.cancel.is_set():
+                    raise Cancelled
+                if "error" in chunk:
+                    raise DockerApiError(str(chunk["error"]))
+                status = str(chunk.get("status", ""))
+                if status:
+                    self.report(Event(subject, PULLING, f"{op.name}: {status}"))
+        except DockerApiError as exc:
+            raise ImageUnavailable(
+                f"image {op.name} is not on this machine and cannot be pulled "
+                f"({exc.message.splitlines()[0][-160:]})",
+                hint="no registry reachable? `bash scripts/bootstrap.sh --local-images` builds "
+                "local stand-ins and names them in .env (README: Offline / air-gapped hosts)",
+            ) from exc
+
+    def _create_network(self, op: Operation, _deadline: float) -> None:
+        self.engine.create_network(op.name, self.stack.project)
+
+    def _create_volume(self, op: Operation, _deadline: float) -> None:
+        self.engine.create_volume(op.name, self.stack.project)
+
+    def _create_container(self, op: Operation, _deadline: float) -> None:
+        service = op.service
+        assert service is not None
+        current = self.containers.get(service.name)
+        if op.action is Action.RECREATE and current:
+            self.report(Event(service.name, REMOVING, op.cause))
+            self.engine.remove_container(current)
+        self.report(Event(service.name, CREATING, op.cause))
+        try:
+            self.containers[service.name] = self.engine.create_container(self.stack, service)
         except DockerApiError as exc:
             if exc.status == DockerApiError.CONFLICT:
                 raise ResourceConflict(
@@ -190,66 +189,65 @@ class Executor:
                 ) from exc
             raise
 
-    def _run_parallel(self, jobs: list[tuple[Operation, Callable[[Operation], None]]]) -> None:
-        """Run one job per operation in threads; first failure cancels the rest."""
-        if not jobs:
-            return
-        pool = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="devstack")
-        futures: dict[Future[None], Operation] = {pool.submit(job, op): op for op, job in jobs}
-        try:
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f for f in done if f.exception() and not isinstance(f.exception(), Cancelled)]
-            if failed:
-                self.cancel.set()
-                wait(futures)
-                error = failed[0].exception()
-                self.report(Event(futures[failed[0]].service, FAILED, str(error)))
-                raise error  # type: ignore[misc]
-        except BaseException:
-            self.cancel.set()
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    def _start(self, op: Operation, _deadline: float) -> None:
+        self.report(Event(op.service_name, STARTING))
+        self.engine.start(self.containers[op.service_name])
 
-    # --- restart ---------------------------------------------------------------------------
-    def restart(self, services: list[str], timeout: float) -> None:
-        """Restart `services` in dependency order, each ready before the next."""
-        deadline = time.monotonic() + timeout
-        for name in [n for level in self.stack.levels() for n in level if n in services]:
-            container = self.observed.containers.get(name)
-            if container is None:
-                raise ServiceFailed(
-                    f"{name} has no container in project {self.stack.project}",
-                    hint=f"create it with `python -m devstack up {name}`",
-                )
-            started = time.monotonic()
-            self.report(Event(name, STARTING, "restarting"))
-            self.engine.restart(container.id)
-            wait_ready(self.engine, container.id, self.stack.service(name), deadline, self.cancel)
-            self.report(Event(name, HEALTHY, f"{time.monotonic() - started:.1f}s"))
+    def _restart(self, op: Operation, _deadline: float) -> None:
+        self.report(Event(op.service_name, STARTING, "restarting"))
+        self.engine.restart(self.containers[op.service_name])
 
-    # --- down ------------------------------------------------------------------------------
-    def down(self, plan: Plan) -> None:
-        containers = {op.service: op for op in plan.of_kind("container")}
-        known_levels = [
-            [containers[n] for n in level if n in containers]
-            for level in reversed(self.stack.levels())
-        ]
-        orphans = [op for name, op in containers.items() if name not in self.known]
-        for level in [orphans, *known_levels]:
-            self._run_parallel([(op, self._remove) for op in level])
-        for op in plan.operations:
-            if op.kind in {"network", "volume"} and op.action is Action.REMOVE:
-                self.report(Event(op.name, REMOVING))
-                if op.kind == "network":
-                    self.engine.remove_network(op.name)
-                else:
-                    self.engine.remove_volume(op.name)
-                self.report(Event(op.name, REMOVED))
-            elif op.kind == "volume":
-                self.report(Event(op.name, KEPT, op.cause))
+    def _wait(self, op: Operation, deadline: float) -> None:
+        service = op.service
+        assert service is not None
+        self.report(Event(service.name, WAITING, "checking"))
+        wait_ready(
+            self.engine,
+            self.containers[service.name],
+            service,
+            deadline,
+            self.cancel,
+            lambda seen: self.report(Event(service.name, WAITING, seen)),
+            fresh=op.fresh,
+        )
 
-    def _remove(self, op: Operation) -> None:
-        self.report(Event(op.service, REMOVING, op.name))
-        self.engine.remove_container(self.observed.containers[op.service].id)
-        self.report(Event(op.service, REMOVED, op.name))
+    def _drop_image(self, op: Operation, _deadline: float) -> None:
+        self.engine.remove_image_tag(op.name)
+
+    def _remove_container(self, op: Operation, _deadline: float) -> None:
+        subject = op.service_name or op.name
+        self.report(Event(subject, REMOVING, op.name))
+        self.engine.remove_container(op.name)
+        self.report(Event(subject, REMOVED, op.name))
+
+    def _remove_network(self, op: Operation, _deadline: float) -> None:
+        self.report(Event(op.name, REMOVING))
+        self.engine.remove_network(op.name)
+        self.report(Event(op.name, REMOVED))
+
+    def _remove_volume(self, op: Operation, _deadline: float) -> None:
+        self.report(Event(op.name, REMOVING))
+        self.engine.remove_volume(op.name)
+        self.report(Event(op.name, REMOVED))
+
+    def _keep_volume(self, op: Operation, _deadline: float) -> None:
+        self.report(Event(op.name, KEPT, op.cause))
+
+
+Handler = Callable[[Executor, Operation, float], None]
+HANDLERS: dict[tuple[Action, str], Handler] = {
+    (Action.BUILD, "image"): Executor._build,
+    (Action.PULL, "image"): Executor._pull,
+    (Action.REMOVE, "image"): Executor._drop_image,
+    (Action.CREATE, "network"): Executor._create_network,
+    (Action.CREATE, "volume"): Executor._create_volume,
+    (Action.CREATE, "container"): Executor._create_container,
+    (Action.RECREATE, "container"): Executor._create_container,
+    (Action.START, "start"): Executor._start,
+    (Action.RESTART, "container"): Executor._restart,
+    (Action.WAIT, "ready"): Executor._wait,
+    (Action.REMOVE, "container"): Executor._remove_container,
+    (Action.REMOVE, "network"): Executor._remove_network,
+    (Action.REMOVE, "volume"): Executor._remove_volume,
+    (Action.KEEP, "volume"): Executor._keep_volume,
+}

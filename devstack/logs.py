@@ -19,7 +19,7 @@ from datetime import datetime
 from rich.console import Console
 from rich.text import Text
 
-from devstack.engine import Engine, LogStream
+from devstack.engine import Engine, Stream
 from devstack.errors import ConfigError, DevstackError, DockerApiError
 from devstack.observed import Observed
 from devstack.spec import Stack
@@ -195,7 +195,7 @@ class Follower:
         self.names, self.present, self.tail, self.since = names, set(present), tail, since
         self.stop = threading.Event()
         self.lock = threading.Lock()
-        self.streams: set[LogStream] = set()
+        self.streams: set[Stream] = set()
         self.alive = len(names)
         self.failed = False
         printer.on_broken_pipe = self.stop.set
@@ -297,7 +297,7 @@ class Follower:
                     trouble = True
                 self.stop.wait(POLL * 5)
 
-    def _open(self, name: str, tail: int | None, since: float | None) -> LogStream | None:
+    def _open(self, name: str, tail: int | None, since: float | None) -> Stream | None:
         """Open a stream and register it so that Ctrl-C can close it; None once stopping."""
         stream = self.engine.follow_logs(name, tail, since)
         with self.lock:
@@ -308,7 +308,7 @@ class Follower:
         return stream
 
 
-def _lines(stream: LogStream) -> Iterator[tuple[str, int | None]]:
+def _lines(stream: Stream) -> Iterator[tuple[str, int | None]]:
     """Complete lines of a chunked stream as (text, timestamp in ns or None)."""
     buffer = b""
     for chunk in stream:

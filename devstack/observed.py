@@ -33,6 +33,7 @@ class ObservedContainer:
     config_hash: str
     config_fields: dict[str, str] = field(default_factory=dict, compare=False)
     ports: tuple[ObservedPort, ...] = ()
+    networks: dict[str, str] = field(default_factory=dict, compare=False)  # name -> network id
 
     @property
     def running(self) -> bool:
@@ -47,12 +48,28 @@ class ObservedContainer:
 
 
 @dataclass(frozen=True)
+class ImageUse:
+    """An image that the project's containers run but the stack no longer wants."""
+
+    built_by_devstack: bool
+    users: frozenset[str]  # names of every container (any project) created from it
+
+
+@dataclass(frozen=True)
 class Observed:
+    """One snapshot of a project's resources."""
+
     project: str
     containers: dict[str, ObservedContainer]  # by service name
-    networks: frozenset[str] = frozenset()
+    network_ids: dict[str, str] = field(default_factory=dict)  # name -> id
     volumes: frozenset[str] = frozenset()
     image_ids: dict[str, str] = field(default_factory=dict)  # image reference -> id
+    replaced_images: dict[str, ImageUse] = field(default_factory=dict)  # reference -> use
+
+    @property
+    def networks(self) -> frozenset[str]:
+        """The names of the project's networks."""
+        return frozenset(self.network_ids)
 
     @property
     def empty(self) -> bool:
@@ -75,6 +92,7 @@ def parse_container(row: dict[str, Any]) -> ObservedContainer:
         if p.get("PublicPort")
     )
     names = row.get("Names") or [""]
+    attached = ((row.get("NetworkSettings") or {}).get("Networks")) or {}
     return ObservedContainer(
         id=row["Id"],
         name=names[0].lstrip("/"),
@@ -87,6 +105,7 @@ def parse_container(row: dict[str, Any]) -> ObservedContainer:
         config_hash=row_labels.get(labels.CONFIG_HASH, ""),
         config_fields=fields,
         ports=tuple(sorted(set(ports), key=lambda p: (p.container_port, p.host_ip))),
+        networks={name: str(net.get("NetworkID", "")) for name, net in attached.items()},
     )
 
 
@@ -96,6 +115,7 @@ def parse_snapshot(
     networks: list[dict[str, Any]],
     volumes: list[dict[str, Any]],
     images: list[dict[str, Any]] | None = None,
+    replaced_images: dict[str, ImageUse] | None = None,
 ) -> Observed:
     """Assemble an Observed from the engine's list responses (already filtered by label)."""
     parsed = [parse_container(row) for row in containers]
@@ -103,7 +123,8 @@ def parse_snapshot(
     return Observed(
         project=project,
         containers={c.service or c.name: c for c in parsed},
-        networks=frozenset(n["Name"] for n in networks),
+        network_ids={n["Name"]: str(n.get("Id", "")) for n in networks},
         volumes=frozenset(v["Name"] for v in volumes),
         image_ids=image_ids,
+        replaced_images=replaced_images or {},
     )

@@ -1,5 +1,9 @@
 """What to change: a pure comparison of the stack (what should exist) with a snapshot (what
-does), as a list of operations each carrying its cause. The executor makes no decisions."""
+does), as a graph of operations. Each operation carries its cause, its `Service` and the keys
+of the operations that must finish before it; the executor runs the graph and decides nothing.
+
+`str(plan)` lists the operations a user cares about (images, network, volumes, containers);
+`plan.graph()` adds the start and readiness steps with their edges (for tests and debugging)."""
 
 from __future__ import annotations
 
@@ -7,104 +11,249 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from devstack.observed import Observed, ObservedContainer
-from devstack.spec import Service, Stack
+from devstack.spec import Condition, Service, Stack
 
 
 class Action(StrEnum):
+    """What an operation does."""
+
     BUILD = "build"
     PULL = "pull"
     CREATE = "create"
     RECREATE = "recreate"
     START = "start"
+    RESTART = "restart"
+    WAIT = "wait"
     KEEP = "keep"
     REMOVE = "remove"
 
 
 @dataclass(frozen=True)
 class Operation:
+    """One node of the plan: `action` on `kind` `name`, because of `cause`, after `after`."""
+
     action: Action
-    kind: str  # image | network | volume | container
+    kind: str  # image | network | volume | container | ready
     name: str
     cause: str
-    service: str = ""
+    service: Service | None = None
+    after: tuple[str, ...] = ()
+    key: str = ""
+    shown: bool = True  # listed by str(plan); start/ready steps are graph mechanics
+    fresh: bool = False  # a wait on a container (re)started by this run
 
     def __str__(self) -> str:
         return f"{self.action.value:<9} {self.kind:<10} {self.name:<28} ({self.cause})"
 
+    @property
+    def service_name(self) -> str:
+        """The name of the service this operation is about ("" for shared resources)."""
+        return self.service.name if self.service else ""
+
 
 @dataclass(frozen=True)
 class Plan:
+    """Operations in a stable, readable order; `after` edges say what may run in parallel."""
+
     operations: tuple[Operation, ...]
 
     def __str__(self) -> str:
-        return "\n".join(str(op) for op in self.operations)
+        return "\n".join(str(op) for op in self.operations if op.shown)
+
+    def graph(self) -> str:
+        """Every operation with its key and edges, one per line."""
+        return "\n".join(
+            f"{op.key} <- {', '.join(op.after) or '-'}  [{op.action.value}]"
+            for op in self.operations
+        )
 
     @property
     def changes(self) -> tuple[Operation, ...]:
-        return tuple(op for op in self.operations if op.action is not Action.KEEP)
+        """Listed operations that change something."""
+        return tuple(op for op in self.operations if op.shown and op.action is not Action.KEEP)
 
     def of_kind(self, kind: str) -> tuple[Operation, ...]:
+        """Operations on one kind of resource."""
         return tuple(op for op in self.operations if op.kind == kind)
 
     def container(self, service: str) -> Operation | None:
-        for op in self.of_kind("container"):
-            if op.service == service:
-                return op
-        return None
+        """The container operation of `service`."""
+        return next((op for op in self.of_kind("container") if op.service_name == service), None)
+
+
+def _key(kind: str, name: str) -> str:
+    return f"{kind}:{name}"
 
 
 def plan_up(stack: Stack, observed: Observed, services: list[str] | None = None) -> Plan:
     """Operations that bring `services` (default: all, with their dependencies) to the spec."""
-    names = stack.with_dependencies(services or [s.name for s in stack.services])
+    names = stack.with_dependencies(services or list(stack.names))
     ops: list[Operation] = []
+    images: dict[str, Service] = {}
     for name in names:
-        service = stack.service(name)
-        if service.image in observed.image_ids:
-            ops.append(Operation(Action.KEEP, "image", service.image, _have_image(service), name))
+        images.setdefault(stack.service(name).image, stack.service(name))
+    for image, service in images.items():
+        key = _key("image", image)
+        if image in observed.image_ids:
+            cause = "inputs unchanged" if service.build else "present"
+            ops.append(Operation(Action.KEEP, "image", image, cause, service, key=key))
         elif service.build:
-            ops.append(Operation(Action.BUILD, "image", service.image, "inputs changed", name))
+            ops.append(Operation(Action.BUILD, "image", image, "inputs changed", service, key=key))
         else:
-            ops.append(Operation(Action.PULL, "image", service.image, "not present locally", name))
+            cause = "not present locally"
+            ops.append(Operation(Action.PULL, "image", image, cause, service, key=key))
     ops.append(_presence(stack.network, "network", observed.networks))
     ops.extend(_presence(v, "volume", observed.volumes) for v in stack.volumes)
+    container_ops = {
+        name: _container_op(stack, stack.service(name), observed, stack.network) for name in names
+    }
+    ops.extend(container_ops.values())
     for name in names:
-        service = stack.service(name)
-        current = observed.containers.get(name)
-        action, cause = _container_action(service, current, observed)
-        ops.append(Operation(action, "container", stack.container_name(name), cause, name))
-    known = {s.name for s in stack.services}
+        ops.extend(_start_and_ready(stack.service(name), container_ops, observed))
+    ops.extend(_replaced_images(stack, observed, container_ops))
+    known = set(stack.names)
     for service_name, orphan in sorted(observed.containers.items()):
         if service_name not in known:
             cause = "orphan: not in the stack any more; `down` removes it"
-            ops.append(Operation(Action.KEEP, "container", orphan.name, cause, service_name))
+            key = _key("orphan", orphan.name)
+            ops.append(Operation(Action.KEEP, "container", orphan.name, cause, key=key))
     return Plan(tuple(ops))
-
-
-def _have_image(service: Service) -> str:
-    return "inputs unchanged" if service.build else "present"
 
 
 def _presence(name: str, kind: str, existing: frozenset[str]) -> Operation:
     if name in existing:
-        return Operation(Action.KEEP, kind, name, "exists")
-    return Operation(Action.CREATE, kind, name, "missing")
+        return Operation(Action.KEEP, kind, name, "exists", key=_key(kind, name))
+    return Operation(Action.CREATE, kind, name, "missing", key=_key(kind, name))
 
 
-def _container_action(
-    service: Service, current: ObservedContainer | None, observed: Observed
+def _container_op(stack: Stack, service: Service, observed: Observed, network: str) -> Operation:
+    current = observed.containers.get(service.name)
+    action, cause = container_action(service, current, observed, network)
+    needs = [_key("image", service.image), _key("network", network)]
+    needs += [_key("volume", m.source) for m in service.mounts if m.source in stack.volumes]
+    return Operation(
+        action,
+        "container",
+        stack.container_name(service.name),
+        cause,
+        service,
+        after=tuple(needs),
+        key=_key("container", service.name),
+    )
+
+
+def container_action(
+    service: Service, current: ObservedContainer | None, observed: Observed, network: str
 ) -> tuple[Action, str]:
+    """Create, recreate, start or keep, and why."""
     if current is None:
         return Action.CREATE, "missing"
     if current.config_hash != service.config_hash():
         return Action.RECREATE, explain_drift(service, current)
+    if current.image != service.image:
+        return Action.RECREATE, f"image {service.image} replaces {current.image}"
     wanted_id = observed.image_ids.get(service.image)
     if wanted_id and current.image_id and wanted_id != current.image_id:
         return Action.RECREATE, f"image {service.image} was updated"
+    network_id = observed.network_ids.get(network)
+    if current.networks and current.networks.get(network) != network_id:
+        return Action.RECREATE, f"its network {network} was removed"
+    if service.one_shot:
+        return Action.START, "runs on every up"
     if current.state == "running":
         return Action.KEEP, "up to date"
     if current.state in {"created", "exited"}:
         return Action.START, "stopped" if current.state == "exited" else "created, not started"
     return Action.RECREATE, f"container is {current.state}"
+
+
+def _start_and_ready(
+    service: Service, container_ops: dict[str, Operation], observed: Observed
+) -> list[Operation]:
+    """The start step (after the dependencies its conditions name) and the readiness step."""
+    container = container_ops[service.name]
+    ready_key = _key("ready", service.name)
+    deps_ready = tuple(_key("ready", d.service) for d in service.depends_on)
+    if container.action is Action.KEEP:
+        current = observed.containers[service.name]
+        healthy = current.health == "healthy"
+        action = Action.KEEP if healthy else Action.WAIT
+        cause = "Docker reports it healthy" if healthy else service_check(service)
+        ready = Operation(
+            action,
+            "ready",
+            container.name,
+            cause,
+            service,
+            (container.key, *deps_ready),
+            key=ready_key,
+            shown=False,
+        )
+        return [ready]
+    before_start = []
+    for dependency in service.depends_on:
+        dep = container_ops.get(dependency.service)
+        early = not dependency.before_start and dependency.condition is Condition.READY
+        if early and dep is not None and dep.action is not Action.KEEP:
+            before_start.append(_key("start", dependency.service))
+        else:
+            before_start.append(_key("ready", dependency.service))
+    causes = [f"{d.service} {d.condition.value}" for d in service.depends_on if d.before_start]
+    start = Operation(
+        Action.START,
+        "start",
+        container.name,
+        "after " + ", ".join(causes) if causes else "no dependencies",
+        service,
+        (container.key, *before_start),
+        key=_key("start", service.name),
+        shown=False,
+    )
+    ready = Operation(
+        Action.WAIT,
+        "ready",
+        container.name,
+        service_check(service),
+        service,
+        (start.key, *deps_ready),
+        key=ready_key,
+        shown=False,
+        fresh=True,
+    )
+    return [start, ready]
+
+
+def service_check(service: Service) -> str:
+    """What readiness means for `service`, in words."""
+    return service.readiness.describe() if service.readiness else "no readiness check"
+
+
+def _replaced_images(
+    stack: Stack, observed: Observed, container_ops: dict[str, Operation]
+) -> list[Operation]:
+    """Drop the tag of an image devstack built once the last container using it (of any
+    project) is recreated onto another image by this plan."""
+    ops = []
+    for reference, use in sorted(observed.replaced_images.items()):
+        if not use.built_by_devstack:
+            continue
+        recreated = {
+            op.name: op.key
+            for name, op in container_ops.items()
+            if op.action is Action.RECREATE and observed.containers[name].image == reference
+        }
+        if recreated and use.users <= recreated.keys():
+            ops.append(
+                Operation(
+                    Action.REMOVE,
+                    "image",
+                    reference,
+                    "replaced; no container uses it any more",
+                    after=tuple(sorted(recreated.values())),
+                    key=_key("drop-image", reference),
+                )
+            )
+    return ops
 
 
 def explain_drift(service: Service, current: ObservedContainer) -> str:
@@ -122,24 +271,85 @@ def plan_down(
     stack: Stack, observed: Observed, volumes: bool, services: list[str] | None = None
 ) -> Plan:
     """Remove containers (dependents first), then the network, then volumes only if asked."""
-    known = {s.name for s in stack.services}
+    known = set(stack.names)
     if services:
         order = stack.dependents(services)
     else:
         orphans = sorted(n for n in observed.containers if n not in known)
-        order = orphans + [n for level in reversed(stack.levels()) for n in level]
-    ops = [
-        Operation(Action.REMOVE, "container", observed.containers[n].name, "down", n)
-        for n in order
-        if n in observed.containers
-    ]
+        order = orphans + list(reversed(stack.start_order()))
+    present = [n for n in order if n in observed.containers]
+    ops = []
+    for name in present:
+        service = stack.service(name) if name in known else None
+        dependents = [
+            _key("remove", s.name)
+            for s in stack.services
+            if name in s.dependency_names and s.name in present
+        ]
+        ops.append(
+            Operation(
+                Action.REMOVE,
+                "container",
+                observed.containers[name].name,
+                "down",
+                service,
+                tuple(dependents),
+                key=_key("remove", name),
+            )
+        )
     if services:
         return Plan(tuple(ops))
+    removed = tuple(op.key for op in ops)
     if stack.network in observed.networks:
-        ops.append(Operation(Action.REMOVE, "network", stack.network, "down"))
+        key = _key("network", stack.network)
+        ops.append(Operation(Action.REMOVE, "network", stack.network, "down", None, removed, key))
     for volume in sorted(observed.volumes):
+        key = _key("volume", volume)
         if volumes:
-            ops.append(Operation(Action.REMOVE, "volume", volume, "--volumes"))
+            ops.append(Operation(Action.REMOVE, "volume", volume, "--volumes", None, removed, key))
         else:
-            ops.append(Operation(Action.KEEP, "volume", volume, "data kept; --volumes deletes it"))
+            cause = "data kept; --volumes deletes it"
+            ops.append(Operation(Action.KEEP, "volume", volume, cause, key=key))
+    return Plan(tuple(ops))
+
+
+def plan_restart(stack: Stack, observed: Observed, services: list[str]) -> Plan:
+    """Restart `services` (dependencies before dependents) and wait until each is ready."""
+    from devstack.errors import ServiceFailed
+
+    ops = []
+    for name in stack.start_order(services):
+        container = observed.containers.get(name)
+        if container is None:
+            raise ServiceFailed(
+                f"{name} has no container in project {stack.project}",
+                hint=f"create it with `python -m devstack up {name}`",
+            )
+        service = stack.service(name)
+        deps = tuple(_key("ready", d) for d in service.dependency_names if d in services)
+        restart_key = _key("restart", name)
+        ops.append(
+            Operation(
+                Action.RESTART,
+                "container",
+                container.name,
+                "restart",
+                service,
+                deps,
+                key=restart_key,
+            )
+        )
+        ops.append(
+            Operation(
+                Action.WAIT,
+                "ready",
+                container.name,
+                service_check(service),
+                service,
+                (restart_key,),
+                key=_key("ready", name),
+                shown=False,
+                fresh=True,
+            )
+        )
     return Plan(tuple(ops))

@@ -1,5 +1,6 @@
-"""Wait until a started container is ready: probe at once and then with short, growing
-intervals (tenacity), and fail fast when the container exits or Docker calls it unhealthy."""
+"""Wait until a started container is ready: run its readiness check at once and then with
+short, growing intervals (tenacity), and fail fast when the container exits, when Docker calls
+a freshly started container unhealthy, or when the check says waiting cannot help."""
 
 from __future__ import annotations
 
@@ -7,15 +8,14 @@ import threading
 import time
 from collections.abc import Callable
 
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
+from tenacity import Retrying, retry_if_exception_type, wait_exponential
 
+from devstack.checks import CheckTarget, NotReady
 from devstack.engine import Engine
 from devstack.errors import HealthTimeout, ServiceFailed
-from devstack.probes import ProbeFailed, run_probe
 from devstack.spec import Service
 
 LOG_LINES = 20
-SPAWN_GRACE = 1.5  # seconds a supervisor may take to spawn its server process
 
 
 class Cancelled(Exception):
@@ -23,6 +23,7 @@ class Cancelled(Exception):
 
 
 def failure_details(engine: Engine, container: str, health_output: str = "") -> str:
+    """Docker's last health output and the container's last log lines, for an error."""
     parts = []
     if health_output:
         parts.append(f"last health check output:\n{health_output}")
@@ -38,67 +39,73 @@ def wait_ready(
     deadline: float,
     cancel: threading.Event,
     on_attempt: Callable[[str], None] | None = None,
+    fresh: bool = True,
 ) -> None:
-    """Block until `service`'s probe passes; raise ServiceFailed, HealthTimeout or Cancelled."""
-    probe = service.probe
-    if probe is None:
+    """Block until `service`'s readiness check passes; raise ServiceFailed, HealthTimeout or
+    Cancelled. `fresh`: the container was (re)started by this run, so Docker's health status
+    is its own; a kept container's old "unhealthy" does not count (its check decides)."""
+    check = service.readiness
+    if check is None:
         return
-    last_error = ["not probed yet"]
+    last_error = ["not checked yet"]
     started = time.monotonic()
 
-    def check() -> None:
+    def fail(message: str, hint: str | None, health_output: str = "") -> ServiceFailed:
+        if not message.startswith(service.name):
+            message = f"{service.name}: {message}"
+        return ServiceFailed(
+            message, hint=hint, details=failure_details(engine, container, health_output)
+        )
+
+    def attempt() -> None:
         if cancel.is_set():
             raise Cancelled
         state = engine.state(container)
-        if state.status in {"exited", "dead"}:
-            raise ServiceFailed(
+        if state.status in {"exited", "dead"} and not check.waits_for_exit:
+            raise fail(
                 f"{service.name} exited with code {state.exit_code} while starting",
-                hint="see its log below; fix the cause and re-run `up`",
-                details=failure_details(engine, container),
+                "see its log below; fix the cause and re-run `up`",
             )
-        if state.health == "unhealthy":
-            raise ServiceFailed(
+        if fresh and state.health == "unhealthy" and not check.waits_for_exit:
+            raise fail(
                 f"{service.name} is unhealthy (Docker's health check failed)",
-                details=failure_details(engine, container, state.health_output),
+                None,
+                state.health_output,
             )
+        target = CheckTarget(
+            engine,
+            container,
+            state,
+            timeout=min(1.0, max(0.05, deadline - time.monotonic())),
+            elapsed=time.monotonic() - started,
+        )
         try:
-            run_probe(probe, timeout=min(1.0, max(0.05, deadline - time.monotonic())))
-        except ProbeFailed as exc:
+            check.check(target)
+        except NotReady as exc:
             last_error[0] = str(exc)
             if on_attempt:
                 on_attempt(str(exc))
-            watch = service.server_process and time.monotonic() - started > SPAWN_GRACE
-            if watch and engine.count_processes(container, service.server_process) == 0:
-                raise ServiceFailed(
-                    f"{service.name}'s server process exited while starting "
-                    "(its reloader is still waiting for a code change)",
-                    hint="fix the error in the log below; the reloader picks up the fix, "
-                    "or re-run `up`",
-                    details=failure_details(engine, container),
-                ) from exc
             raise
-
-    def out_of_time(retry_state: RetryCallState) -> bool:
-        return cancel.is_set() or time.monotonic() >= deadline
-
-    def sleep(seconds: float) -> None:
-        cancel.wait(seconds)  # wakes at once when cancelled
+        except ServiceFailed as exc:
+            if exc.details:
+                raise
+            raise fail(exc.message, exc.hint) from None
 
     retrying = Retrying(
-        retry=retry_if_exception_type(ProbeFailed),
+        retry=retry_if_exception_type(NotReady),
         wait=wait_exponential(multiplier=0.02, min=0.02, max=0.1),
-        stop=out_of_time,
-        sleep=sleep,
+        stop=lambda _: cancel.is_set() or time.monotonic() >= deadline,
+        sleep=lambda seconds: None if cancel.wait(seconds) else None,  # wakes when cancelled
         reraise=True,
     )
     try:
-        retrying(check)
-    except ProbeFailed:
+        retrying(attempt)
+    except NotReady:
         if cancel.is_set():
             raise Cancelled from None
         state = engine.state(container)
         raise HealthTimeout(
-            f"{service.name} was not ready before the deadline (last probe: {last_error[0]})",
+            f"{service.name} was not ready before the deadline (last check: {last_error[0]})",
             hint="raise --timeout if it is just slow; otherwise read the output below",
             details=failure_details(engine, container, state.health_output),
         ) from None

@@ -78,15 +78,7 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
-        ports: dict[int, str] = {}
-        for key, port in (
-            ("DEVSTACK_POSTGRES_PORT", self.postgres_port),
-            ("DEVSTACK_REDIS_PORT", self.redis_port),
-            ("DEVSTACK_API_PORT", self.api_port),
-        ):
-            if port in ports:
-                raise ValueError(f"{key} and {ports[port]} both use host port {port}")
-            ports[port] = key
+        # (clashing host ports are checked on the declared stack: declaration.check_ports)
         if not self.is_loopback and self.postgres_password == EXAMPLE_PASSWORD:
             raise ValueError(
                 f"DEVSTACK_BIND_ADDRESS={self.bind_address} publishes Postgres beyond this "

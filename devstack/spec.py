@@ -1,17 +1,21 @@
-"""The stack as pure data: what should exist, derived from Settings with no Docker calls."""
+"""The vocabulary of a stack declaration: pure, immutable data with no Docker calls.
+
+A `Service` carries everything the other layers need (image or build, command, environment,
+ports with the `.env` key that sets each, mounts, Docker healthcheck, readiness check,
+dependencies with a condition, exec shortcuts, printed links). The concrete stack is declared
+once, in `devstack.declaration`; no other module names a concrete service."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
-from devstack.settings import Settings
-
-POSTGRES, REDIS, API = "postgres", "redis", "api"
-SERVICE_DIR = "service"  # bind-mounted over the image's copy in dev mode
-API_IMAGE_REPO = "devstack/api"
+from devstack.checks import ReadinessCheck
 
 
 @dataclass(frozen=True)
@@ -22,18 +26,31 @@ class Healthcheck:
     interval: float
     timeout: float
     retries: int
+    start_period: float = 0.0
 
 
 @dataclass(frozen=True)
 class Port:
+    """A published port; `url` is a template with {host} and {port} (what `status` shows)."""
+
     host_ip: str
     host_port: int
     container_port: int
     setting: str = field(default="", compare=False)  # the .env key that chooses host_port
+    url: str = field(default="{host}:{port}", compare=False)
+
+    def format_url(self, host_ip: str | None = None, host_port: int | None = None) -> str:
+        """This port's URL, for the declared or an observed binding."""
+        host = host_ip if host_ip is not None else self.host_ip
+        host = "127.0.0.1" if host in {"", "0.0.0.0"} else host
+        host = f"[{host}]" if ":" in host else host
+        return self.url.format(host=host, port=host_port or self.host_port)
 
 
 @dataclass(frozen=True)
 class Mount:
+    """A named volume or a host path mounted into the container."""
+
     source: str  # a volume name or an absolute host path
     target: str
     kind: str  # "volume" | "bind"
@@ -41,60 +58,107 @@ class Mount:
 
 
 @dataclass(frozen=True)
-class Probe:
-    """How devstack itself checks readiness from the host, through the real protocol."""
-
-    kind: str  # "postgres" | "redis" | "http"
-    host: str
-    port: int
-    user: str = ""
-    password: str = ""
-    database: str = ""
-    path: str = ""
-
-
-@dataclass(frozen=True)
 class Build:
-    """How to build a service's image: the build inputs that the build hash covers."""
+    """How to build an image: the build inputs that the build hash covers."""
 
     context: Path
     dockerfile: str = "Dockerfile"
     target: str = "runtime"
     args: tuple[tuple[str, str], ...] = ()
     ca_bundle: Path | None = None
+    repository: str = "devstack/image"  # tagged <repository>:<hash of the inputs>
+
+
+class Condition(StrEnum):
+    """What a dependency must reach before its dependent proceeds."""
+
+    READY = "ready"  # its readiness check passes
+    COMPLETED = "completed"  # a one-shot job exited 0
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """`service` must reach `condition`; `before_start=False` lets the dependent start at the
+    same time (it tolerates the dependency coming up later) while still being declared ready
+    only after the dependency is."""
+
+    service: str
+    condition: Condition = Condition.READY
+    before_start: bool = True
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    """A command word (`psql`) that runs `prefix + (args or default)` in the service."""
+
+    name: str
+    help: str
+    prefix: tuple[str, ...] = ()
+    default: tuple[str, ...] = ()
+    example: str = ""
+
+    def argv(self, args: Sequence[str]) -> list[str]:
+        """The command line to run for the user's `args`."""
+        return [*self.prefix, *(args or self.default)]
+
+
+@dataclass(frozen=True)
+class Link:
+    """A URL that `up` prints: `template` formatted with {url} (the first port's URL)."""
+
+    template: str = "{url}"
+
+    def format(self, port: Port) -> str:
+        """The link for `port`'s declared binding."""
+        return self.template.format(url=port.format_url())
 
 
 @dataclass(frozen=True)
 class Service:
+    """One declared service."""
+
     name: str
     image: str
+    title: str = ""  # how `up` names it in the links it prints
     environment: tuple[tuple[str, str], ...] = ()
     command: tuple[str, ...] = ()
     ports: tuple[Port, ...] = ()
     mounts: tuple[Mount, ...] = ()
     healthcheck: Healthcheck | None = None
-    depends_on: tuple[str, ...] = ()
-    probe: Probe | None = None
+    readiness: ReadinessCheck | None = None
+    depends_on: tuple[Dependency, ...] = ()
     build: Build | None = None
     stop_signal: str | None = None
-    # A fragment of the command line of a server process that runs under a supervisor which
-    # outlives it (uvicorn --reload spawns its server): readiness fails fast when none is alive.
-    server_process: str = ""
+    one_shot: bool = False  # a job that runs to completion (e.g. migrations) on every `up`
+    shortcuts: tuple[Shortcut, ...] = ()
+    links: tuple[Link, ...] = ()
+    user: str = ""
+    working_dir: str = ""
+
+    @property
+    def dependency_names(self) -> tuple[str, ...]:
+        """The names of the services this one depends on."""
+        return tuple(d.service for d in self.depends_on)
 
     def config_fields(self) -> dict[str, str]:
-        """A fingerprint per configuration item (values hashed: no secrets in labels)."""
+        """A fingerprint per configuration item (values hashed: no secrets in labels).
+
+        The image is compared by reference and id in the plan, not here, so `status` can tell
+        drift without resolving a build's content-addressed tag."""
         items: dict[str, object] = {
-            "image": self.image,
             "command": self.command,
             "ports": [(p.host_ip, p.host_port, p.container_port) for p in self.ports],
             "mounts": [asdict(m) for m in self.mounts],
             "healthcheck": asdict(self.healthcheck) if self.healthcheck else None,
             "stop_signal": self.stop_signal,
+            "user": self.user,
+            "working_dir": self.working_dir,
         }
         items.update({f"env {k}": v for k, v in self.environment})
         return {k: _digest(v) for k, v in items.items()}
 
     def config_hash(self) -> str:
+        """One digest of `config_fields`: a container with another hash is recreated."""
         return _digest(self.config_fields())
 
 
@@ -105,145 +169,90 @@ def _digest(value: object) -> str:
 
 @dataclass(frozen=True)
 class Stack:
+    """A project's network, volumes and services."""
+
     project: str
     network: str
     volumes: tuple[str, ...]
     services: tuple[Service, ...]
 
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.services]
+        for service in self.services:
+            for dependency in service.depends_on:
+                if dependency.service not in names:
+                    raise ValueError(f"{service.name} depends on undeclared {dependency.service}")
+        try:
+            self._order()
+        except CycleError as exc:
+            raise ValueError(f"dependency cycle among {exc.args[1]}") from None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Service names in declaration order."""
+        return tuple(s.name for s in self.services)
+
     def service(self, name: str) -> Service:
+        """The service called `name` (KeyError if none)."""
         for service in self.services:
             if service.name == name:
                 return service
         raise KeyError(name)
 
-    def with_image(self, name: str, image: str) -> Stack:
-        """A copy whose service `name` runs `image` (the built API image's tag)."""
-        services = tuple(replace(s, image=image) if s.name == name else s for s in self.services)
+    def with_images(self, images: dict[Build, str]) -> Stack:
+        """A copy whose services with a build run the image tagged for that build."""
+        services = tuple(
+            replace(s, image=images[s.build]) if s.build in images else s for s in self.services
+        )
         return replace(self, services=services)
 
     def container_name(self, service: str) -> str:
+        """`<project>-<service>`."""
         return f"{self.project}-{service}"
 
-    def levels(self) -> list[list[str]]:
-        """Services grouped by dependency depth: each level only needs earlier ones."""
-        remaining = {s.name: set(s.depends_on) for s in self.services}
-        levels: list[list[str]] = []
-        done: set[str] = set()
-        while remaining:
-            ready = sorted(n for n, deps in remaining.items() if deps <= done)
-            if not ready:
-                raise ValueError(f"dependency cycle among {sorted(remaining)}")
-            levels.append(ready)
-            done.update(ready)
-            for name in ready:
-                del remaining[name]
-        return levels
+    def _order(self) -> list[str]:
+        sorter = TopologicalSorter({s.name: s.dependency_names for s in self.services})
+        rank = {name: index for index, name in enumerate(self.names)}
+        order: list[str] = []
+        sorter.prepare()
+        while sorter.is_active():
+            ready = sorted(sorter.get_ready(), key=rank.__getitem__)
+            order.extend(ready)
+            sorter.done(*ready)
+        return order
 
-    def with_dependencies(self, names: list[str]) -> list[str]:
+    def start_order(self, names: Sequence[str] | None = None) -> list[str]:
+        """`names` (default: all) in dependency order, dependencies first."""
+        wanted = set(self.names if names is None else names)
+        return [n for n in self._order() if n in wanted]
+
+    def with_dependencies(self, names: Sequence[str]) -> list[str]:
         """`names` plus everything they depend on, in start order."""
         wanted: set[str] = set()
-        stack = list(names)
-        while stack:
-            name = stack.pop()
+        pending = list(names)
+        while pending:
+            name = pending.pop()
             if name not in wanted:
                 wanted.add(name)
-                stack.extend(self.service(name).depends_on)
-        return [n for level in self.levels() for n in level if n in wanted]
+                pending.extend(self.service(name).dependency_names)
+        return self.start_order(sorted(wanted))
 
-    def dependents(self, names: list[str]) -> list[str]:
+    def dependents(self, names: Sequence[str]) -> list[str]:
         """`names` plus everything that depends on them, in stop order (dependents first)."""
         wanted = set(names)
-        changed = True
-        while changed:
-            changed = False
-            for service in self.services:
-                if service.name not in wanted and wanted & set(service.depends_on):
-                    wanted.add(service.name)
-                    changed = True
-        return [n for level in reversed(self.levels()) for n in level if n in wanted]
+        for name in self._order():
+            if wanted & set(self.service(name).dependency_names):
+                wanted.add(name)
+        return list(reversed(self.start_order(sorted(wanted))))
 
+    def published_ports(self) -> list[tuple[Port, Service]]:
+        """Every published port with its service, in declaration order."""
+        return [(port, service) for service in self.services for port in service.ports]
 
-def database_url(settings: Settings) -> str:
-    return (
-        f"postgresql+asyncpg://{settings.postgres_user}:{settings.postgres_password}"
-        f"@{POSTGRES}:5432/{settings.postgres_db}"
-    )
-
-
-def build_stack(settings: Settings) -> Stack:
-    """The seed's stack: Postgres 17, Redis 7 and the API, as pure data."""
-    project = settings.project_name
-    health = Healthcheck(
-        (), settings.health_interval, settings.health_timeout, settings.health_retries
-    )
-    host, bind = settings.probe_host, settings.bind_address
-    pgdata, redisdata = f"{project}_pgdata", f"{project}_redisdata"
-    postgres = Service(
-        name=POSTGRES,
-        image=settings.postgres_image,
-        environment=(
-            ("POSTGRES_USER", settings.postgres_user),
-            ("POSTGRES_PASSWORD", settings.postgres_password),
-            ("POSTGRES_DB", settings.postgres_db),
-        ),
-        ports=(Port(bind, settings.postgres_port, 5432, "DEVSTACK_POSTGRES_PORT"),),
-        mounts=(Mount(pgdata, "/var/lib/postgresql/data", "volume"),),
-        healthcheck=replace(
-            health, test=("CMD-SHELL", "pg_isready -h 127.0.0.1 -U $POSTGRES_USER -d $POSTGRES_DB")
-        ),
-        probe=Probe(
-            "postgres",
-            host,
-            settings.postgres_port,
-            user=settings.postgres_user,
-            password=settings.postgres_password,
-            database=settings.postgres_db,
-        ),
-        stop_signal="SIGINT",
-    )
-    redis = Service(
-        name=REDIS,
-        image=settings.redis_image,
-        command=("redis-server", "--appendonly", "yes"),
-        ports=(Port(bind, settings.redis_port, 6379, "DEVSTACK_REDIS_PORT"),),
-        mounts=(Mount(redisdata, "/data", "volume"),),
-        healthcheck=replace(health, test=("CMD", "redis-cli", "ping")),
-        probe=Probe("redis", host, settings.redis_port),
-    )
-    api_env = {
-        "AI_AGENTS_DATABASE_URL": database_url(settings),
-        "AI_AGENTS_REDIS_URL": f"redis://{REDIS}:6379/0",
-        "AI_AGENTS_CELERY_BROKER_URL": f"redis://{REDIS}:6379/1",
-        "AI_AGENTS_ENVIRONMENT": "development" if settings.dev_mode else "production",
-        **settings.service_env,
-    }
-    command = ["uvicorn", "service.main:app", "--host", "0.0.0.0", "--port", "8000"]
-    mounts: tuple[Mount, ...] = ()
-    if settings.dev_mode:
-        command += ["--reload", "--reload-dir", "/app/service"]
-        source = str(settings.project_dir / SERVICE_DIR)
-        mounts = (Mount(source, "/app/service", "bind", read_only=True),)
-    build = Build(
-        context=settings.project_dir,
-        args=(("PYTHON_IMAGE", settings.python_image),),
-        ca_bundle=settings.ca_bundle,
-    )
-    api = Service(
-        name=API,
-        image=f"{API_IMAGE_REPO}:unbuilt",  # replaced by the content-addressed tag (build.py)
-        environment=tuple(sorted(api_env.items())),
-        command=tuple(command),
-        ports=(Port(bind, settings.api_port, 8000, "DEVSTACK_API_PORT"),),
-        mounts=mounts,
-        healthcheck=replace(health, test=("CMD", "curl", "-fsS", "http://localhost:8000/health")),
-        depends_on=(POSTGRES, REDIS),
-        probe=Probe("http", host, settings.api_port, path="/health"),
-        build=build,
-        server_process="multiprocessing.spawn" if settings.dev_mode else "",
-    )
-    return Stack(
-        project=project,
-        network=f"{project}_net",
-        volumes=(pgdata, redisdata),
-        services=(postgres, redis, api),
-    )
+    def shortcut(self, name: str) -> tuple[Service, Shortcut] | None:
+        """The service that declares the exec shortcut `name`, and the shortcut."""
+        for service in self.services:
+            for shortcut in service.shortcuts:
+                if shortcut.name == name:
+                    return service, shortcut
+        return None

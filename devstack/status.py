@@ -6,11 +6,13 @@ from dataclasses import asdict, dataclass, replace
 
 from devstack.observed import Observed, ObservedContainer
 from devstack.plan import explain_drift
-from devstack.spec import Service, Stack
+from devstack.spec import Port, Service, Stack
 
 
 @dataclass(frozen=True)
 class StatusRow:
+    """One line of `status`."""
+
     service: str
     container: str
     state: str  # running | exited | created | missing | ...
@@ -21,19 +23,14 @@ class StatusRow:
     drift: str  # why the container no longer matches .env; "" when it does
 
 
-def service_url(service: Service | None, host_ip: str, host_port: int) -> str:
-    """A URL for a published port; Postgres DSNs carry the user, never the password."""
-    host = "127.0.0.1" if host_ip in {"", "0.0.0.0"} else host_ip
-    host = f"[{host}]" if ":" in host else host
-    kind = service.probe.kind if service and service.probe else ""
-    if kind == "postgres" and service and service.probe:
-        probe = service.probe
-        return f"postgresql://{probe.user}:***@{host}:{host_port}/{probe.database}"
-    if kind == "redis":
-        return f"redis://{host}:{host_port}"
-    if kind == "http":
-        return f"http://{host}:{host_port}"
-    return f"{host}:{host_port}"
+def port_urls(service: Service | None, container: ObservedContainer) -> tuple[str, ...]:
+    """The container's published ports as the URLs its service declares (passwords masked)."""
+    declared = {p.container_port: p for p in service.ports} if service else {}
+    urls = []
+    for observed_port in container.ports:
+        port = declared.get(observed_port.container_port) or Port("", 0, 0)
+        urls.append(port.format_url(observed_port.host_ip, observed_port.host_port))
+    return tuple(urls)
 
 
 def status_rows(
@@ -50,7 +47,7 @@ def status_rows(
         if row.health == "starting" and service.name in probed:
             row = replace(row, health="ready (probed)")
         rows.append(row)
-    known = {s.name for s in stack.services}
+    known = set(stack.names)
     for name, container in sorted(observed.containers.items()):
         if name not in known:
             rows.append(_row(name, None, container))
@@ -58,6 +55,7 @@ def status_rows(
 
 
 def _row(name: str, service: Service | None, container: ObservedContainer | None) -> StatusRow:
+    """A row for a declared service, an orphan container, or a missing container."""
     if container is None:
         return StatusRow(name, "", "missing", "", (), service.image if service else "", "", "")
     if service is None:
@@ -66,7 +64,7 @@ def _row(name: str, service: Service | None, container: ObservedContainer | None
         drift = explain_drift(service, container)
     else:
         drift = ""
-    urls = tuple(service_url(service, p.host_ip, p.host_port) for p in container.ports)
+    urls = port_urls(service, container)
     return StatusRow(
         service=name,
         container=container.name,
@@ -79,5 +77,9 @@ def _row(name: str, service: Service | None, container: ObservedContainer | None
     )
 
 
-def rows_as_json(project: str, rows: list[StatusRow]) -> dict[str, object]:
-    return {"project": project, "services": [asdict(r) for r in rows]}
+def rows_as_json(project: str, rows: list[StatusRow], engine: str = "") -> dict[str, object]:
+    """`status --json`: the project, the engine when not the default, and one object per row."""
+    data: dict[str, object] = {"project": project, "services": [asdict(r) for r in rows]}
+    if engine:
+        data["engine"] = engine
+    return data

@@ -138,12 +138,12 @@ class Project:
         remove_project(self.client, self.name)
         if self.project_dir != REPO_ROOT:
             from devstack.build import image_tag
+            from devstack.declaration import declare_stack
             from devstack.settings import load_settings
-            from devstack.spec import build_stack
 
             settings = load_settings(self.project_dir, self.env_file, environ={})
-            build = build_stack(settings).service("api").build
-            if build:
+            builds = {s.build for s in declare_stack(settings).services if s.build}
+            for build in builds:
                 with contextlib.suppress(docker.errors.APIError):
                     self.client.api.remove_image(image_tag(build), noprune=True)
 

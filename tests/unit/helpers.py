@@ -8,7 +8,8 @@ from typing import Any
 from devstack import labels
 from devstack.observed import Observed, parse_snapshot
 from devstack.settings import Settings, load_settings
-from devstack.spec import Stack, build_stack
+from devstack.declaration import declare_stack
+from devstack.spec import Stack
 
 PROJECT = "demo"
 
@@ -20,7 +21,10 @@ def settings(tmp_path: Path, text: str = "", **environ: str) -> Settings:
 
 
 def stack(tmp_path: Path, text: str = "") -> Stack:
-    return build_stack(settings(tmp_path, text)).with_image("api", "devstack/api:abc")
+    declared = declare_stack(settings(tmp_path, text))
+    build = declared.service("api").build
+    assert build is not None
+    return declared.with_images({build: "devstack/api:abc"})
 
 
 def container_row(stack: Stack, service: str, state: str = "running") -> dict[str, Any]:

@@ -73,9 +73,9 @@ def test_updated_image_recreates(tmp_path: Path) -> None:
 def test_subset_brings_dependencies(tmp_path: Path) -> None:
     s = stack(tmp_path)
     plan = plan_up(s, observed(s, network=False, volumes=False), ["api"])
-    assert [op.service for op in plan.of_kind("container")] == ["postgres", "redis", "api"]
+    assert [op.service_name for op in plan.of_kind("container")] == ["postgres", "redis", "api"]
     plan = plan_up(s, observed(s), ["redis"])
-    assert [op.service for op in plan.of_kind("container")] == ["redis"]
+    assert [op.service_name for op in plan.of_kind("container")] == ["redis"]
 
 
 def test_orphan_is_kept_by_up_and_removed_by_down(tmp_path: Path) -> None:
@@ -126,4 +126,4 @@ def test_down_on_nothing_has_no_changes(tmp_path: Path) -> None:
 def test_down_subset_stops_dependents_first(tmp_path: Path) -> None:
     s = stack(tmp_path)
     plan = plan_down(s, observed(s, ALL_RUNNING), volumes=True, services=["redis"])
-    assert [op.service for op in plan.operations] == ["api", "redis"]
+    assert [op.service_name for op in plan.operations] == ["api", "redis"]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack.declaration import declare_stack
 from devstack.envfile import parse_env_text
 from devstack.errors import ConfigError
 from devstack.settings import EXAMPLE_PASSWORD, default_project_name, load_settings
@@ -14,8 +15,8 @@ from .helpers import settings
 
 
 def error_of(tmp_path: Path, text: str, **environ: str) -> str:
-    with pytest.raises(ConfigError) as info:
-        settings(tmp_path, text, **environ)
+    with pytest.raises(ConfigError) as info:  # settings, then the ports the stack declares
+        declare_stack(settings(tmp_path, text, **environ))
     assert info.value.exit_code == 2
     return info.value.message + " | " + (info.value.hint or "")
 

@@ -12,11 +12,11 @@ from .helpers import observed, settings, stack
 def test_seed_services(tmp_path: Path) -> None:
     s = stack(tmp_path)
     assert [x.name for x in s.services] == ["postgres", "redis", "api"]
-    assert s.levels() == [["postgres", "redis"], ["api"]]
+    assert s.start_order() == ["postgres", "redis", "api"]
     pg, redis, api = s.services
     assert pg.ports[0].host_port == 5433 and pg.ports[0].container_port == 5432
     assert redis.command == ("redis-server", "--appendonly", "yes")
-    assert api.depends_on == ("postgres", "redis")
+    assert api.dependency_names == ("postgres", "redis")
     assert pg.healthcheck and pg.healthcheck.interval == 10 and pg.healthcheck.retries == 3
     assert "pg_isready" in pg.healthcheck.test[1] and "$POSTGRES_USER" in pg.healthcheck.test[1]
     assert redis.healthcheck and redis.healthcheck.test == ("CMD", "redis-cli", "ping")
@@ -35,9 +35,9 @@ def test_dev_mode_bind_mounts_service_read_only(tmp_path: Path) -> None:
 
 def test_api_env_derived_and_passed_through(tmp_path: Path) -> None:
     s = settings(tmp_path, "POSTGRES_USER=u\nPOSTGRES_PASSWORD=p\nAI_AGENTS_LOG_LEVEL=debug\n")
-    from devstack.spec import build_stack
+    from devstack.declaration import declare_stack
 
-    env = dict(build_stack(s).service("api").environment)
+    env = dict(declare_stack(s).service("api").environment)
     assert env["AI_AGENTS_DATABASE_URL"] == "postgresql+asyncpg://u:p@postgres:5432/devstack"
     assert env["AI_AGENTS_REDIS_URL"].endswith("/0")
     assert env["AI_AGENTS_CELERY_BROKER_URL"].endswith("/1")

@@ -1,0 +1,230 @@
+"""Readiness checks: one class per kind, each with its own fields, `check()` and `describe()`.
+
+Checks from the host go through each service's real protocol. A TCP connect is not a check:
+docker-proxy accepts on a published port even when nothing listens behind it. The Postgres
+check logs in the way the API does (TCP, password), so the unix-socket-only server that initdb
+runs on first start is never mistaken for the real one."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import socket
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+from devstack.errors import ServiceFailed
+
+if TYPE_CHECKING:
+    from devstack.engine import ContainerState, Engine
+
+
+class NotReady(Exception):
+    """Not ready yet; the message says what the check saw."""
+
+
+@dataclass(frozen=True)
+class CheckTarget:
+    """What a check may look at: the engine, the container, its state, a time budget."""
+
+    engine: Engine
+    container: str
+    state: ContainerState
+    timeout: float
+    elapsed: float = 0.0  # seconds since the wait began
+
+
+class ReadinessCheck(ABC):
+    """Decides whether a started container is ready. `check` returns when it is, raises
+    NotReady while it is not yet, and a ServiceFailed when waiting longer cannot help."""
+
+    waits_for_exit: ClassVar[bool] = False  # True: the container exiting is the goal
+
+    @abstractmethod
+    def check(self, target: CheckTarget) -> None:
+        """Return when ready; raise NotReady (keep waiting) or ServiceFailed (give up)."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """What is checked, for plans and messages."""
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class PostgresLogin(ReadinessCheck):
+    """A TCP login with the configured credentials, then `SELECT 1`."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    database: str
+
+    def check(self, target: CheckTarget) -> None:
+        """Log in and run `SELECT 1`; a refused password fails at once (it cannot heal)."""
+        import asyncpg
+
+        try:
+            asyncio.run(self._login(target.timeout))
+        except (
+            asyncpg.InvalidPasswordError,
+            asyncpg.InvalidAuthorizationSpecificationError,
+        ) as exc:
+            raise ServiceFailed(
+                f"postgres refused the configured login: {_describe(exc)}",
+                hint="the data volume keeps the password it was created with: set that one in "
+                '.env, or change it with `python -m devstack psql -c "ALTER USER ... PASSWORD '
+                "'...'\"` (psql logs in inside the container), or start over with "
+                "`python -m devstack down --volumes` (deletes the data)",
+            ) from None
+        except Exception as exc:  # asyncpg's protocol errors have no common base to name
+            raise NotReady(_describe(exc)) from exc
+
+    async def _login(self, timeout: float) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database=self.database,
+            timeout=timeout,
+            ssl=False,
+        )
+        try:
+            await conn.fetchval("SELECT 1", timeout=timeout)
+        finally:
+            await conn.close(timeout=timeout)
+
+    def describe(self) -> str:
+        """E.g. `postgres login as app + SELECT 1 at 127.0.0.1:5433`."""
+        return f"postgres login as {self.user} + SELECT 1 at {self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class RedisPing(ReadinessCheck):
+    """A RESP `PING` answered by `PONG` (or by NOAUTH: a server that answers is up)."""
+
+    host: str
+    port: int
+
+    def check(self, target: CheckTarget) -> None:
+        """Send PING, expect PONG."""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=target.timeout) as sock:
+                sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+                reply = sock.recv(256)
+        except OSError as exc:
+            raise NotReady(_describe(exc)) from exc
+        if reply.startswith((b"+PONG", b"-NOAUTH")):
+            return
+        raise NotReady(
+            f"redis answered {reply[:60].decode(errors='replace').strip()!r}"
+            if reply
+            else "connection closed without a reply"
+        )
+
+    def describe(self) -> str:
+        """E.g. `redis PING at 127.0.0.1:6379`."""
+        return f"redis PING at {self.host}:{self.port}"
+
+
+CODE_ERROR_HEADER = "X-Devstack-Code-Error"
+
+
+@dataclass(frozen=True)
+class HttpGet(ReadinessCheck):
+    """An HTTP GET of `path` answered with 200."""
+
+    host: str
+    port: int
+    path: str = "/"
+    container_port: int = 0  # the port inside the container (for checks that run there)
+    # A fragment of the command line of a server process run by a supervisor that outlives it
+    # (uvicorn --reload spawns its server): when none is alive, waiting cannot help.
+    server_process: str = ""
+    spawn_grace: ClassVar[float] = 1.5  # seconds a supervisor may take to spawn its server
+
+    def check(self, target: CheckTarget) -> None:
+        """GET the path; a dev server's code-error page fails at once with its summary."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=target.timeout)
+        try:
+            conn.request("GET", self.path)
+            response = conn.getresponse()
+            body = response.read(300).decode(errors="replace")
+        except (OSError, http.client.HTTPException) as exc:
+            self._server_alive(target)
+            raise NotReady(_describe(exc)) from exc
+        finally:
+            conn.close()
+        if response.status == 200:
+            return
+        code_error = response.getheader(CODE_ERROR_HEADER)
+        if code_error:
+            raise ServiceFailed(
+                code_error,
+                hint="fix the code; the dev server reloads on the next save "
+                "(the error page answers every request until then)",
+            )
+        self._server_alive(target)
+        raise NotReady(f"HTTP {response.status}: {body.strip()[:200]}")
+
+    def _server_alive(self, target: CheckTarget) -> None:
+        watch = self.server_process and target.elapsed > self.spawn_grace
+        if watch and target.engine.count_processes(target.container, self.server_process) == 0:
+            raise ServiceFailed(
+                "server process exited while starting (its reloader is still waiting for a "
+                "code change)",
+                hint="fix the error in the log below; the reloader picks up the fix, or re-run "
+                "`up`",
+            )
+
+    def describe(self) -> str:
+        """E.g. `HTTP GET http://127.0.0.1:8000/health`."""
+        return f"HTTP GET http://{self.host}:{self.port}{self.path}"
+
+
+@dataclass(frozen=True)
+class ExecCommand(ReadinessCheck):
+    """A command run inside the container exits 0 (for services without a port)."""
+
+    argv: tuple[str, ...]
+
+    def check(self, target: CheckTarget) -> None:
+        """Run the command; a non-zero exit means not ready yet."""
+        code, output = target.engine.exec_run(target.container, list(self.argv))
+        if code != 0:
+            last = output.strip().splitlines()[-1:] if output.strip() else []
+            raise NotReady(
+                f"`{' '.join(self.argv)}` exited {code}" + "".join(f": {x}" for x in last)
+            )
+
+    def describe(self) -> str:
+        """E.g. `exec test -f /tmp/ready`."""
+        return f"exec {' '.join(self.argv)}"
+
+
+@dataclass(frozen=True)
+class Completed(ReadinessCheck):
+    """A one-shot container ran to completion with exit code 0."""
+
+    waits_for_exit: ClassVar[bool] = True
+
+    def check(self, target: CheckTarget) -> None:
+        """Done when exited 0; a non-zero exit fails with the job's output."""
+        state = target.state
+        if state.status in {"exited", "dead"}:
+            if state.exit_code == 0:
+                return
+            raise ServiceFailed(f"exited with code {state.exit_code}")
+        raise NotReady(f"still {state.status or 'starting'}")
+
+    def describe(self) -> str:
+        """`completed (exit 0)`."""
+        return "completed (exit 0)"

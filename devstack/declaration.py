@@ -1,0 +1,193 @@
+"""The stack, declared once: every service with everything the other layers need.
+
+To add a service, add one `Service(...)` to `declare_stack` below; the plan, executor, status,
+CLI shortcuts, printed links and readiness all follow from it. This is the only module that
+names a concrete service."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from urllib.parse import quote
+
+from devstack.checks import HttpGet, PostgresLogin, RedisPing
+from devstack.errors import ConfigError
+from devstack.settings import Settings
+from devstack.spec import (
+    Build,
+    Dependency,
+    Healthcheck,
+    Link,
+    Mount,
+    Port,
+    Service,
+    Shortcut,
+    Stack,
+)
+
+IMAGE_REPOSITORY = "devstack/api"  # built images are tagged devstack/api:<hash of inputs>
+UNBUILT = f"{IMAGE_REPOSITORY}:unbuilt"  # replaced by the content-addressed tag before use
+
+
+def url_part(value: str) -> str:
+    """`value` percent-encoded for a URL's user, password or path: every printable value
+    round-trips (`p@ss:w/rd%1` -> `p%40ss%3Aw%2Frd%251`)."""
+    return quote(value, safe="")
+
+
+def database_url(settings: Settings, host: str = "postgres", port: int = 5432) -> str:
+    """The API's DSN for the stack's Postgres, with user, password and database encoded."""
+    return (
+        f"postgresql+asyncpg://{url_part(settings.postgres_user)}:"
+        f"{url_part(settings.postgres_password)}@{host}:{port}/{url_part(settings.postgres_db)}"
+    )
+
+
+def declare_stack(settings: Settings) -> Stack:
+    """The seed's stack: Postgres 17, Redis 7 and the API, as pure data."""
+    project = settings.project_name
+    health = Healthcheck(
+        (), settings.health_interval, settings.health_timeout, settings.health_retries
+    )
+    host, bind = settings.probe_host, settings.bind_address
+    pgdata, redisdata = f"{project}_pgdata", f"{project}_redisdata"
+    user, db = url_part(settings.postgres_user), url_part(settings.postgres_db)
+    postgres = Service(
+        name="postgres",
+        title="Postgres",
+        image=settings.postgres_image,
+        environment=(
+            ("POSTGRES_USER", settings.postgres_user),
+            ("POSTGRES_PASSWORD", settings.postgres_password),
+            ("POSTGRES_DB", settings.postgres_db),
+        ),
+        ports=(
+            Port(
+                bind,
+                settings.postgres_port,
+                5432,
+                "DEVSTACK_POSTGRES_PORT",
+                url=f"postgresql://{user}:***@{{host}}:{{port}}/{db}",
+            ),
+        ),
+        mounts=(Mount(pgdata, "/var/lib/postgresql/data", "volume"),),
+        healthcheck=replace(
+            health, test=("CMD-SHELL", "pg_isready -h 127.0.0.1 -U $POSTGRES_USER -d $POSTGRES_DB")
+        ),
+        readiness=PostgresLogin(
+            host,
+            settings.postgres_port,
+            user=settings.postgres_user,
+            password=settings.postgres_password,
+            database=settings.postgres_db,
+        ),
+        stop_signal="SIGINT",
+        shortcuts=(
+            Shortcut(
+                "psql",
+                "psql in the postgres container, connected as the configured user",
+                prefix=("psql", "-U", settings.postgres_user, "-d", settings.postgres_db),
+                example="psql -c 'SELECT 1'",
+            ),
+        ),
+        links=(Link(),),
+    )
+    redis = Service(
+        name="redis",
+        title="Redis",
+        image=settings.redis_image,
+        command=("redis-server", "--appendonly", "yes"),
+        ports=(
+            Port(
+                bind, settings.redis_port, 6379, "DEVSTACK_REDIS_PORT", url="redis://{host}:{port}"
+            ),
+        ),
+        mounts=(Mount(redisdata, "/data", "volume"),),
+        healthcheck=replace(health, test=("CMD", "redis-cli", "ping")),
+        readiness=RedisPing(host, settings.redis_port),
+        shortcuts=(
+            Shortcut(
+                "redis-cli",
+                "redis-cli in the redis container",
+                prefix=("redis-cli",),
+                example="redis-cli -n 1 keys '*'",
+            ),
+        ),
+        links=(Link("{url}/0 (cache)"), Link("{url}/1 (broker)")),
+    )
+    api_env = {
+        "AI_AGENTS_DATABASE_URL": database_url(settings),
+        "AI_AGENTS_REDIS_URL": "redis://redis:6379/0",
+        "AI_AGENTS_CELERY_BROKER_URL": "redis://redis:6379/1",
+        "AI_AGENTS_ENVIRONMENT": "development" if settings.dev_mode else "production",
+        **settings.service_env,
+    }
+    command = ["uvicorn", "service.main:app", "--host", "0.0.0.0", "--port", "8000"]
+    mounts: tuple[Mount, ...] = ()
+    if settings.dev_mode:
+        command += ["--reload", "--reload-dir", "/app/service"]
+        source = str(settings.project_dir / "service")
+        mounts = (Mount(source, "/app/service", "bind", read_only=True),)
+    build = Build(
+        context=settings.project_dir,
+        args=(("PYTHON_IMAGE", settings.python_image),),
+        ca_bundle=settings.ca_bundle,
+        repository=IMAGE_REPOSITORY,
+    )
+    api = Service(
+        name="api",
+        title="API",
+        image=UNBUILT,
+        environment=tuple(sorted(api_env.items())),
+        command=tuple(command),
+        ports=(
+            Port(bind, settings.api_port, 8000, "DEVSTACK_API_PORT", url="http://{host}:{port}"),
+        ),
+        mounts=mounts,
+        healthcheck=replace(health, test=("CMD", "curl", "-fsS", "http://localhost:8000/health")),
+        depends_on=(Dependency("postgres"), Dependency("redis")),
+        readiness=HttpGet(
+            host,
+            settings.api_port,
+            "/health",
+            container_port=8000,
+            # uvicorn --reload's server process: when it is gone, waiting cannot help
+            server_process="multiprocessing.spawn" if settings.dev_mode else "",
+        ),
+        build=build,
+        shortcuts=(
+            Shortcut("shell", "a shell in the API container", default=("sh",), example="shell"),
+        ),
+        links=(Link(), Link("docs {url}/docs")),
+    )
+    stack = Stack(
+        project=project,
+        network=f"{project}_net",
+        volumes=(pgdata, redisdata),
+        services=(postgres, redis, api),
+    )
+    check_ports(stack, settings)
+    return stack
+
+
+def check_ports(stack: Stack, settings: Settings) -> None:
+    """Two published ports on the same host port are a settings error (exit 2)."""
+    seen: dict[int, str] = {}
+    for port, service in stack.published_ports():
+        key = port.setting or f"{service.name}'s port {port.container_port}"
+        if port.host_port in seen:
+            raise ConfigError(
+                f"{settings.env_file} (settings): {key} and {seen[port.host_port]} both use host "
+                f"port {port.host_port}",
+                hint=f"edit {settings.env_file}; see .env.example",
+            )
+        seen[port.host_port] = key
+
+
+def declared_shortcuts() -> list[Shortcut]:
+    """The exec shortcuts the stack declares, known without reading `.env` (command words)."""
+    from pathlib import Path
+
+    defaults = Settings.model_validate({"project_dir": Path.cwd(), "env_file": Path(".env")})
+    return [
+        shortcut for service in declare_stack(defaults).services for shortcut in service.shortcuts
+    ]

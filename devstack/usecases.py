@@ -1,0 +1,224 @@
+"""The use cases: up, down, status, restart, logs and exec as typed Python functions.
+
+The CLI parses arguments, calls one of these and renders the result; the pytest plugin and the
+Kubernetes export call them too. Nothing here prints: progress goes to a `Reporter`."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack.declaration import declare_stack
+from devstack.engine import Engine
+from devstack.errors import ConfigError, ResourceConflict, ServiceFailed
+from devstack.executor import Executor, RunResult
+from devstack.lock import project_lock
+from devstack.observed import Observed
+from devstack.plan import Action, Plan, plan_down, plan_restart, plan_up
+from devstack.progress import Reporter
+from devstack.settings import Settings, load_settings
+from devstack.spec import Build, Service, Stack
+from devstack.status import StatusRow, status_rows
+
+
+@dataclass(frozen=True)
+class Project:
+    """A checkout's validated settings and its declared stack (build tags not resolved)."""
+
+    settings: Settings
+    stack: Stack
+
+    def check_services(self, names: Sequence[str]) -> None:
+        """Every name must be a declared service."""
+        for name in names:
+            if name not in self.stack.names:
+                raise ConfigError(
+                    f"unknown service {name!r}", hint=f"choose from {sorted(self.stack.names)}"
+                )
+
+
+def load_project(project_dir: Path, env_file: Path | None = None) -> Project:
+    """Read `.env` (or `env_file`) and declare the stack; ConfigError on bad input."""
+    settings = load_settings(project_dir, env_file)
+    return Project(settings, declare_stack(settings))
+
+
+def connect() -> Engine:
+    """The Docker engine (DOCKER_HOST / context), or DockerUnavailable."""
+    from devstack.docker_engine import DockerEngine
+
+    return DockerEngine.connect()
+
+
+def resolve_images(stack: Stack) -> Stack:
+    """The stack with each build's content-addressed tag: one hash per distinct build."""
+    from devstack.build import image_tag
+
+    builds: dict[Build, str] = {}
+    for service in stack.services:
+        if service.build and service.build not in builds:
+            builds[service.build] = image_tag(service.build)
+    return stack.with_images(builds)
+
+
+# --- up ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UpOutcome:
+    """What `up` did: its plan, when each service became ready, and the final snapshot."""
+
+    stack: Stack
+    plan: Plan
+    result: RunResult
+    observed: Observed
+
+
+def plan_for_up(project: Project, engine: Engine, services: Sequence[str] = ()) -> Plan:
+    """What `up` would change, changing nothing."""
+    stack = resolve_images(project.stack)
+    observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
+    return plan_up(stack, observed, list(services) or None)
+
+
+def up(
+    project: Project,
+    engine: Engine,
+    report: Reporter,
+    services: Sequence[str] = (),
+    timeout: float | None = None,
+    cancel: threading.Event | None = None,
+) -> UpOutcome:
+    """Build, create and start what is missing or changed; return once every service is
+    ready (or raise the first failure)."""
+    project.check_services(services)
+    stack = resolve_images(project.stack)
+    with project_lock(stack.project, "up"):
+        observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
+        plan = plan_up(stack, observed, list(services) or None)
+        check_ports(engine, plan, observed)
+        executor = Executor(engine, stack, report, cancel)
+        existing = {name: c.id for name, c in observed.containers.items()}
+        result = executor.run(plan, timeout or project.settings.timeout, existing)
+        if plan.changes:
+            observed = engine.snapshot(stack.project)
+    return UpOutcome(stack, plan, result, observed)
+
+
+def check_ports(engine: Engine, plan: Plan, observed: Observed) -> None:
+    """Before anything changes: every host port a container will take must be free."""
+    ours = {p.host_port for c in observed.containers.values() if c.running for p in c.ports}
+    for op in plan.of_kind("container"):
+        if op.action is Action.KEEP or op.service is None:
+            continue
+        for port in op.service.ports:
+            if port.host_port in ours or _port_free(port.host_ip, port.host_port):
+                continue
+            raise ResourceConflict(
+                f"host port {port.host_port} ({port.setting}) is already in use by "
+                f"{engine.port_holder(port.host_port)}",
+                hint=f"stop it, or set {port.setting} in .env to a free port",
+            )
+
+
+def _port_free(host_ip: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host_ip, port))
+        except OSError:
+            return False
+    return True
+
+
+# --- status --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StatusReport:
+    """The rows `status` shows, the snapshot they came from, and the engine's address."""
+
+    project: str
+    rows: list[StatusRow]
+    observed: Observed
+    engine: str
+
+
+def status(project: Project, engine: Engine) -> StatusReport:
+    """One snapshot of the project, compared with the declaration (no build hashing)."""
+    observed = engine.snapshot(project.stack.project)
+    rows = status_rows(project.stack, observed)
+    return StatusReport(project.stack.project, rows, observed, engine.describe())
+
+
+# --- down / restart ------------------------------------------------------------------------
+def down(
+    project: Project,
+    engine: Engine,
+    report: Reporter,
+    services: Sequence[str] = (),
+    volumes: bool = False,
+) -> Plan:
+    """Remove the project's containers (dependents first) and network; volumes only when
+    `volumes`. Returns the plan that was carried out."""
+    project.check_services(services)
+    stack = project.stack
+    with project_lock(stack.project, "down"):
+        observed = engine.snapshot(stack.project)
+        plan = plan_down(stack, observed, volumes, list(services) or None)
+        if plan.changes:
+            Executor(engine, stack, report).run(plan, project.settings.timeout, {})
+    return plan
+
+
+def restart(
+    project: Project,
+    engine: Engine,
+    report: Reporter,
+    services: Sequence[str] = (),
+    timeout: float | None = None,
+) -> RunResult:
+    """Restart `services` (default: all) in dependency order, each ready before dependents."""
+    project.check_services(services)
+    stack = project.stack
+    with project_lock(stack.project, "restart"):
+        observed = engine.snapshot(stack.project)
+        plan = plan_restart(stack, observed, list(services) or list(stack.names))
+        existing = {name: c.id for name, c in observed.containers.items()}
+        return Executor(engine, stack, report).run(
+            plan, timeout or project.settings.timeout, existing
+        )
+
+
+# --- exec ----------------------------------------------------------------------------------
+def running_container(project: Project, engine: Engine, service: str) -> str:
+    """The id of `service`'s running container, or ServiceFailed saying how to start it."""
+    project.check_services([service])
+    container = engine.snapshot(project.stack.project).containers.get(service)
+    if container is None or not container.running:
+        raise ServiceFailed(
+            f"{service} is not running in project {project.stack.project}",
+            hint=f"start it: `python -m devstack up {service}`",
+        )
+    return container.id
+
+
+def exec_in(
+    project: Project, engine: Engine, service: str, argv: Sequence[str], interactive: bool
+) -> int:
+    """Run `argv` in `service`'s container; returns its exit code."""
+    from devstack.exec import run_in_container
+
+    if not argv:
+        raise ConfigError("exec needs a command: `exec SERVICE -- CMD...`")
+    container = running_container(project, engine, service)
+    return run_in_container(engine, container, list(argv), interactive=interactive)
+
+
+def shortcut_command(project: Project, name: str, args: Sequence[str]) -> tuple[Service, list[str]]:
+    """The service and command line of the exec shortcut `name` (e.g. psql) for `args`."""
+    found = project.stack.shortcut(name)
+    if found is None:
+        raise ConfigError(f"no shortcut {name!r} in this stack")
+    service, shortcut = found
+    return service, shortcut.argv(args)
