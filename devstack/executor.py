@@ -110,6 +110,9 @@ class Executor:
             self.cancel.set()
             self._drain(finished, running)
             raise failure
+        if sorter.is_active():  # cancelled from outside before everything ran
+            self._drain(finished, running)
+            raise Cancelled
         return result
 
     @staticmethod

@@ -104,8 +104,11 @@ def plan_up(stack: Stack, observed: Observed, services: list[str] | None = None)
             ops.append(Operation(Action.PULL, "image", image, cause, service, key=key))
     ops.append(_presence(stack.network, "network", observed.networks))
     ops.extend(_presence(v, "volume", observed.volumes) for v in stack.volumes)
+    # Every image is in place before any container is made: a failed build or pull leaves
+    # nothing half-made behind it.
+    image_keys = tuple(_key("image", image) for image in images)
     container_ops = {
-        name: _container_op(stack, stack.service(name), observed, stack.network) for name in names
+        name: _container_op(stack, stack.service(name), observed, image_keys) for name in names
     }
     ops.extend(container_ops.values())
     for name in names:
@@ -126,10 +129,12 @@ def _presence(name: str, kind: str, existing: frozenset[str]) -> Operation:
     return Operation(Action.CREATE, kind, name, "missing", key=_key(kind, name))
 
 
-def _container_op(stack: Stack, service: Service, observed: Observed, network: str) -> Operation:
+def _container_op(
+    stack: Stack, service: Service, observed: Observed, image_keys: tuple[str, ...]
+) -> Operation:
     current = observed.containers.get(service.name)
-    action, cause = container_action(service, current, observed, network)
-    needs = [_key("image", service.image), _key("network", network)]
+    action, cause = container_action(service, current, observed, stack.network)
+    needs = [*image_keys, _key("network", stack.network)]
     needs += [_key("volume", m.source) for m in service.mounts if m.source in stack.volumes]
     return Operation(
         action,

@@ -32,6 +32,15 @@ def failure_details(engine: Engine, container: str, health_output: str = "") -> 
     return "\n".join(parts)
 
 
+def _interruptible(cancel: threading.Event) -> Callable[[float], None]:
+    """A sleep that wakes at once when `cancel` is set."""
+
+    def sleep(seconds: float) -> None:
+        cancel.wait(seconds)
+
+    return sleep
+
+
 def wait_ready(
     engine: Engine,
     container: str,
@@ -95,7 +104,7 @@ def wait_ready(
         retry=retry_if_exception_type(NotReady),
         wait=wait_exponential(multiplier=0.02, min=0.02, max=0.1),
         stop=lambda _: cancel.is_set() or time.monotonic() >= deadline,
-        sleep=lambda seconds: None if cancel.wait(seconds) else None,  # wakes when cancelled
+        sleep=_interruptible(cancel),
         reraise=True,
     )
     try:

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from devstack import labels
+from devstack.declaration import declare_stack
 from devstack.observed import Observed, parse_snapshot
 from devstack.settings import Settings, load_settings
-from devstack.declaration import declare_stack
 from devstack.spec import Stack
 
 PROJECT = "demo"

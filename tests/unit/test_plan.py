@@ -99,8 +99,8 @@ def test_down_without_volumes_keeps_data(tmp_path: Path) -> None:
     assert str(plan_down(s, observed(s, ALL_RUNNING), volumes=False)) == "\n".join(
         [
             "remove    container  demo-api                     (down)",
-            "remove    container  demo-postgres                (down)",
             "remove    container  demo-redis                   (down)",
+            "remove    container  demo-postgres                (down)",
             "remove    network    demo_net                     (down)",
             "keep      volume     demo_pgdata                  (data kept; --volumes deletes it)",
             "keep      volume     demo_redisdata               (data kept; --volumes deletes it)",

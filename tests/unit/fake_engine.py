@@ -1,0 +1,241 @@
+"""An in-memory engine behind the `Engine` protocol, for testing the executor, readiness and
+use cases without Docker. Each service has a scripted behaviour: how long after its start it
+becomes ready, or when it exits and with which code. Every call is recorded with a timestamp."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from devstack import labels
+from devstack.checks import CheckTarget, NotReady, ReadinessCheck
+from devstack.engine import BuildRequest, ContainerState, ExecConnection, Stream
+from devstack.errors import DockerApiError
+from devstack.observed import Observed, parse_snapshot
+from devstack.spec import Service, Stack
+
+
+@dataclass
+class Behaviour:
+    """What a service's container does once started."""
+
+    ready_after: float = 0.0
+    exit_after: float | None = None  # seconds after start; None: runs until stopped
+    exit_code: int = 0
+    health: str = ""
+
+
+@dataclass
+class FakeContainer:
+    id: str
+    name: str
+    service: Service
+    stack: Stack
+    behaviour: Behaviour
+    started_at: float | None = None
+    health: str = ""
+
+    def status(self) -> str:
+        if self.started_at is None:
+            return "created"
+        after = self.behaviour.exit_after
+        if after is not None and time.monotonic() - self.started_at >= after:
+            return "exited"
+        return "running"
+
+    def ready(self) -> bool:
+        return (
+            self.started_at is not None
+            and self.status() == "running"
+            and time.monotonic() - self.started_at >= self.behaviour.ready_after
+        )
+
+
+@dataclass(frozen=True)
+class Scripted(ReadinessCheck):
+    """Ready when the fake container's behaviour says so."""
+
+    def check(self, target: CheckTarget) -> None:
+        engine = target.engine
+        assert isinstance(engine, FakeEngine)
+        if not engine.containers[target.container].ready():
+            raise NotReady("not yet")
+
+    def describe(self) -> str:
+        return "scripted"
+
+
+@dataclass
+class FakeEngine:
+    """The engine protocol in memory."""
+
+    behaviours: dict[str, Behaviour] = field(default_factory=dict)
+    containers: dict[str, FakeContainer] = field(default_factory=dict)
+    networks: dict[str, str] = field(default_factory=dict)
+    volumes: set[str] = field(default_factory=set)
+    images: dict[str, str] = field(default_factory=dict)
+    calls: list[tuple[float, str, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _record(self, call: str, subject: str) -> None:
+        with self.lock:
+            self.calls.append((time.monotonic(), call, subject))
+
+    def when(self, call: str, subject: str) -> float:
+        """When `call` on `subject` first happened (AssertionError if never)."""
+        for at, name, what in self.calls:
+            if (name, what) == (call, subject):
+                return at
+        raise AssertionError(f"{call} {subject} never happened: {self.calls}")
+
+    def happened(self, call: str, subject: str) -> bool:
+        return any((name, what) == (call, subject) for _, name, what in self.calls)
+
+    def _find(self, container: str) -> FakeContainer:
+        for c in self.containers.values():
+            if container in {c.id, c.name}:
+                return c
+        raise DockerApiError(f"no such container {container}", status=DockerApiError.NOT_FOUND)
+
+    # --- reading ---------------------------------------------------------------------------
+    def describe(self) -> str:
+        return ""
+
+    def snapshot(self, project: str, images: Iterable[str] = ()) -> Observed:
+        rows = []
+        for c in self.containers.values():
+            if c.stack.project != project:
+                continue
+            status = c.status()
+            health = f" ({c.health})" if c.health and status == "running" else ""
+            rows.append(
+                {
+                    "Id": c.id,
+                    "Names": [f"/{c.name}"],
+                    "Image": c.service.image,
+                    "ImageID": self.images.get(c.service.image, ""),
+                    "State": status,
+                    "Status": f"Up 1 second{health}" if status == "running" else "Exited",
+                    "Labels": labels.container_labels(
+                        project, c.service.name, c.service.config_fields(), c.service.config_hash()
+                    ),
+                    "Ports": [],
+                }
+            )
+        image_rows = [{"Id": self.images[r], "RepoTags": [r]} for r in images if r in self.images]
+        networks = [{"Name": n, "Id": i} for n, i in self.networks.items()]
+        volumes = [{"Name": v} for v in self.volumes]
+        return parse_snapshot(project, rows, networks, volumes, image_rows)
+
+    def state(self, container: str) -> ContainerState:
+        c = self._find(container)
+        status = c.status()
+        return ContainerState(
+            status, c.behaviour.exit_code if status == "exited" else 0, c.health, ""
+        )
+
+    def logs(self, container: str, tail: int = 20) -> str:
+        return f"log of {self._find(container).name}"
+
+    def read_logs(self, container: str, tail: int | None, since: float | None) -> bytes:
+        return b""
+
+    def follow_logs(self, container: str, tail: int | None, since: float | None) -> Stream:
+        raise NotImplementedError
+
+    def is_running(self, container: str) -> bool:
+        return self._find(container).status() == "running"
+
+    def count_processes(self, container: str, fragment: str) -> int:
+        return 1
+
+    def port_holder(self, port: int) -> str:
+        return "another process (not a container)"
+
+    # --- exec ------------------------------------------------------------------------------
+    def exec_run(self, container: str, argv: list[str]) -> tuple[int, str]:
+        return (0 if self._find(container).ready() else 1), ""
+
+    def exec_create(
+        self,
+        container: str,
+        argv: list[str],
+        tty: bool,
+        stdin: bool,
+        environment: list[str] | None = None,
+    ) -> str:
+        raise NotImplementedError
+
+    def exec_start(self, exec_id: str, tty: bool) -> ExecConnection:
+        raise NotImplementedError
+
+    def exec_resize(self, exec_id: str, height: int, width: int) -> None:
+        raise NotImplementedError
+
+    def exec_exit_code(self, exec_id: str) -> int | None:
+        raise NotImplementedError
+
+    # --- images ----------------------------------------------------------------------------
+    def pull(self, reference: str) -> Iterator[dict[str, Any]]:
+        self._record("pull", reference)
+        self.images[reference] = f"sha256:{reference}"
+        yield {"status": "Downloaded"}
+
+    def build(self, request: BuildRequest) -> Iterator[dict[str, Any]]:
+        self._record("build", request.tag)
+        yield {"stream": "Step 1/1 : FROM scratch\n"}
+        self.images[request.tag] = f"sha256:{request.tag}"
+
+    def remove_image_tag(self, reference: str) -> None:
+        self._record("untag", reference)
+        self.images.pop(reference, None)
+
+    # --- changing --------------------------------------------------------------------------
+    def create_network(self, name: str, project: str) -> None:
+        self._record("create_network", name)
+        self.networks[name] = f"net-{name}"
+
+    def create_volume(self, name: str, project: str) -> None:
+        self._record("create_volume", name)
+        self.volumes.add(name)
+
+    def create_container(self, stack: Stack, service: Service) -> str:
+        name = stack.container_name(service.name)
+        self._record("create", service.name)
+        container_id = f"id-{name}-{len(self.calls)}"
+        behaviour = self.behaviours.get(service.name, Behaviour())
+        self.containers[container_id] = FakeContainer(container_id, name, service, stack, behaviour)
+        return container_id
+
+    def start(self, container: str) -> None:
+        c = self._find(container)
+        self._record("start", c.service.name)
+        c.started_at = time.monotonic()
+        c.health = c.behaviour.health
+
+    def restart(self, container: str, timeout: int = 10) -> None:
+        c = self._find(container)
+        self._record("restart", c.service.name)
+        c.started_at = time.monotonic()
+
+    def remove_container(self, container: str) -> None:
+        try:
+            c = self._find(container)
+        except DockerApiError:
+            return
+        self._record("remove", c.service.name)
+        del self.containers[c.id]
+
+    def remove_network(self, name: str) -> None:
+        self._record("remove_network", name)
+        self.networks.pop(name, None)
+
+    def remove_volume(self, name: str) -> None:
+        self._record("remove_volume", name)
+        self.volumes.discard(name)
+
+    def close(self) -> None:
+        pass

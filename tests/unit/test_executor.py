@@ -1,0 +1,175 @@
+"""The executor, readiness and use cases on the in-memory engine: parallel start, dependency
+conditions, fail fast, cancel, a container that exits while waited for (no Docker)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+
+from devstack.errors import ServiceFailed
+from devstack.executor import Executor
+from devstack.plan import plan_restart, plan_up
+from devstack.readiness import Cancelled
+from devstack.spec import Condition, Dependency, Service, Stack
+
+from .fake_engine import Behaviour, FakeEngine, Scripted
+
+CHECK = Scripted()
+
+
+def make_stack(*services: Service) -> Stack:
+    return Stack("demo", "demo_net", (), services)
+
+
+def service(name: str, *deps: Dependency, one_shot: bool = False) -> Service:
+    return Service(name, f"img/{name}", readiness=CHECK, depends_on=deps, one_shot=one_shot)
+
+
+SEED = make_stack(
+    service("postgres"),
+    service("redis"),
+    service("api", Dependency("postgres"), Dependency("redis")),
+)
+
+
+def run_up(engine: FakeEngine, stack: Stack, timeout: float = 5.0) -> dict[str, float]:
+    events: list[object] = []
+    observed = engine.snapshot(stack.project, [s.image for s in stack.services])
+    plan = plan_up(stack, observed)
+    existing = {n: c.id for n, c in observed.containers.items()}
+    result = Executor(engine, stack, events.append).run(plan, timeout, existing)
+    return result.ready_after
+
+
+def test_independent_services_start_in_parallel_and_dependents_wait() -> None:
+    engine = FakeEngine({"postgres": Behaviour(0.3), "redis": Behaviour(0.1)})
+    ready = run_up(engine, SEED)
+    assert set(ready) == {"postgres", "redis", "api"}
+    # both dependencies were started before either was ready
+    assert engine.when("start", "redis") - engine.when("start", "postgres") < 0.1
+    # the API was created early but started only once both were ready
+    assert engine.when("create", "api") < engine.when("start", "postgres") + 0.2
+    assert engine.when("start", "api") >= engine.when("start", "postgres") + 0.3
+    assert ready["api"] >= ready["postgres"] >= ready["redis"]
+
+
+def test_a_service_that_tolerates_it_starts_with_its_dependencies() -> None:
+    api = service(
+        "api",
+        Dependency("postgres", before_start=False),
+        Dependency("redis", before_start=False),
+    )
+    stack = make_stack(service("postgres"), service("redis"), api)
+    engine = FakeEngine({"postgres": Behaviour(0.4)})
+    ready = run_up(engine, stack)
+    assert engine.when("start", "api") < engine.when("start", "postgres") + 0.2
+    assert ready["api"] >= ready["postgres"]  # ready only once its dependencies are
+
+
+def test_completed_condition_runs_the_job_first() -> None:
+    from devstack.checks import Completed
+
+    migrate = replace(
+        service("migrate", Dependency("postgres"), one_shot=True), readiness=Completed()
+    )
+    api = service("api", Dependency("migrate", Condition.COMPLETED))
+    stack = make_stack(service("postgres"), migrate, api)
+    engine = FakeEngine({"migrate": Behaviour(exit_after=0.2, exit_code=0)})
+    run_up(engine, stack)
+    assert engine.when("start", "migrate") >= engine.when("start", "postgres")
+    assert engine.when("start", "api") >= engine.when("start", "migrate") + 0.2
+
+
+def test_a_failed_job_stops_up_and_its_dependents_never_start() -> None:
+    from devstack.checks import Completed
+
+    migrate = replace(service("migrate", one_shot=True), readiness=Completed())
+    stack = make_stack(migrate, service("api", Dependency("migrate", Condition.COMPLETED)))
+    engine = FakeEngine({"migrate": Behaviour(exit_after=0.05, exit_code=3)})
+    with pytest.raises(ServiceFailed, match="migrate: exited with code 3"):
+        run_up(engine, stack)
+    assert not engine.happened("start", "api")
+
+
+def test_first_failure_fails_fast_and_cancels_the_other_waits() -> None:
+    engine = FakeEngine(
+        {
+            "postgres": Behaviour(ready_after=30),
+            "redis": Behaviour(ready_after=5, exit_after=0.1, exit_code=1),
+        }
+    )
+    started = time.monotonic()
+    with pytest.raises(ServiceFailed, match="redis exited with code 1 while starting") as info:
+        run_up(engine, SEED, timeout=60)
+    assert time.monotonic() - started < 2
+    assert info.value.details and "log of demo-redis" in info.value.details
+    assert not engine.happened("start", "api")
+
+
+def test_cancel_stops_the_run_promptly() -> None:
+    engine = FakeEngine({"postgres": Behaviour(ready_after=30)})
+    cancel = threading.Event()
+    threading.Timer(0.2, cancel.set).start()
+    observed = engine.snapshot("demo", [])
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        Executor(engine, SEED, lambda e: None, cancel).run(plan_up(SEED, observed), 60, {})
+    assert time.monotonic() - started < 2
+
+
+def test_a_kept_container_with_a_stale_unhealthy_status_is_judged_by_its_check() -> None:
+    engine = FakeEngine()
+    run_up(engine, SEED)
+    for container in engine.containers.values():
+        container.health = "unhealthy"  # e.g. while its dependency was down, earlier
+    again = run_up(engine, SEED)  # nothing to change; Docker still says unhealthy
+    assert "api" in again
+
+
+def test_a_fresh_unhealthy_container_fails_fast() -> None:
+    engine = FakeEngine({"redis": Behaviour(ready_after=30, health="unhealthy")})
+    with pytest.raises(ServiceFailed, match="redis is unhealthy"):
+        run_up(engine, SEED, timeout=60)
+
+
+def test_deadline_gives_a_health_timeout_with_the_last_check() -> None:
+    from devstack.errors import HealthTimeout
+
+    engine = FakeEngine({"redis": Behaviour(ready_after=30)})
+    with pytest.raises(
+        HealthTimeout, match=r"redis was not ready before the deadline \(last check: not yet\)"
+    ):
+        run_up(engine, SEED, timeout=0.3)
+
+
+def test_second_up_changes_nothing_and_restart_goes_through_a_plan() -> None:
+    engine = FakeEngine()
+    run_up(engine, SEED)
+    calls = len(engine.calls)
+    run_up(engine, SEED)
+    assert len(engine.calls) == calls  # no create, no start
+    observed = engine.snapshot("demo", [])
+    plan = plan_restart(SEED, observed, ["redis", "api"])
+    existing = {n: c.id for n, c in observed.containers.items()}
+    Executor(engine, SEED, lambda e: None).run(plan, 5, existing)
+    assert engine.when("restart", "api") >= engine.when("restart", "redis")
+    assert not engine.happened("restart", "postgres")
+
+
+def test_shared_build_is_built_once(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from devstack.spec import Build
+
+    build = Build(Path("/nonexistent"))
+    api = replace(service("api"), build=build, image="devstack/api:h1")
+    worker = replace(service("worker"), build=build, image="devstack/api:h1")
+    stack = make_stack(api, worker)
+    observed = FakeEngine().snapshot("demo", [])
+    plan = plan_up(stack, observed)
+    assert [str(op) for op in plan.of_kind("image")] == [
+        "build     image      devstack/api:h1              (inputs changed)"
+    ]
