@@ -45,8 +45,14 @@ def database_url(settings: Settings, host: str = "postgres", port: int = 5432) -
 def declare_stack(settings: Settings) -> Stack:
     """The seed's stack: Postgres 17, Redis 7 and the API, as pure data."""
     project = settings.project_name
+    # Failures while a service starts do not count for as long as `up` would wait for it:
+    # a slow first start (initdb on a loaded machine) is not "unhealthy".
     health = Healthcheck(
-        (), settings.health_interval, settings.health_timeout, settings.health_retries
+        (),
+        settings.health_interval,
+        settings.health_timeout,
+        settings.health_retries,
+        start_period=settings.timeout,
     )
     host, bind = settings.probe_host, settings.bind_address
     pgdata, redisdata = f"{project}_pgdata", f"{project}_redisdata"

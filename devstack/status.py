@@ -57,7 +57,10 @@ def status_rows(
 def _row(name: str, service: Service | None, container: ObservedContainer | None) -> StatusRow:
     """A row for a declared service, an orphan container, or a missing container."""
     if container is None:
-        return StatusRow(name, "", "missing", "", (), service.image if service else "", "", "")
+        image = "" if service is None else service.image
+        if service is not None and service.build is not None:
+            image = f"{service.build.repository}:<built by up>"
+        return StatusRow(name, "", "missing", "", (), image, "", "")
     if service is None:
         drift = "orphan: not in the stack; `down` removes it"
     elif container.config_hash != service.config_hash():

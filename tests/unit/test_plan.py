@@ -127,3 +127,44 @@ def test_down_subset_stops_dependents_first(tmp_path: Path) -> None:
     s = stack(tmp_path)
     plan = plan_down(s, observed(s, ALL_RUNNING), volumes=True, services=["redis"])
     assert [op.service_name for op in plan.operations] == ["api", "redis"]
+
+
+def test_a_container_whose_network_was_removed_is_recreated(tmp_path: Path) -> None:
+    s = stack(tmp_path)
+    rows = [
+        container_row(s, name, "exited")
+        | {"NetworkSettings": {"Networks": {s.network: {"NetworkID": "old-id"}}}}
+        for name in ("postgres", "redis", "api")
+    ]
+    snap = observed(s, network=False, rows=rows)
+    plan = plan_up(s, snap)
+    assert "create    network    demo_net" in str(plan)
+    op = plan.container("postgres")
+    assert op is not None and (op.action, op.cause) == (
+        Action.RECREATE,
+        "its network demo_net was removed",
+    )
+
+
+def test_a_replaced_image_is_dropped_only_when_nobody_else_uses_it(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from devstack.observed import ImageUse
+
+    s = stack(tmp_path)
+    old = container_row(s, "api") | {"Image": "devstack/api:old"}
+    rows = [container_row(s, "postgres"), container_row(s, "redis"), old]
+
+    def drops(users: frozenset[str], built: bool = True) -> list[str]:
+        snap = replace(
+            observed(s, rows=rows), replaced_images={"devstack/api:old": ImageUse(built, users)}
+        )
+        return [str(op) for op in plan_up(s, snap).operations if op.kind == "image"]
+
+    dropped = (
+        "remove    image      devstack/api:old             "
+        "(replaced; no container uses it any more)"
+    )
+    assert dropped in drops(frozenset({"demo-api"}))
+    assert dropped not in drops(frozenset({"demo-api", "other-project-api"}))
+    assert dropped not in drops(frozenset({"demo-api"}), built=False)  # not devstack's image
