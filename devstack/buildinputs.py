@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from docker.utils.build import PatternMatcher
-from docker.utils.fnmatch import fnmatch
+from docker.utils.build import Pattern
+from docker.utils.fnmatch import fnmatchcase, translate
 
 DOCKERIGNORE = ".dockerignore"
 CACHE_DIR = ".devstack-cache"  # devstack's own files in the context: never an input
@@ -169,36 +169,69 @@ def _segment_regex(segment: str) -> re.Pattern[str]:
     return re.compile("".join(out))
 
 
+class _Dockerignore:
+    """.dockerignore patterns with Docker's meaning (moby's patternmatcher): the last pattern
+    that matches a path or one of its parent directories decides; `!` re-includes. Runs of
+    patterns of the same sign are one regular expression, so a path costs a few matches."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.rules: list[tuple[bool, list[str]]] = []  # (is a `!` pattern, its segments)
+        for raw in patterns:
+            exclusion = raw.startswith("!")
+            segments: list[str] = Pattern.normalize(raw[1:] if exclusion else raw)
+            if segments:
+                self.rules.append((exclusion, segments))
+        runs: list[tuple[bool, list[str]]] = []
+        for exclusion, segments in self.rules:
+            body = translate("/".join(segments))[1:-1]  # without its ^ and $
+            if runs and runs[-1][0] == exclusion:
+                runs[-1][1].append(body)
+            else:
+                runs.append((exclusion, [body]))
+        self.runs = [
+            (exclusion, re.compile("(?:" + "|".join(bodies) + r")(?:/.*)?\Z", re.DOTALL))
+            for exclusion, bodies in reversed(runs)
+        ]
+
+    def matches(self, rel: str) -> bool:
+        """True when `rel` is excluded from the context."""
+        for exclusion, regex in self.runs:
+            if regex.match(rel):
+                return not exclusion
+        return False
+
+    def may_include_below(self, rel: str) -> bool:
+        """Whether some `!pattern` could re-include a path under directory `rel`."""
+        parts = rel.split("/")
+        for exclusion, segments in self.rules:
+            if not exclusion:
+                continue
+            for index, part in enumerate(parts):
+                if index >= len(segments) or "**" in segments[index]:
+                    return True  # it matches this directory, or may match anything below
+                if not fnmatchcase(part, segments[index]):
+                    break
+            else:
+                return True  # the pattern goes on below this directory
+        return False
+
+
 class _Context:
     """A build context directory seen through its .dockerignore."""
 
     def __init__(self, root: Path, patterns: list[str], never: Iterable[str]) -> None:
         self.root = root
-        self.matcher = PatternMatcher(patterns)
+        self.dockerignore = _Dockerignore(patterns)
         self.never = frozenset(never)
 
     def ignored(self, rel: str) -> bool:
-        return rel in self.never or bool(self.matcher.matches(rel))
+        return rel in self.never or self.dockerignore.matches(rel)
 
     def prunable(self, rel: str) -> bool:
         """An ignored directory under which no `!pattern` can bring a file back."""
         if rel in self.never:
             return True
-        if not self.matcher.matches(rel):
-            return False
-        parts = rel.split("/")
-        for pattern in self.matcher.patterns:
-            if not pattern.exclusion:
-                continue
-            dirs: list[str] = pattern.dirs
-            for index, part in enumerate(parts):
-                if index >= len(dirs) or "**" in dirs[index]:
-                    return False  # it matches this directory or anything below it
-                if not fnmatch(part, dirs[index]):
-                    break
-            else:
-                return False  # the pattern goes on below this directory
-        return True
+        return self.dockerignore.matches(rel) and not self.dockerignore.may_include_below(rel)
 
     def files_under(self, rel: str) -> Iterator[str]:
         """Files (and symlinks) at `rel` or below it that the context holds."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.buildinputs import parse_sources, resolve_inputs
+from devstack.buildinputs import _Dockerignore, parse_sources, resolve_inputs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -252,3 +252,48 @@ def test_symlinks_are_inputs_as_links(tmp_path: Path) -> None:
         "src/link.py",
         "src/real.py",
     )
+
+
+@pytest.mark.parametrize(
+    ("patterns", "path", "excluded"),
+    [
+        (["**/__pycache__"], "a/b/__pycache__/x.pyc", True),  # any depth, as docker does
+        (["**/*.pyc"], "x.pyc", True),
+        (["*.md"], "README.md", True),
+        (["*.md"], "docs/guide.md", False),  # `*` stops at a slash
+        (["docs"], "docs/a/b.txt", True),  # a directory's pattern covers what is under it
+        (["docs/"], "docs/a.txt", True),
+        (["/docs"], "docs/a.txt", True),
+        (["./docs/../docs"], "docs/a.txt", True),
+        (["docs", "!docs/keep.md"], "docs/keep.md", False),
+        (["!docs/keep.md", "docs"], "docs/keep.md", True),  # the last match decides
+        (["*", "!service"], "service/x/y.py", False),
+        (["*", "!service", "service/*.pyc"], "service/a.pyc", True),
+        (["Docs"], "docs/a.txt", False),  # case-sensitive
+        (["."], "a.txt", False),  # "for historical reasons, the pattern . is ignored"
+        (["file?.txt", "[ab].cfg"], "file1.txt", True),
+        (["[ab].cfg"], "c.cfg", False),
+        ([], "anything", False),
+    ],
+)
+def test_dockerignore_semantics(patterns: list[str], path: str, excluded: bool) -> None:
+    assert _Dockerignore(patterns).matches(path) is excluded
+
+
+@pytest.mark.parametrize(
+    ("patterns", "directory", "prunable"),
+    [
+        (["node_modules"], "node_modules", True),
+        (["docs", "!docs/keep.md"], "docs", False),
+        (["other", "docs", "!docs/keep.md"], "other", True),
+        (["docs", "!**/keep.md"], "docs", False),
+        (["a", "!a/b/c.txt"], "a/b", False),
+        (["a", "!a/b/c.txt"], "a/x", True),
+    ],
+)
+def test_an_ignored_directory_is_skipped_unless_a_pattern_reincludes_below(
+    patterns: list[str], directory: str, prunable: bool
+) -> None:
+    ignore = _Dockerignore(patterns)
+    assert ignore.matches(directory)
+    assert (not ignore.may_include_below(directory)) is prunable
