@@ -116,9 +116,10 @@ def parse_sources(text: str, dockerfile: str = "Dockerfile") -> DockerfileSource
     sources: list[str] = []
     fallback = ""
     for number, instruction in _logical_lines(text):
-        keyword, _, rest = instruction.replace("\t", " ").partition(" ")
-        if keyword.upper() not in {"COPY", "ADD"}:
+        keyword, *rest_of_line = re.split(r"\s+", instruction, maxsplit=1)
+        if keyword.upper() not in {"COPY", "ADD"} or not rest_of_line:
             continue
+        rest = rest_of_line[0]
         flags, rest = _split_flags(rest)
         if "from" in flags:
             continue  # another stage or image: not the build context
