@@ -1,59 +1,148 @@
-"""Built images: hash their build inputs (Dockerfile + context after .dockerignore + build args
-+ CA bundle), tag the image by that hash, and build only when no image has the tag.
+"""Built images: hash their build inputs (the files the Dockerfile's COPY/ADD read, after
+.dockerignore, plus the Dockerfile, .dockerignore, the build args and the CA bundle), tag the
+image by that hash, and build only when no image has the tag. Only those files are sent.
 
-The CA bundle (DEVSTACK_CA_BUNDLE) is added to the context as certs/devstack-ca-bundle.pem,
-which the Dockerfile's builder stage trusts for pip and the final stage never copies."""
+File digests are remembered in .devstack-cache/ by size, mtime, ctime, inode and mode: a file
+is read again only when one of those changed. The CA bundle (DEVSTACK_CA_BUNDLE) is added to
+the context as certs/devstack-ca-bundle.pem, which the Dockerfile's builder stage trusts for
+pip and the final stage never copies."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import json
+import os
 import re
+import stat
 import tarfile
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
-
-from docker.utils.build import exclude_paths
+from pathlib import Path
 
 from devstack import labels
+from devstack.buildinputs import CACHE_DIR, BuildInputs, parse_sources, resolve_inputs
 from devstack.engine import BuildRequest, Engine
 from devstack.errors import BuildFailed, ConfigError
 from devstack.readiness import Cancelled
 from devstack.spec import Build
 
 CA_BUNDLE_PATH = "certs/devstack-ca-bundle.pem"
-RECIPE = "1"  # bump when the way images are built changes
+RECIPE = "2"  # bump when the way images are built (or hashed) changes
+DIGEST_CACHE = "build-digests.json"
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
 # The legacy builder's own lines (layer ids, cleanup): kept for errors, not shown as progress.
 _BOOKKEEPING = (" ---> ", "---> ", "Removing intermediate container", "Successfully ")
 
 
-def _context_files(build: Build) -> list[str]:
-    """Files of the build context, after .dockerignore, sorted."""
-    root = build.context
-    if not (root / build.dockerfile).is_file():
+class DigestCache:
+    """SHA-256 digests of files, remembered by their (size, mtime, ctime, inode, mode) in a
+    JSON file: a file whose stat is unchanged is not read again. A missing, corrupt or
+    unwritable cache only costs speed. Files modified within `racy_ns` of the lookup are not
+    remembered (a second write within the clock's granularity would look unchanged)."""
+
+    VERSION = 1
+
+    def __init__(self, path: Path | None, racy_ns: int = 2_000_000_000) -> None:
+        self.path = path
+        self.racy_ns = racy_ns
+        self.reads = 0  # files read (hashed) by this instance: what the cache could not spare
+        self._known = self._load()
+        self._seen: dict[str, list[int | str]] = {}
+
+    def _load(self) -> dict[str, list[int | str]]:
+        if self.path is None:
+            return {}
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict) or data.get("version") != self.VERSION:
+            return {}
+        files = data.get("files")
+        if not isinstance(files, dict):
+            return {}
+        return {k: v for k, v in files.items() if isinstance(v, list) and len(v) == 6}
+
+    def digest(self, path: Path, key: str) -> str:
+        """`kind:exec-bits:sha256` of the file at `path` (a symlink: of its target's name)."""
+        info = path.lstat()
+        mode = info.st_mode
+        if stat.S_ISLNK(mode):
+            target = os.readlink(path)
+            return "l:0:" + hashlib.sha256(target.encode()).hexdigest()
+        signature: list[int | str] = [
+            info.st_size,
+            info.st_mtime_ns,
+            info.st_ctime_ns,
+            info.st_ino,
+            mode,
+        ]
+        known = self._known.get(key)
+        if known and known[:5] == signature and isinstance(known[5], str):
+            self._seen[key] = known
+            sha = known[5]
+        else:
+            self.reads += 1
+            with path.open("rb") as handle:
+                sha = hashlib.file_digest(handle, "sha256").hexdigest()
+            if time.time_ns() - info.st_mtime_ns >= self.racy_ns:
+                self._seen[key] = [*signature, sha]
+        return f"f:{mode & 0o111:o}:{sha}"
+
+    def save(self) -> None:
+        """Write the entries looked up (and only those) if they differ from the file's."""
+        if self.path is None or self._seen == self._known:
+            return
+        temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        try:
+            if not self.path.parent.is_dir():
+                self.path.parent.mkdir()
+                (self.path.parent / ".gitignore").write_text("# made by devstack\n*\n")
+            temporary.write_text(json.dumps({"version": self.VERSION, "files": self._seen}))
+            temporary.replace(self.path)
+            self._known = dict(self._seen)
+        except OSError:  # read-only checkout, a file in the way...: the cache is optional
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+
+
+def build_inputs(build: Build) -> BuildInputs:
+    """The context files the build reads and is sent (the CA bundle is added separately).
+    `.fallback` says why every file counts when the Dockerfile's inputs cannot be derived."""
+    if not (build.context / build.dockerfile).is_file():
         raise ConfigError(
-            f"no {build.dockerfile} in {root}", hint="run devstack from the repo root"
+            f"no {build.dockerfile} in {build.context}", hint="run devstack from the repo root"
         )
-    ignore = root / ".dockerignore"
-    patterns = []
-    if ignore.is_file():
-        lines = ignore.read_text().splitlines()
-        patterns = [p.strip() for p in lines if p.strip() and not p.startswith("#")]
-    paths = exclude_paths(str(root), patterns, dockerfile=build.dockerfile)
-    return sorted(p for p in paths if (root / p).is_file() and p != CA_BUNDLE_PATH)
+    return resolve_inputs(build.context, build.dockerfile, never=(CA_BUNDLE_PATH,))
 
 
-def build_hash(build: Build) -> str:
-    """A digest of everything that can change the built image."""
-    digest = hashlib.sha256(f"recipe {RECIPE} target {build.target} {build.args}".encode())
-    for rel in _context_files(build):
-        path = build.context / rel
-        digest.update(f"\0{rel}\0{path.stat().st_mode & 0o111}\0".encode())
-        digest.update(path.read_bytes())
+def fallback_reason(build: Build) -> str:
+    """Why the whole build context counts as the build's inputs ("" when the Dockerfile's
+    COPY/ADD sources tell which files it reads): for the caller to say once. Reads only
+    the Dockerfile."""
+    path = build.context / build.dockerfile
+    try:
+        return parse_sources(path.read_text(), build.dockerfile).fallback
+    except OSError:
+        return ""
+
+
+def build_hash(build: Build, cache: DigestCache | None = None) -> str:
+    """A digest of everything that can change the built image. `cache` defaults to the one
+    in the context's .devstack-cache/ directory."""
+    if cache is None:
+        cache = DigestCache(build.context / CACHE_DIR / DIGEST_CACHE)
+    header = f"recipe {RECIPE} target {build.target} file {build.dockerfile} {build.args}"
+    digest = hashlib.sha256(header.encode())
+    for rel in build_inputs(build).files:
+        digest.update(f"\0{rel}\0{cache.digest(build.context / rel, rel)}".encode())
     if build.ca_bundle:
         digest.update(b"\0ca\0" + build.ca_bundle.read_bytes())
+    cache.save()
     return digest.hexdigest()
 
 
@@ -63,11 +152,15 @@ def image_tag(build: Build) -> str:
 
 
 def _context_tar(build: Build) -> io.BytesIO:
+    """The build context as sent: the build's inputs and the CA bundle, nothing else."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for rel in _context_files(build):
+        for rel in build_inputs(build).files:
             info = tar.gettarinfo(str(build.context / rel), arcname=rel)
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            if not info.isreg():
+                tar.addfile(info)
+                continue
             with (build.context / rel).open("rb") as handle:
                 tar.addfile(info, handle)
         bundle = build.ca_bundle.read_bytes() if build.ca_bundle else b""

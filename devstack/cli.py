@@ -190,6 +190,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         console.print(
             f"no {project.settings.env_file}: using the documented defaults (.env.example)"
         )
+    _say_build_fallbacks(console, project.stack)
     engine = _connect()
     if args.plan:
         plan = usecases.plan_for_up(project, engine, args.services)
@@ -209,6 +210,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     _print_status(console, outcome.stack, outcome.observed, frozenset(outcome.result.ready_after))
     _print_links(console, outcome.stack)
     return EXIT_OK
+
+
+def _say_build_fallbacks(console: Console, stack: Stack) -> None:
+    """Say once why a build hashes and sends its whole context (inputs not derivable)."""
+    from devstack.build import fallback_reason
+
+    for build in {s.build for s in stack.services if s.build}:
+        reason = fallback_reason(build)
+        if reason:
+            console.print(f"note: {reason}", markup=False)
 
 
 def _print_status(
