@@ -14,9 +14,9 @@ import pytest
 
 import devstack.build
 from devstack.build import CA_BUNDLE_PATH, build_image, build_inputs, image_tag
+from devstack.declaration import declare_stack
 from devstack.docker_engine import DockerEngine
 from devstack.settings import load_settings
-from devstack.declaration import declare_stack
 from devstack.spec import Build
 
 from .conftest import Project
