@@ -10,18 +10,21 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from devstack.declaration import declare_stack
 from devstack.engine import Engine
 from devstack.errors import ConfigError, ResourceConflict, ServiceFailed
-from devstack.executor import Executor, RunResult
 from devstack.lock import project_lock
 from devstack.observed import Observed
-from devstack.plan import Action, Plan, plan_down, plan_restart, plan_up
 from devstack.progress import Reporter
 from devstack.settings import Settings, load_settings
 from devstack.spec import Build, Service, Stack
 from devstack.status import StatusRow, status_rows
+
+if TYPE_CHECKING:  # the executor and builds are imported only by the commands that run them
+    from devstack.executor import RunResult
+    from devstack.plan import Plan
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class UpOutcome:
 
 def plan_for_up(project: Project, engine: Engine, services: Sequence[str] = ()) -> Plan:
     """What `up` would change, changing nothing."""
+    from devstack.plan import plan_up
+
     stack = resolve_images(project.stack)
     observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
     return plan_up(stack, observed, list(services) or None)
@@ -92,6 +97,9 @@ def up(
 ) -> UpOutcome:
     """Build, create and start what is missing or changed; return once every service is
     ready (or raise the first failure)."""
+    from devstack.executor import Executor
+    from devstack.plan import plan_up
+
     project.check_services(services)
     stack = resolve_images(project.stack)
     with project_lock(stack.project, "up"):
@@ -108,6 +116,8 @@ def up(
 
 def check_ports(engine: Engine, plan: Plan, observed: Observed) -> None:
     """Before anything changes: every host port a container will take must be free."""
+    from devstack.plan import Action
+
     ours = {p.host_port for c in observed.containers.values() if c.running for p in c.ports}
     for op in plan.of_kind("container"):
         if op.action is Action.KEEP or op.service is None:
@@ -161,6 +171,9 @@ def down(
 ) -> Plan:
     """Remove the project's containers (dependents first) and network; volumes only when
     `volumes`. Returns the plan that was carried out."""
+    from devstack.executor import Executor
+    from devstack.plan import plan_down
+
     project.check_services(services)
     stack = project.stack
     with project_lock(stack.project, "down"):
@@ -179,6 +192,9 @@ def restart(
     timeout: float | None = None,
 ) -> RunResult:
     """Restart `services` (default: all) in dependency order, each ready before dependents."""
+    from devstack.executor import Executor
+    from devstack.plan import plan_restart
+
     project.check_services(services)
     stack = project.stack
     with project_lock(stack.project, "restart"):
