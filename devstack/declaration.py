@@ -150,7 +150,12 @@ def declare_stack(settings: Settings) -> Stack:
         ),
         mounts=mounts,
         healthcheck=replace(health, test=("CMD", "curl", "-fsS", "http://localhost:8000/health")),
-        depends_on=(Dependency("postgres"), Dependency("redis")),
+        # Its pool and Redis client are lazy and /health answers 200 only once both answer:
+        # it starts with its dependencies, so its interpreter start overlaps theirs.
+        depends_on=(
+            Dependency("postgres", before_start=False),
+            Dependency("redis", before_start=False),
+        ),
         readiness=HttpGet(
             host,
             settings.api_port,

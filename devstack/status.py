@@ -45,7 +45,8 @@ def status_rows(
         container = observed.containers.get(service.name)
         row = _row(service.name, service, container)
         if row.health == "starting" and service.name in probed:
-            row = replace(row, health="ready (probed)")
+            first = service.healthcheck.interval if service.healthcheck else 0
+            row = replace(row, health=f"ready (probed); Docker's first check within {first:g}s")
         rows.append(row)
     known = set(stack.names)
     for name, container in sorted(observed.containers.items()):

@@ -118,7 +118,7 @@ def status_table(project: str, rows: list[StatusRow]) -> Table:
             row.service,
             row.container or "-",
             state,
-            Text(row.health or "-", style=HEALTH_STYLE.get(row.health, "dim")),
+            Text(row.health or "-", style=HEALTH_STYLE.get(row.health.split(";")[0], "dim")),
             "\n".join(row.ports) or "-",
             row.image,
             row.uptime or "-",

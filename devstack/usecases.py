@@ -155,10 +155,43 @@ class StatusReport:
 
 
 def status(project: Project, engine: Engine) -> StatusReport:
-    """One snapshot of the project, compared with the declaration (no build hashing)."""
+    """One snapshot of the project, compared with the declaration (no build hashing).
+    Containers whose first Docker health check is still pending are checked once by devstack
+    itself, so a ready service reads "ready (probed)" instead of "starting"."""
     observed = engine.snapshot(project.stack.project)
-    rows = status_rows(project.stack, observed)
+    probed = probe_starting(project.stack, observed, engine)
+    rows = status_rows(project.stack, observed, probed)
     return StatusReport(project.stack.project, rows, observed, engine.describe())
+
+
+def probe_starting(stack: Stack, observed: Observed, engine: Engine) -> frozenset[str]:
+    """The services whose health is still "starting" but whose readiness check passes now."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from devstack.checks import CheckTarget, NotReady
+    from devstack.engine import ContainerState
+
+    def ready(name: str) -> str | None:
+        check = stack.service(name).readiness
+        container = observed.containers[name]
+        if check is None or check.waits_for_exit:
+            return None
+        state = ContainerState(container.state, 0, container.health, "")
+        try:
+            check.check(CheckTarget(engine, container.id, state, timeout=0.5))
+        except (NotReady, ServiceFailed):
+            return None
+        return name
+
+    starting = [
+        name
+        for name, c in observed.containers.items()
+        if c.health == "starting" and name in stack.names
+    ]
+    if not starting:
+        return frozenset()
+    with ThreadPoolExecutor(len(starting)) as pool:
+        return frozenset(n for n in pool.map(ready, starting) if n)
 
 
 # --- down / restart ------------------------------------------------------------------------
