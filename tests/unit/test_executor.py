@@ -173,3 +173,19 @@ def test_shared_build_is_built_once(tmp_path: object) -> None:
     assert [str(op) for op in plan.of_kind("image")] == [
         "build     image      devstack/api:h1              (inputs changed)"
     ]
+
+
+def test_status_checks_a_container_whose_first_docker_check_is_pending() -> None:
+    from devstack.status import status_rows
+    from devstack.usecases import probe_starting
+
+    engine = FakeEngine({"redis": Behaviour(ready_after=30)})
+    run_up(engine, replace(SEED, services=SEED.services[:1]))  # postgres only, ready
+    engine.behaviours["redis"] = Behaviour(ready_after=30)
+    for container in engine.containers.values():
+        container.health = "health: starting"
+    observed = engine.snapshot("demo", [])
+    probed = probe_starting(SEED, observed, engine)
+    assert probed == {"postgres"}
+    row = status_rows(SEED, observed, probed)[0]
+    assert row.health.startswith("ready (probed)")
