@@ -945,7 +945,7 @@ def table(bench: Bench) -> str:
         floor = floors.get(floor_of.get(row, ""))
         floor_text = f"{floor['median']:13.3f}" if floor else ""
         title = ROW_TITLES[row].replace("20,000", f"{bench.unrelated_files:,}")
-        lines.append(f"{title:<64} {fmt(ds)}   {fmt(cp)}   {ratio}   {floor_text}")
+        lines.append(f"{title:<64} {fmt(ds)}   {fmt(cp)}   {ratio}   {floor_text}".rstrip())
     for variant, runs in bench.floors.items():
         lines.append("")
         lines.append(f"{SCENARIOS[variant][0]}, s from the first engine call (med/min/max):")
@@ -970,6 +970,11 @@ def table(bench: Bench) -> str:
     if "hot_reload_devstack_command" in bench.notes:
         command = " ".join(bench.notes["hot_reload_devstack_command"])
         lines.append(f"hot reload, devstack's declared command: {command}")
+        if plain_reloader(bench):
+            lines.append(
+                "  (the same reloader as compose.yaml's: until the declaration runs another dev "
+                "server, e.g. devstack/devserver.py, row 9 compares uvicorn --reload with itself)"
+            )
     return "\n".join(lines)
 
 
@@ -1062,7 +1067,17 @@ def targets(bench: Bench) -> list[dict[str, Any]]:
         results.append(_result("info", name, up, None, parallel, relative=True))
     for result in results:
         result["target"] = result["target"].replace("20,000", f"{bench.unrelated_files:,}")
+        if result["target"].startswith("hot reload") and plain_reloader(bench):
+            result["verdict"] = "n/a"
+            result["why"] = "devstack declares plain uvicorn --reload too: the ratio is noise"
     return results
+
+
+def plain_reloader(bench: Bench) -> bool:
+    """Whether devstack's declared dev server is Compose's plain `uvicorn --reload`
+    (then the hot-reload ratio compares a reloader with itself)."""
+    command = bench.notes.get("hot_reload_devstack_command") or []
+    return bool(command) and Path(command[0]).name == "uvicorn" and "--reload" in command
 
 
 def targets_text(results: list[dict[str, Any]]) -> str:
@@ -1081,7 +1096,11 @@ def targets_text(results: list[dict[str, Any]]) -> str:
         if r["ratio"] is not None:
             shown += f" = {r['ratio']:.2f}"
         limit = "" if r["limit"] is None else f"(limit {r['limit']:.3g})"
-        lines.append(f"  {r['verdict']:<4} {r['issue']:<4} {r['target']:<56} {shown:<28} {limit}")
+        lines.append(
+            f"  {r['verdict']:<4} {r['issue']:<4} {r['target']:<60} {shown:<28} {limit}".rstrip()
+        )
+        if r.get("why"):
+            lines.append(f"{'':<12}{r['why']}")
     return "\n".join(lines)
 
 
