@@ -236,17 +236,15 @@ class _Renderer:
     # -- checks on the declaration ------------------------------------------------------------
 
     def _collect_secret_values(self) -> None:
+        # variables named as secrets first: their names label the values in placeholders
         for service in self.stack.services:
-            for check in (service.readiness, service.liveness):
-                if isinstance(check, PostgresLogin):
-                    label = next(
-                        (k for k, v in self._environment(service) if v == check.password),
-                        f"{service.name}-password",
-                    )
-                    self.secrets.add_value(check.password, label)
             for name, value in self._environment(service):
                 if SECRET_NAMES.search(name.upper()):
                     self.secrets.add_value(value, name)
+        for service in self.stack.services:
+            for check in (service.readiness, service.liveness):
+                if isinstance(check, PostgresLogin):
+                    self.secrets.add_value(check.password, f"{service.name}-password")
 
     def _check_volumes(self) -> None:
         owners: dict[str, str] = {}
