@@ -556,6 +556,20 @@ def test_a_hand_edited_manifest_is_not_overwritten(
     assert (out / "api.yaml").read_text().endswith("# my edit\n")
 
 
+def test_out_must_be_a_directory(checkout: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (checkout / "k8s").write_text("a file")
+    assert_refused(checkout, capsys, "is not a directory")
+
+
+def test_secret_named_variables_go_to_the_secret(tmp_path: Path) -> None:
+    rendered = export(tmp_path, "AI_AGENTS_OPENAI_API_KEY=sk-123456\nAI_AGENTS_LOG_LEVEL=debug\n")
+    (secret,) = objects(rendered, "Secret")
+    assert secret["stringData"]["AI_AGENTS_OPENAI_API_KEY"] == "<AI_AGENTS_OPENAI_API_KEY>"
+    config = {c["metadata"]["name"]: c["data"] for c in objects(rendered, "ConfigMap")}
+    assert config["api-config"]["AI_AGENTS_LOG_LEVEL"] == "debug"
+    assert "sk-123456" not in "".join(rendered.files.values())
+
+
 def test_secrets_from_env_refuses_the_example_password(
     checkout: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
