@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.declaration import declare_stack
-from devstack.errors import ConfigError
+from devstack.errors import ConfigError, DevstackError
 from devstack.k8s import DEFAULT_KUBECTL_IMAGE, Rendered, RenderOptions, dns_label, render
 from devstack.settings import EXAMPLE_PASSWORD
 from devstack.spec import Stack
@@ -167,6 +167,16 @@ def write_manifests(out: Path, files: dict[str, str], force: bool = False) -> li
     """Write `files` into `out` (each atomically), remove the files of the previous export
     that are no longer rendered, and record what was written. Returns the paths written."""
     check_out_dir(out, force)
+    try:
+        return _write(out, files)
+    except OSError as exc:
+        raise DevstackError(
+            f"cannot write the manifests to {out}: {exc.strerror or exc}",
+            hint="check the directory's permissions and free space, or choose another --out",
+        ) from exc
+
+
+def _write(out: Path, files: dict[str, str]) -> list[Path]:
     previous = _written_before(out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

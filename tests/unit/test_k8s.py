@@ -6,6 +6,7 @@ Regenerate the golden files after an intended change with
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ from devstack.checks import CheckTarget, Completed, ExecCommand, ReadinessCheck
 from devstack.cli import main
 from devstack.declaration import declare_stack
 from devstack.k8s import NoKubernetesEquivalent, Rendered, RenderOptions, render, secret_forms
-from devstack.k8s_export import MARKER, ExportOptions, check_image, export_k8s
+from devstack.k8s_export import MARKER, ExportOptions, check_image, export_k8s, write_manifests
 from devstack.spec import Condition, Dependency, Mount, Service, Stack
 from devstack.usecases import Project
 
@@ -460,6 +461,23 @@ def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def run_export(checkout: Path, *args: str) -> int:
     return main(["--project-dir", str(checkout), "export", "k8s", *args])
+
+
+def test_export_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "python -m devstack export k8s --api-image" in out and "--secrets-from-env" in out
+
+
+def test_stale_files_of_the_previous_export_are_removed(tmp_path: Path) -> None:
+    out = tmp_path / "k8s"
+    write_manifests(out, {"a.yaml": "a: 1\n", "b.yaml": "b: 1\n"})
+    write_manifests(out, {"a.yaml": "a: 2\n"})
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "a.yaml"]
+    listing = json.loads((out / MARKER).read_text())
+    assert list(listing["files"]) == ["a.yaml"]
 
 
 def test_cli_writes_the_default_render(checkout: Path, capsys: pytest.CaptureFixture[str]) -> None:
