@@ -32,6 +32,10 @@ EXAMPLES = {
     "  python -m devstack logs postgres --tail 50 --since 10m",
     "exec": "examples:\n  python -m devstack exec api -- python -V\n"
     "  python -m devstack exec postgres -- pg_isready",
+    "export": "examples:\n  python -m devstack export k8s --api-image "
+    "registry.example.com/app/api:1.0 --out k8s/\n"
+    "  python -m devstack export k8s --api-image registry.example.com/app/api:1.0 "
+    "--namespace staging --replicas 3 --secrets-from-env",
 }
 
 
@@ -91,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines of each")
     logs.add_argument("--since", metavar="T", help="e.g. 10m, 2h, 30s or 2026-11-26T08:00:00")
 
+    _add_export(command("export", "render the stack as Kubernetes manifests (kustomize dir)"))
+
     exec_ = command("exec", "run a command in a service's container; exits with its code")
     exec_.add_argument("service", metavar="SERVICE")
     exec_.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD...")
@@ -104,6 +110,48 @@ def build_parser() -> argparse.ArgumentParser:
         )
         shortcut.add_argument("argv", nargs=argparse.REMAINDER, metavar="ARGS...")
     return parser
+
+
+def _add_export(export: argparse.ArgumentParser) -> None:
+    """`export k8s` and its options (see devstack.k8s_export)."""
+    export.add_argument("target", choices=["k8s"], help="k8s: plain YAML + kustomization.yaml")
+    export.add_argument("--out", type=Path, default=Path("k8s"), metavar="DIR", help="default k8s")
+    export.add_argument("--namespace", metavar="NS", help="default: the project name")
+    export.add_argument(
+        "--api-image",
+        metavar="REF",
+        help="required: the API image in a registry the cluster "
+        "can pull (used by every service built from the Dockerfile)",
+    )
+    export.add_argument(
+        "--replicas", type=count, default=1, metavar="N", help="pods per HTTP service (default 1)"
+    )
+    export.add_argument(
+        "--secrets-from-env",
+        action="store_true",
+        help="fill the Secret from .env (default: "
+        "placeholders, and a `kubectl create secret` line to run)",
+    )
+    export.add_argument(
+        "--force", action="store_true", help="overwrite files devstack did not write"
+    )
+    export.add_argument(
+        "--kubectl-image",
+        metavar="REF",
+        help="the image of the init containers that wait for Jobs (default: a pinned "
+        "registry.k8s.io/kubectl)",
+    )
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {text})")
+    return value
 
 
 def _shortcuts() -> list[tuple[str, str, str]]:
@@ -154,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             "down": cmd_down,
             "restart": cmd_restart,
             "logs": cmd_logs,
+            "export": cmd_export,
         }.get(args.command, cmd_exec)
         return handler(args)
     except DevstackError as error:
@@ -307,6 +356,41 @@ def cmd_logs(args: argparse.Namespace) -> int:
         tail=args.tail,
         since=args.since,
     )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """`export k8s`: everything is checked before the first file is written."""
+    from devstack.k8s import DEFAULT_KUBECTL_IMAGE
+    from devstack.k8s_export import ExportOptions, check_out_dir, export_k8s, write_manifests
+    from devstack.ui import make_console
+
+    project = _project(args)
+    options = ExportOptions(
+        out=args.out,
+        api_image=args.api_image,
+        namespace=args.namespace,
+        replicas=args.replicas,
+        secrets_from_env=args.secrets_from_env,
+        force=args.force,
+        kubectl_image=args.kubectl_image or DEFAULT_KUBECTL_IMAGE,
+    )
+    check_out_dir(options.out, options.force)
+    rendered = export_k8s(project, options)
+    written = write_manifests(options.out, rendered.files, force=options.force)
+    console = make_console()
+    lines = [f"wrote {len(written)} files to {options.out}: {' '.join(p.name for p in written)}"]
+    lines += [f"note: {note}" for note in rendered.notes]
+    if rendered.secret_hint:
+        lines += [
+            f"next: create the Secret (secret.yaml holds placeholders), then `kubectl apply -k "
+            f"{options.out}`; replace each <...> in:",
+            rendered.secret_hint,
+        ]
+    else:
+        lines.append(f"next: kubectl apply -k {options.out}")
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return EXIT_OK
 
 
 def cmd_exec(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from devstack.errors import ConfigError
 from devstack.settings import Settings
 from devstack.spec import (
     Build,
+    ClusterHints,
     Dependency,
     Healthcheck,
     Link,
@@ -87,6 +88,11 @@ def declare_stack(settings: Settings) -> Stack:
             database=settings.postgres_db,
         ),
         stop_signal="SIGINT",
+        # the official image's postgres user (70 on Alpine); data below the volume's root
+        cluster=ClusterHints(
+            uid=70 if "alpine" in settings.postgres_image else 999,
+            environment=(("PGDATA", "/var/lib/postgresql/data/pgdata"),),
+        ),
         shortcuts=(
             Shortcut(
                 "psql",
@@ -110,6 +116,7 @@ def declare_stack(settings: Settings) -> Stack:
         mounts=(Mount(redisdata, "/data", "volume"),),
         healthcheck=replace(health, test=("CMD", "redis-cli", "ping")),
         readiness=RedisPing(host, settings.redis_port),
+        cluster=ClusterHints(uid=999),  # the official image's redis user
         shortcuts=(
             Shortcut(
                 "redis-cli",
@@ -159,11 +166,13 @@ def declare_stack(settings: Settings) -> Stack:
         readiness=HttpGet(
             host,
             settings.api_port,
-            "/health",
+            "/api/v1/ready",  # the same checks as /health, at the versioned readiness path
             container_port=8000,
             # uvicorn --reload's server process: when it is gone, waiting cannot help
             server_process="multiprocessing.spawn" if settings.dev_mode else "",
         ),
+        liveness=HttpGet(host, settings.api_port, "/api/v1/live", container_port=8000),
+        cluster=ClusterHints(uid=10001),  # the Dockerfile's USER
         build=build,
         shortcuts=(
             Shortcut("shell", "a shell in the API container", default=("sh",), example="shell"),

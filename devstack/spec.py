@@ -114,6 +114,18 @@ class Link:
 
 
 @dataclass(frozen=True)
+class ClusterHints:
+    """What a cluster needs that Docker works out by itself (read by the Kubernetes export).
+
+    `uid`: the numeric user the image's process runs as (Kubernetes' `runAsNonRoot` needs a
+    number, and the volume's `fsGroup` follows it); `environment`: variables set on a cluster
+    only (e.g. a data directory below a volume's root, which may hold `lost+found`)."""
+
+    uid: int | None = None
+    environment: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Service:
     """One declared service."""
 
@@ -126,6 +138,8 @@ class Service:
     mounts: tuple[Mount, ...] = ()
     healthcheck: Healthcheck | None = None
     readiness: ReadinessCheck | None = None
+    # "Is the process alive?" with no dependency involved (a cluster restarts it when not)
+    liveness: ReadinessCheck | None = None
     depends_on: tuple[Dependency, ...] = ()
     build: Build | None = None
     stop_signal: str | None = None
@@ -134,6 +148,7 @@ class Service:
     links: tuple[Link, ...] = ()
     user: str = ""
     working_dir: str = ""
+    cluster: ClusterHints = field(default_factory=ClusterHints)
 
     @property
     def dependency_names(self) -> tuple[str, ...]:

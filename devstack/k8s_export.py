@@ -1,0 +1,198 @@
+"""The `export k8s` use case: validate the options, render the production stack, write files.
+
+Everything is checked before anything is written: a bad option, a declaration with no
+Kubernetes equivalent or an output directory with files devstack did not write is a
+ConfigError (exit 2) and leaves the directory as it was. Files devstack wrote are listed, with
+their SHA-256, in `.devstack-export.json` in the output directory: a later export overwrites
+those (and only those, unless `--force`) while they are unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack.declaration import declare_stack
+from devstack.errors import ConfigError, DevstackError
+from devstack.k8s import DEFAULT_KUBECTL_IMAGE, Rendered, RenderOptions, dns_label, render
+from devstack.settings import EXAMPLE_PASSWORD
+from devstack.spec import Stack
+from devstack.usecases import Project
+
+MARKER = ".devstack-export.json"
+GENERATOR = "python -m devstack export k8s"
+
+# Image references, after the grammar of distribution/reference (what docker and containerd
+# accept): [domain[:port]/]path-component(/path-component)*[:tag][@algorithm:hex].
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
+IMAGE_REFERENCE = re.compile(
+    rf"(?P<name>(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
+    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?",
+    re.ASCII,
+)
+DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+IMAGE_EXAMPLE = "registry.example.com/app/api:1.0"
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """The command line's choices for `export k8s`."""
+
+    out: Path
+    api_image: str | None
+    namespace: str | None = None
+    replicas: int = 1
+    secrets_from_env: bool = False
+    force: bool = False
+    kubectl_image: str = DEFAULT_KUBECTL_IMAGE
+
+
+def check_image(reference: str, option: str) -> str:
+    """`reference` if it is a valid image reference, else ConfigError naming `option`."""
+    match = IMAGE_REFERENCE.fullmatch(reference)
+    if match is None or len(match.group("name")) > 255:
+        raise ConfigError(
+            f"{option} {reference!r} is not a valid image reference",
+            hint=f"use [registry[:port]/]path[:tag][@sha256:digest] with a lowercase path, "
+            f"e.g. {IMAGE_EXAMPLE}",
+        )
+    return reference
+
+
+def check_namespace(namespace: str) -> str:
+    """`namespace` if it is a DNS-1123 label (what Kubernetes requires), else ConfigError."""
+    if not DNS_LABEL.fullmatch(namespace):
+        raise ConfigError(
+            f"--namespace {namespace!r} is not a valid Kubernetes namespace",
+            hint="use a DNS label: at most 63 lowercase letters, digits and '-', starting and "
+            "ending with a letter or digit",
+        )
+    return namespace
+
+
+def production_stack(project: Project) -> Stack:
+    """The stack as production runs it: the dev-mode switches (reload, source mounts) off."""
+    return declare_stack(project.settings.model_copy(update={"dev_mode": False}))
+
+
+def export_k8s(project: Project, options: ExportOptions) -> Rendered:
+    """The manifests for `project` (nothing written); ConfigError on bad input."""
+    if not options.api_image:
+        raise ConfigError(
+            "export k8s needs --api-image: the API image as the cluster pulls it (devstack "
+            "builds it on this machine only; the cluster needs it in a registry it can reach)",
+            hint=f"push the built image and name it, e.g. --api-image {IMAGE_EXAMPLE}",
+        )
+    api_image = check_image(options.api_image, "--api-image")
+    kubectl_image = check_image(options.kubectl_image, "--kubectl-image")
+    namespace = check_namespace(options.namespace or dns_label(project.stack.project))
+    if options.replicas < 1:
+        raise ConfigError(f"--replicas must be at least 1 (got {options.replicas})")
+    settings = project.settings
+    if options.secrets_from_env and settings.postgres_password == EXAMPLE_PASSWORD:
+        raise ConfigError(
+            "--secrets-from-env would put the example POSTGRES_PASSWORD into the cluster",
+            hint=f"set a real POSTGRES_PASSWORD in {settings.env_file}, or leave out "
+            "--secrets-from-env and create the Secret yourself",
+        )
+    render_options = RenderOptions(
+        namespace=namespace,
+        api_image=api_image,
+        replicas=options.replicas,
+        secrets_from_env=options.secrets_from_env,
+        kubectl_image=kubectl_image,
+        wait_timeout=settings.timeout,
+    )
+    return render(production_stack(project), render_options)
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _written_before(out: Path) -> dict[str, str]:
+    """File name -> SHA-256 of what the last export wrote in `out` (empty if none)."""
+    try:
+        listing = json.loads((out / MARKER).read_text(encoding="utf-8"))
+        files = listing["files"]
+        names = {str(name): str(digest) for name, digest in files.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    # plain file names only: a doctored listing must not reach outside `out`
+    return {n: d for n, d in names.items() if n == Path(n).name and not n.startswith(".")}
+
+
+def foreign_files(out: Path) -> list[str]:
+    """Entries of `out` that the last export did not write, or that changed since."""
+    if not out.is_dir():
+        return []
+    ours = _written_before(out)
+    foreign: list[str] = []
+    for entry in sorted(out.iterdir()):
+        if entry.name == MARKER and ours:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            foreign.append(f"{entry.name}/")
+        elif entry.name not in ours or _sha256(entry.read_bytes()) != ours[entry.name]:
+            foreign.append(entry.name)
+    return foreign
+
+
+def check_out_dir(out: Path, force: bool) -> None:
+    """ConfigError when `out` is not a directory, or holds files devstack did not write
+    (or that were edited since) and `force` is not set."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
+    foreign = foreign_files(out)
+    if foreign and not force:
+        shown = ", ".join(foreign[:5]) + (
+            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        )
+        raise ConfigError(
+            f"{out} holds files that devstack did not write (or that changed since): {shown}",
+            hint="choose another --out, or pass --force to overwrite devstack's files there",
+        )
+
+
+def write_manifests(out: Path, files: dict[str, str], force: bool = False) -> list[Path]:
+    """Write `files` into `out` (each atomically), remove the files of the previous export
+    that are no longer rendered, and record what was written. Returns the paths written."""
+    check_out_dir(out, force)
+    try:
+        return _write(out, files)
+    except OSError as exc:
+        raise DevstackError(
+            f"cannot write the manifests to {out}: {exc.strerror or exc}",
+            hint="check the directory's permissions and free space, or choose another --out",
+        ) from exc
+
+
+def _write(out: Path, files: dict[str, str]) -> list[Path]:
+    previous = _written_before(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    digests: dict[str, str] = {}
+    for name, text in files.items():
+        data = text.encode("utf-8")
+        path = out / name
+        temporary = out / f".{name}.tmp"
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+        written.append(path)
+        digests[name] = _sha256(data)
+    for name, digest in previous.items():
+        stale = out / name
+        if name not in files and stale.is_file() and _sha256(stale.read_bytes()) == digest:
+            stale.unlink()
+    listing = {"generator": GENERATOR, "files": dict(sorted(digests.items()))}
+    (out / MARKER).write_text(json.dumps(listing, indent=2) + "\n", encoding="utf-8")
+    return written
