@@ -588,9 +588,9 @@ class _Renderer:
 
     def _init_containers(self, service: Service) -> list[Obj]:
         containers: list[Obj] = []
+        # Every dependency is waited for: `before_start=False` only lets a local `up` overlap
+        # start-ups, while a pod's init containers are how a cluster keeps the start order.
         for dependency in service.depends_on:
-            if not dependency.before_start:
-                continue  # the dependent tolerates it coming up later
             target = self.stack.service(dependency.service)
             if dependency.condition is Condition.COMPLETED and not target.one_shot:
                 raise NoKubernetesEquivalent(
@@ -681,8 +681,7 @@ class _Renderer:
                     f"{service.name} waits for {target.name}, whose readiness check "
                     f"`{check.describe()}` runs inside {target.name}'s container: another pod "
                     "cannot run it",
-                    hint=f"give {target.name} a check over the network (HttpGet, ...), or "
-                    "declare the dependency with before_start=False",
+                    hint=f"give {target.name} a check over the network (HttpGet, ...)",
                 )
             case _:
                 raise NoKubernetesEquivalent(
