@@ -14,10 +14,11 @@ from typing import Any
 import docker
 import docker.errors
 import docker.types
-from docker.utils import kwargs_from_env, parse_repository_tag
+from docker.utils import parse_repository_tag
 
 from devstack import labels
-from devstack.errors import DockerApiError, docker_errors
+from devstack.endpoint import DEFAULT_HOST, Endpoint, resolve_endpoint
+from devstack.errors import DockerApiError, docker_errors, transport_error
 from devstack.observed import Observed, parse_snapshot
 from devstack.spec import Service, Stack
 
@@ -35,11 +36,45 @@ class ContainerState:
     health_output: str  # the last health check's output
 
 
+class ExecSocket:
+    """An exec's hijacked socket whose transport failures (the engine, or the connection to it,
+    gone: reset, broken pipe, TLS error) are devstack errors, mapped like those of every other
+    call (errors.transport_error). Selectable (fileno)."""
+
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def recv(self, size: int) -> bytes:
+        """Up to `size` bytes of output; b"" once the command's output ended."""
+        try:
+            return self._sock.recv(size)
+        except OSError as exc:
+            raise transport_error(exc, "read the command's output") from exc
+
+    def sendall(self, data: bytes) -> None:
+        """Send input to the command."""
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            raise transport_error(exc, "send input to the command") from exc
+
+    def shutdown(self, how: int) -> None:
+        """Half- or fully close; a connection that is gone already is closed enough."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(how)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
 @dataclass(frozen=True)
 class ExecConnection:
     """An exec's hijacked connection: the socket, and docker-py's wrapper that keeps it open."""
 
-    sock: socket.socket
+    sock: ExecSocket
     holder: Any
 
 
@@ -61,13 +96,18 @@ class LogStream:
 class Engine:
     """docker-py's low-level client, wrapped in the operations devstack needs."""
 
-    def __init__(self, api: docker.APIClient):
+    def __init__(self, api: docker.APIClient, endpoint: Endpoint | None = None):
         self.api = api
+        self.endpoint = endpoint or Endpoint("default", DEFAULT_HOST)
 
     @classmethod
     def connect(cls, version: str = API_VERSION) -> Engine:
+        """A client for the engine the docker CLI would use here: DOCKER_HOST, DOCKER_CONTEXT,
+        the CLI config's current context, or the default socket (see devstack.endpoint)."""
+        endpoint = resolve_endpoint()
         with docker_errors("connect"):
-            return cls(docker.APIClient(version=version, timeout=120, **kwargs_from_env()))
+            api = docker.APIClient(version=version, timeout=120, **endpoint.client_kwargs)
+        return cls(api, endpoint)
 
     def close(self) -> None:
         self.api.close()
@@ -75,7 +115,7 @@ class Engine:
     def _negotiated(self) -> None:
         """Switch to a negotiated API version (one round trip) after a version refusal."""
         with docker_errors("negotiate the API version"):
-            self.api = docker.APIClient(version="auto", timeout=120, **kwargs_from_env())
+            self.api = docker.APIClient(version="auto", timeout=120, **self.endpoint.client_kwargs)
 
     # --- reading ---------------------------------------------------------------------------
     def snapshot(self, project: str, images: Iterable[str] = ()) -> Observed:
@@ -173,7 +213,7 @@ class Engine:
             wrapped = self.api.exec_start(exec_id, tty=tty, socket=True)
         sock: socket.socket = getattr(wrapped, "_sock", wrapped)
         sock.settimeout(None)
-        return ExecConnection(sock, wrapped)
+        return ExecConnection(ExecSocket(sock), wrapped)
 
     def exec_resize(self, exec_id: str, height: int, width: int) -> None:
         with docker_errors("resize an exec's terminal"):

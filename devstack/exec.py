@@ -20,7 +20,7 @@ import time
 import tty
 from typing import BinaryIO
 
-from devstack.engine import Engine
+from devstack.engine import Engine, ExecSocket
 from devstack.errors import DevstackError, DockerApiError
 
 CHUNK = 65536
@@ -76,9 +76,10 @@ def _stdin_to_forward() -> tuple[int | None, bytes]:
     return fd, b""  # a pipe whose writer has not written yet: forward what comes
 
 
-def _send_stdin(sock: socket.socket, fd: int, first: bytes) -> None:
-    """Copy our stdin to the exec, then half-close: the command reads EOF, output goes on."""
-    with contextlib.suppress(OSError):
+def _send_stdin(sock: ExecSocket, fd: int, first: bytes) -> None:
+    """Copy our stdin to the exec, then half-close: the command reads EOF, output goes on.
+    A failure ends the copy only: the output side reports a broken connection."""
+    with contextlib.suppress(OSError, DevstackError):
         data = first or os.read(fd, CHUNK)
         while data:
             sock.sendall(data)
@@ -86,7 +87,7 @@ def _send_stdin(sock: socket.socket, fd: int, first: bytes) -> None:
         sock.shutdown(socket.SHUT_WR)
 
 
-def _pump_multiplexed(sock: socket.socket, stdin_fd: int | None, first: bytes) -> None:
+def _pump_multiplexed(sock: ExecSocket, stdin_fd: int | None, first: bytes) -> None:
     """Demultiplex the exec's frames to our stdout/stderr until the command ends."""
     if stdin_fd is not None:
         threading.Thread(
@@ -140,7 +141,7 @@ def _attach_terminal(engine: Engine, exec_id: str) -> None:
         _resize(engine, exec_id, out_fd, in_fd)
         stdin_open = True
         while True:
-            watched: list[int | socket.socket] = [sock, wake_r, *([in_fd] if stdin_open else [])]
+            watched: list[int | ExecSocket] = [sock, wake_r, *([in_fd] if stdin_open else [])]
             readable = select.select(watched, [], [])[0]
             if wake_r in readable:
                 os.read(wake_r, 64)
