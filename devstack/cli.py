@@ -1,11 +1,14 @@
 """The command line: parse arguments, run one command, map errors to exit codes.
 
-Exit codes: 0 ok · 1 failure · 2 bad input or usage · 130 interrupted (Ctrl-C)."""
+Exit codes: 0 ok · 1 failure · 2 bad input or usage · 130 interrupted (Ctrl-C) ·
+143 stopped by SIGTERM · 129 stopped by SIGHUP (128 + the signal's number, as shells report)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m devstack",
         description="Bring up PostgreSQL, Redis and the API as one healthy local stack.",
-        epilog="exit codes: 0 ok, 1 failure, 2 bad input or usage, 130 interrupted",
+        epilog="exit codes: 0 ok, 1 failure, 2 bad input or usage, 130 interrupted (Ctrl-C), "
+        "143 SIGTERM, 129 SIGHUP",
     )
     parser.add_argument(
         "--project-dir", type=Path, default=Path.cwd(), help="repo root (default: .)"
@@ -188,31 +192,69 @@ def _command_index(argv: list[str], command: str) -> int:
     return len(argv)
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread just where Ctrl-C raises KeyboardInterrupt:
+    every command stops the same clean way (the executor cancels its threads, locks and
+    terminal modes are released)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_on_signals(received: list[int]) -> None:
+    """Turn SIGTERM and SIGHUP into Stopped, appending each signal to `received`. Only the first
+    raises (a second one must not cut the clean stop short); a signal the parent set to be
+    ignored stays ignored (`nohup`)."""
+
+    def handler(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            raise Stopped(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit code (see the module docstring)."""
     # pydantic otherwise scans every installed distribution for plugins (~15 ms per command)
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from devstack.errors import DevstackError
     from devstack.ui import make_console, print_error
 
+    handler = {
+        "up": cmd_up,
+        "status": cmd_status,
+        "down": cmd_down,
+        "restart": cmd_restart,
+        "logs": cmd_logs,
+        "export": cmd_export,
+    }.get(args.command, cmd_exec)
+    received: list[int] = []
     try:
-        handler = {
-            "up": cmd_up,
-            "status": cmd_status,
-            "down": cmd_down,
-            "restart": cmd_restart,
-            "logs": cmd_logs,
-            "export": cmd_export,
-        }.get(args.command, cmd_exec)
-        return handler(args)
+        _stop_on_signals(received)
+        code = handler(args)
     except DevstackError as error:
         print_error(make_console(stderr=True), error)
-        return error.exit_code
+        code = error.exit_code
     except KeyboardInterrupt:
-        make_console(stderr=True).print(
-            "interrupted: nothing is left half-made that the next `up` cannot converge from"
-        )
-        return EXIT_INTERRUPTED
+        name = f" ({signal.Signals(received[0]).name})" if received else ""
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            make_console(stderr=True).print(
+                f"interrupted{name}: nothing is left half-made that the next `up` cannot "
+                "converge from",
+                markup=False,
+            )
+        code = EXIT_INTERRUPTED
+    except OSError:
+        if not received:
+            raise
+        code = EXIT_INTERRUPTED  # a write to the terminal that hung up, while stopping
+    # A command may end itself on the interrupt (`logs -f` returns normally): still 128 + N.
+    return 128 + received[0] if received else code
 
 
 def _project(args: argparse.Namespace) -> Project:
@@ -302,9 +344,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from devstack.ui import make_console, status_table
 
     console = make_console()
-    console.print(status_table(report.project, report.rows))
-    if report.engine:
-        console.print(f"engine: {report.engine}", markup=False)
+    console.print(status_table(report.project, report.rows, report.engine))
     if report.observed.empty:
         console.print(f"project {report.project} has nothing running: `python -m devstack up`")
     return EXIT_OK

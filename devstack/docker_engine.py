@@ -14,11 +14,12 @@ from typing import Any
 import docker
 import docker.errors
 import docker.types
-from docker.utils import kwargs_from_env, parse_repository_tag
+from docker.utils import parse_repository_tag
 from docker.utils.socket import frames_iter_no_tty
 
 from devstack import labels
-from devstack.engine import BuildRequest, ContainerState, ExecConnection
+from devstack.endpoint import DEFAULT_HOST, Endpoint, resolve_endpoint
+from devstack.engine import BuildRequest, ContainerState, ExecConnection, ExecSocket
 from devstack.errors import DockerApiError, docker_errors
 from devstack.observed import ImageUse, Observed, parse_snapshot
 from devstack.spec import Service, Stack
@@ -47,13 +48,18 @@ class LogStream:
 class DockerEngine:
     """docker-py's low-level client, wrapped in the operations devstack needs."""
 
-    def __init__(self, api: docker.APIClient):
+    def __init__(self, api: docker.APIClient, endpoint: Endpoint | None = None):
         self.api = api
+        self.endpoint = endpoint or Endpoint("default", DEFAULT_HOST)
 
     @classmethod
     def connect(cls, version: str = API_VERSION) -> DockerEngine:
+        """A client for the engine the docker CLI would use here: DOCKER_HOST, DOCKER_CONTEXT,
+        the CLI config's current context, or the default socket (see devstack.endpoint)."""
+        endpoint = resolve_endpoint()
         with docker_errors("connect"):
-            return cls(docker.APIClient(version=version, timeout=120, **kwargs_from_env()))
+            api = docker.APIClient(version=version, timeout=120, **endpoint.client_kwargs)
+        return cls(api, endpoint)
 
     def close(self) -> None:
         self.api.close()
@@ -61,14 +67,9 @@ class DockerEngine:
     def _negotiated(self) -> None:
         """Switch to a negotiated API version (one round trip) after a version refusal."""
         with docker_errors("negotiate the API version"):
-            self.api = docker.APIClient(version="auto", timeout=120, **kwargs_from_env())
+            self.api = docker.APIClient(version="auto", timeout=120, **self.endpoint.client_kwargs)
 
     # --- reading ---------------------------------------------------------------------------
-    def describe(self) -> str:
-        """The engine's address when it is not the default socket."""
-        url = str(self.api.base_url)
-        return "" if url in {"http+docker://localhost", "http+docker://localunixsocket"} else url
-
     def snapshot(self, project: str, images: Iterable[str] = ()) -> Observed:
         """Everything of `project`, in one pass of sparse listings (no per-container inspect),
         plus the ids of the `images` references that exist locally."""
@@ -180,12 +181,13 @@ class DockerEngine:
             wrapped = self.api.exec_start(exec_id, tty=tty, socket=True)
         sock: socket.socket = getattr(wrapped, "_sock", wrapped)
         sock.settimeout(None)
+        wrapper = ExecSocket(sock)
 
         def frames() -> Iterator[tuple[int, bytes]]:
             with docker_errors("read a command's output"):
-                yield from frames_iter_no_tty(sock)
+                yield from frames_iter_no_tty(wrapper)
 
-        return ExecConnection(sock, wrapped, frames)
+        return ExecConnection(wrapper, wrapped, frames)
 
     def exec_resize(self, exec_id: str, height: int, width: int) -> None:
         with docker_errors("resize an exec's terminal"):

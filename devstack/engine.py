@@ -6,11 +6,14 @@ Docker."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from devstack.endpoint import Endpoint
+from devstack.errors import transport_error
 from devstack.observed import Observed
 from devstack.spec import Service, Stack
 
@@ -25,12 +28,48 @@ class ContainerState:
     health_output: str  # the last health check's output
 
 
+class ExecSocket:
+    """An exec's hijacked socket whose transport failures (the engine, or the connection to it,
+    gone: reset, broken pipe, TLS error) are devstack errors, mapped like those of every other
+    call (errors.transport_error). Selectable (fileno)."""
+
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+
+    def fileno(self) -> int:
+        """The socket's file descriptor (for select)."""
+        return self._sock.fileno()
+
+    def recv(self, size: int) -> bytes:
+        """Up to `size` bytes of output; b"" once the command's output ended."""
+        try:
+            return self._sock.recv(size)
+        except OSError as exc:
+            raise transport_error(exc, "read the command's output") from exc
+
+    def sendall(self, data: bytes) -> None:
+        """Send input to the command."""
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            raise transport_error(exc, "send input to the command") from exc
+
+    def shutdown(self, how: int) -> None:
+        """Half- or fully close; a connection that is gone already is closed enough."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(how)
+
+    def close(self) -> None:
+        """Close the socket."""
+        self._sock.close()
+
+
 @dataclass(frozen=True)
 class ExecConnection:
     """An exec's hijacked connection: the socket, the wrapper that keeps it open, and a
     demultiplexer of its output into (stream 1 stdout | 2 stderr, bytes) frames."""
 
-    sock: socket.socket
+    sock: ExecSocket
     holder: Any
     frames: Callable[[], Iterator[tuple[int, bytes]]]
 
@@ -59,9 +98,9 @@ class BuildRequest:
 class Engine(Protocol):
     """What devstack asks of a container engine."""
 
+    endpoint: Endpoint  # which engine, and how it was chosen
+
     # --- reading ---------------------------------------------------------------------------
-    def describe(self) -> str:
-        """Where the engine is, when it is not the default (else "")."""
 
     def snapshot(self, project: str, images: Iterable[str] = ()) -> Observed:
         """Everything of `project`, plus the ids of the `images` that exist locally and who

@@ -18,7 +18,7 @@ import threading
 import tty
 from typing import BinaryIO
 
-from devstack.engine import Engine, ExecConnection
+from devstack.engine import Engine, ExecConnection, ExecSocket
 from devstack.errors import DevstackError, DockerApiError
 
 CHUNK = 65536
@@ -79,9 +79,10 @@ def _stdin_to_forward() -> tuple[int | None, bytes]:
     return fd, b""  # a pipe whose writer has not written yet: forward what comes
 
 
-def _send_stdin(sock: socket.socket, fd: int, first: bytes) -> None:
-    """Copy our stdin to the exec, then half-close: the command reads EOF, output goes on."""
-    with contextlib.suppress(OSError):
+def _send_stdin(sock: ExecSocket, fd: int, first: bytes) -> None:
+    """Copy our stdin to the exec, then half-close: the command reads EOF, output goes on.
+    A failure ends the copy only: the output side reports a broken connection."""
+    with contextlib.suppress(OSError, DevstackError):
         data = first or os.read(fd, CHUNK)
         while data:
             sock.sendall(data)
@@ -134,7 +135,7 @@ def _attach_terminal(engine: Engine, exec_id: str) -> None:
         _resize(engine, exec_id, out_fd, in_fd)
         stdin_open = True
         while True:
-            watched: list[int | socket.socket] = [sock, wake_r, *([in_fd] if stdin_open else [])]
+            watched: list[int | ExecSocket] = [sock, wake_r, *([in_fd] if stdin_open else [])]
             readable = select.select(watched, [], [])[0]
             if wake_r in readable:
                 os.read(wake_r, 64)

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.text import Text
 
 from devstack.engine import Engine, Stream
-from devstack.errors import ConfigError, DevstackError, DockerApiError
+from devstack.errors import ConfigError, DevstackError, DockerApiError, DockerUnavailable
 from devstack.observed import Observed
 from devstack.spec import Stack
 from devstack.ui import make_console
@@ -198,6 +198,7 @@ class Follower:
         self.streams: set[Stream] = set()
         self.alive = len(names)
         self.failed = False
+        self.fatal: DockerUnavailable | None = None  # the engine is gone: retrying cannot help
         printer.on_broken_pipe = self.stop.set
 
     def run(self) -> int:
@@ -219,6 +220,8 @@ class Follower:
                 stream.close()
             for thread in threads:
                 thread.join(timeout=1)
+        if self.fatal:
+            raise self.fatal
         return 1 if self.failed else 0
 
     def _guarded(self, service: str) -> None:
@@ -286,6 +289,11 @@ class Follower:
                 else:
                     self.printer.note(service, "container stopped; waiting for it to run again")
                     absent = True
+            except DockerUnavailable as exc:
+                if not self.stop.is_set():
+                    self.fatal = exc
+                    self.stop.set()
+                return
             except DevstackError as exc:
                 if self.stop.is_set():
                     return

@@ -120,7 +120,7 @@ def load_settings(
 ) -> Settings:
     """Read `.env` and the environment, reject typos and bad values, return Settings."""
     env_path = env_file or project_dir / ".env"
-    file_values = read_env_file(env_path)
+    file_values = read_env_file(env_path, required=env_file is not None)
     environ = os.environ if environ is None else environ
     known = _known_keys()
     for key in file_values:

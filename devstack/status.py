@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from devstack.endpoint import Endpoint
 from devstack.observed import Observed, ObservedContainer
 from devstack.plan import explain_drift
 from devstack.spec import Port, Service, Stack
@@ -81,9 +82,12 @@ def _row(name: str, service: Service | None, container: ObservedContainer | None
     )
 
 
-def rows_as_json(project: str, rows: list[StatusRow], engine: str = "") -> dict[str, object]:
-    """`status --json`: the project, the engine when not the default, and one object per row."""
-    data: dict[str, object] = {"project": project, "services": [asdict(r) for r in rows]}
+def rows_as_json(
+    project: str, rows: list[StatusRow], engine: Endpoint | None = None
+) -> dict[str, object]:
+    """`status --json`: the project, the engine (when known) and one object per row."""
+    data: dict[str, object] = {"project": project}
     if engine:
-        data["engine"] = engine
+        data["engine"] = engine.as_json()
+    data["services"] = [asdict(r) for r in rows]
     return data

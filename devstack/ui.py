@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from devstack.endpoint import Endpoint
 from devstack.errors import DevstackError
 from devstack.progress import FAILED, HEALTHY, KEPT, REMOVED, Event, Reporter
 from devstack.status import StatusRow
@@ -97,12 +98,17 @@ def live_reporter(console: Console, subjects: list[str]) -> Iterator[Reporter]:
         yield report
 
 
-def status_table(project: str, rows: list[StatusRow]) -> Table:
+def status_table(project: str, rows: list[StatusRow], engine: Endpoint | None = None) -> Table:
+    """The status table; its title names the engine when it is not the default one."""
     notes = [f"* {row.service}: {row.drift}" for row in rows if row.drift]
     if notes:
         notes.append("(`up` applies the current .env; `down` removes orphans)")
+    title = f"devstack · {project}"
+    if engine and not engine.is_default:
+        title += f"\nengine: {engine.describe()}"
     table = Table(
-        title=f"devstack · {project}",
+        title=title,
+        min_width=max(len(line) for line in title.splitlines()),  # never wrap the title
         title_justify="left",
         caption="\n".join(notes) or None,
         caption_justify="left",
@@ -127,7 +133,9 @@ def status_table(project: str, rows: list[StatusRow]) -> Table:
 
 
 def print_error(console: Console, error: DevstackError) -> None:
-    console.print(Text("error: ", style="bold red") + Text(error.message))
+    """`error: MESSAGE` on one line however long (never wrapped: logs and grep see one line),
+    then the details and the hint."""
+    console.print(Text("error: ", style="bold red") + Text(error.message), soft_wrap=True)
     if error.details:
         console.print(Text(error.details, style="dim"))
     if error.hint:

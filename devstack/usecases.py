@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devstack.declaration import declare_stack
+from devstack.endpoint import Endpoint
 from devstack.engine import Engine
 from devstack.errors import ConfigError, ResourceConflict, ServiceFailed
 from devstack.lock import project_lock
@@ -151,7 +152,7 @@ class StatusReport:
     project: str
     rows: list[StatusRow]
     observed: Observed
-    engine: str
+    engine: Endpoint
 
 
 def status(project: Project, engine: Engine) -> StatusReport:
@@ -161,7 +162,7 @@ def status(project: Project, engine: Engine) -> StatusReport:
     observed = engine.snapshot(project.stack.project)
     probed = probe_starting(project.stack, observed, engine)
     rows = status_rows(project.stack, observed, probed)
-    return StatusReport(project.stack.project, rows, observed, engine.describe())
+    return StatusReport(project.stack.project, rows, observed, engine.endpoint)
 
 
 def probe_starting(stack: Stack, observed: Observed, engine: Engine) -> frozenset[str]:

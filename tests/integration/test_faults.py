@@ -91,20 +91,13 @@ def test_usage_errors_exit_2(project: Project, args: tuple[str, ...]) -> None:
     assert project.resources() == NOTHING
 
 
-def test_missing_env_file_uses_documented_defaults(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVSTACK_")}
+def test_missing_default_env_file_uses_documented_defaults(tmp_path: Path) -> None:
+    """Only the default PROJECT_DIR/.env may be absent (an --env-file must exist: see
+    test_reliability.py::test_cli_env_file_named_but_missing_exits_2)."""
+    repo = copy_repo(tmp_path / "repo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEVSTACK_", "POSTGRES_"))}
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "devstack",
-            "--project-dir",
-            str(REPO_ROOT),
-            "--env-file",
-            str(tmp_path / "absent.env"),
-            "up",
-            "--plan",
-        ],
+        [sys.executable, "-m", "devstack", "--project-dir", str(repo), "up", "--plan"],
         capture_output=True,
         text=True,
         env=env,

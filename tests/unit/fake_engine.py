@@ -12,6 +12,7 @@ from typing import Any
 
 from devstack import labels
 from devstack.checks import CheckTarget, NotReady, ReadinessCheck
+from devstack.endpoint import DEFAULT_HOST, Endpoint
 from devstack.engine import BuildRequest, ContainerState, ExecConnection, Stream
 from devstack.errors import DockerApiError
 from devstack.observed import Observed, parse_snapshot
@@ -100,10 +101,9 @@ class FakeEngine:
                 return c
         raise DockerApiError(f"no such container {container}", status=DockerApiError.NOT_FOUND)
 
-    # --- reading ---------------------------------------------------------------------------
-    def describe(self) -> str:
-        return ""
+    endpoint: Endpoint = field(default_factory=lambda: Endpoint("default", DEFAULT_HOST))
 
+    # --- reading ---------------------------------------------------------------------------
     def snapshot(self, project: str, images: Iterable[str] = ()) -> Observed:
         rows = []
         for c in self.containers.values():
