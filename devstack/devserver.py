@@ -66,7 +66,10 @@ ERROR_HEADER = "X-Devstack-Code-Error"
 SUMMARY_MAX = 300  # characters of the one-line summary
 FRAMES_SHOWN = 12  # last frames of a traceback on the error page
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+MTIME_SLACK = 0.02  # seconds a file's mtime may lag behind time.time()
+WATCHER_TICK_MS = 250  # the watcher's first idle tick triggers its catch-up scan
 ACCEPT_SETTLE_TURNS = 5  # event-loop turns a stopping server gives just-accepted connections
+FRESH_CONNECTION_GRACE = 0.2  # seconds a stopping server waits for a new connection's request
 PR_SET_PDEATHSIG = 1
 # Modules never imported ahead of time: entry points and modules with visible side effects.
 NEVER_PRELOAD = frozenset({"__main__", "__mp_main__", "antigravity", "this", "idlelib"})
@@ -671,6 +674,19 @@ def foreign_modules(project: Project, known: set[str]) -> list[str]:
     ]
 
 
+def _tracking_protocol(base: type[Any]) -> type[Any]:
+    """uvicorn's HTTP protocol, marking connections that have not sent a byte yet."""
+    if getattr(base, "devserver_tracking", False):
+        return base
+
+    def data_received(self: Any, data: bytes) -> None:
+        self.devserver_fresh = False
+        base.data_received(self, data)
+
+    namespace = {"devserver_tracking": True, "devserver_fresh": True}
+    return type(base.__name__, (base,), {**namespace, "data_received": data_received})
+
+
 def _make_server(config: uvicorn.Config, on_started: Callable[[], None]) -> uvicorn.Server:
     """A uvicorn server that notices a stop signal at once and skips idle grace periods."""
     import asyncio
@@ -682,6 +698,7 @@ def _make_server(config: uvicorn.Config, on_started: Callable[[], None]) -> uvic
         loop: asyncio.AbstractEventLoop | None = None
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            self.config.http_protocol_class = _tracking_protocol(self.config.http_protocol_class)
             await super().startup(sockets=sockets)
             if self.started and not self.should_exit:
                 on_started()
@@ -707,11 +724,23 @@ def _make_server(config: uvicorn.Config, on_started: Callable[[], None]) -> uvic
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             # Stop accepting first: new connections wait in the kernel's backlog of the shared
             # socket for the next server. Connections accepted just before get a few loop
-            # turns to be set up and read their request, so that uvicorn finishes them.
+            # turns to be set up (asyncio resets one whose transport is made after
+            # Server.close(), so the reader goes first and close() after), and a short grace
+            # to send their request (uvicorn closes one that has not), so they are answered.
+            loop = asyncio.get_running_loop()
+            grace_until = loop.time() + FRESH_CONNECTION_GRACE
             for server in self.servers:
-                server.close()
+                for listener in server.sockets:
+                    with contextlib.suppress(Exception):  # e.g. an event loop without it
+                        loop.remove_reader(listener.fileno())
             for _ in range(ACCEPT_SETTLE_TURNS):
                 await asyncio.sleep(0)
+            for server in self.servers:
+                server.close()
+            while loop.time() < grace_until and any(
+                getattr(c, "devserver_fresh", False) for c in self.server_state.connections
+            ):
+                await asyncio.sleep(0.002)
             if self.server_state.connections or self.server_state.tasks:
                 await super().shutdown(sockets=sockets)
                 return
@@ -816,6 +845,7 @@ class Supervisor:
         self.preload_count = 0
         self.preload_time = 0.0
         self.output_tail: deque[str] = deque(maxlen=400)
+        self.started_wall = time.time()
         self.wakeup_r, self.wakeup_w = os.pipe()
         os.set_blocking(self.wakeup_r, False)
         os.set_blocking(self.wakeup_w, False)
@@ -886,6 +916,8 @@ class Supervisor:
 
     def start_watcher(self) -> None:
         """A forked process runs watchfiles and writes one JSON line per batch of changes."""
+        import watchfiles  # noqa: F401  (imported before the fork: the watcher starts at once)
+
         read_fd, write_fd = os.pipe()
         pid = self._fork()
         if pid == 0:
@@ -894,7 +926,7 @@ class Supervisor:
                 os.close(read_fd)
                 if self.sock is not None:
                     self.sock.close()
-                code = _watch_forever(self.options, write_fd)
+                code = _watch_forever(self.options, write_fd, self.started_wall)
             except BaseException:
                 traceback.print_exc()
             finally:
@@ -1016,6 +1048,11 @@ class Supervisor:
                 self._on_exit(child)
 
     def _on_exit(self, child: Child) -> None:
+        if child.role == "command":
+            # Whatever the command left in its process group (pool workers of a crashed
+            # master, say) must not outlive it: a restart starts from nothing.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
         for fd in list(child.fds):
             self._drain(child, fd, final=True)
         del self.children[child.pid]
@@ -1270,31 +1307,62 @@ class _ParentGone:
         return os.getppid() != self.parent
 
 
-def _watch_forever(options: Options, out_fd: int) -> int:
-    """In the watcher process: one JSON line per batch of changes under the watched dirs."""
+def _watch_forever(options: Options, out_fd: int, since: float) -> int:
+    """In the watcher process: one JSON line per batch of changes under the watched dirs.
+
+    Files saved after ``since`` (the supervisor's start) but before the watches were set up
+    are found by one scan once watching, so no early save is missed.
+    """
     import watchfiles
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us with SIGTERM
     watch_filter = watchfiles.PythonFilter(extra_extensions=options.watch_ext)
+    caught_up = False
     for changes in watchfiles.watch(
         *options.watch,
         watch_filter=watch_filter,
         step=max(1, int(options.reload_delay * 1000)),
         stop_event=_ParentGone(os.getppid()),
-        rust_timeout=1000,
+        rust_timeout=WATCHER_TICK_MS,
+        yield_on_timeout=True,
         raise_interrupt=False,
     ):
-        paths = sorted({path for _, path in changes})
+        paths = {path for _, path in changes}
+        if not caught_up:  # the watches are in place now
+            caught_up = True
+            # File times come from a coarse kernel clock: allow for its lag.
+            paths |= _modified_since(options.watch, since - MTIME_SLACK, watch_filter)
+        if not paths:
+            continue
         newest = 0.0
         for path in paths:
             with contextlib.suppress(OSError):
                 newest = max(newest, os.stat(path).st_mtime)
-        line = json.dumps({"paths": paths, "newest_mtime": newest}) + "\n"
+        line = json.dumps({"paths": sorted(paths), "newest_mtime": newest}) + "\n"
         try:
             _write_all(out_fd, line.encode())
         except BrokenPipeError:
             return 0
     return 0
+
+
+def _modified_since(
+    roots: Sequence[Path], since: float, accept: Callable[[Any, str], bool]
+) -> set[str]:
+    """Watched files whose mtime is ``since`` or later."""
+    import watchfiles
+
+    found: set[str] = set()
+    ignored = set(getattr(accept, "ignore_dirs", ()))  # __pycache__, .git, node_modules...
+    for root in roots:
+        for directory, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs if d not in ignored]
+            for name in files:
+                path = os.path.join(directory, name)
+                with contextlib.suppress(OSError):
+                    if os.stat(path).st_mtime >= since and accept(watchfiles.Change.modified, path):
+                        found.add(path)
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -142,7 +142,11 @@ class Running:
         finally:
             conn.close()
 
-    def status_is(self, status: int, predicate: Callable[[Response], bool] = lambda r: True):  # type: ignore[no-untyped-def]
+    def status_is(
+        self, status: int, predicate: Callable[[Response], bool] = lambda r: True
+    ) -> Callable[[], Response | None]:
+        """A check for ``poll``: the response once it has ``status`` and ``predicate``."""
+
         def check() -> Response | None:
             response = self.get()
             if response is not None and response.status == status and predicate(response):
@@ -257,6 +261,11 @@ def wait_preloaded(running: Running) -> None:
     running.poll(lambda: "preloaded" in running.log_text() or None, START_DEADLINE, "preload")
 
 
+def gone(pid: int) -> Callable[[], bool | None]:
+    """A check for ``poll``: the process has left the process table (no zombie either)."""
+    return lambda: not Path(f"/proc/{pid}").exists() or None
+
+
 @pytest.mark.parametrize("case", list(BROKEN))
 def test_code_error_answers_at_once_and_the_fix_restores(
     server_factory: Callable[..., Running], case: str
@@ -343,7 +352,7 @@ def test_sigterm_stops_everything_and_exits_0(server_factory: Callable[..., Runn
     assert stop(server) == 0
     assert "Traceback" not in server.log_text().split("SIGTERM")[-1]
     for pid in children:
-        server.poll(lambda pid=pid: not Path(f"/proc/{pid}").exists() or None, 5.0, "child gone")
+        server.poll(gone(pid), 5.0, f"child {pid} gone")
     assert server.error_summary() is None  # nothing stale for tools to read
     with (
         pytest.raises(ConnectionRefusedError),
@@ -373,7 +382,7 @@ def test_command_mode_reports_a_traceback_and_recovers(project: Path) -> None:
         code = stop(running)
     assert code == 0
     for pid in children:
-        running.poll(lambda pid=pid: not Path(f"/proc/{pid}").exists() or None, 5.0, "gone")
+        running.poll(gone(pid), 5.0, f"child {pid} gone")
 
 
 # -- pure helpers ------------------------------------------------------------------------------
