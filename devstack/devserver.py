@@ -927,6 +927,8 @@ class Supervisor:
                 if self.sock is not None:
                     self.sock.close()
                 code = _watch_forever(self.options, write_fd, self.started_wall)
+            except KeyboardInterrupt:
+                code = 0
             except BaseException:
                 traceback.print_exc()
             finally:
@@ -955,6 +957,8 @@ class Supervisor:
                 code = server_main(self.options, self.sock, write_fd, forced)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
+            except KeyboardInterrupt:  # Ctrl-C in a terminal: uvicorn re-raises it when done
+                code = 0
             except BaseException:
                 traceback.print_exc()
             finally:
@@ -1201,15 +1205,16 @@ class Supervisor:
         name = self.preload_queue.popleft()
         if name not in sys.modules:
             started = time.perf_counter()
+            before = len(sys.modules)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
                     importlib.import_module(name)
-                    self.preload_count += 1
                 except KeyboardInterrupt:
                     raise
                 except BaseException:  # anything a third-party import may raise
                     pass
+            self.preload_count += len(sys.modules) - before
             self.preload_time += time.perf_counter() - started
         if not self.preload_queue and self.preload_count:
             log(
