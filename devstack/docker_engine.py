@@ -237,7 +237,7 @@ class DockerEngine:
 
     def build(self, request: BuildRequest) -> Iterator[dict[str, Any]]:
         """Stream a legacy-builder build of `request`'s context."""
-        with docker_errors("build an image"):
+        with docker_errors(f"build image {request.tag}"):
             yield from self.api.build(
                 fileobj=request.context,
                 custom_context=True,

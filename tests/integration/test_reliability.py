@@ -136,7 +136,9 @@ def test_connection_broken_during_image_build(
     )
     assert code == 1, output
     line = one_error_line(output)
-    assert "connection to the Docker engine" in line and "build the API image" in line, output
+    assert "connection to the Docker engine" in line and "to build image devstack/api:" in line, (
+        output
+    )
     assert "broke" in line, output
 
 
