@@ -149,19 +149,45 @@ def test_failing_migration_names_revision_and_error_and_rolls_back(
     assert schema(scratch_db) == (["alembic_version", "half_done", "task_records"], ["9002"])
 
 
-def test_cli_prints_the_failure_without_traceback(scratch_db: str, broken_scripts: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", "-c", str(broken_scripts), "upgrade", "head"],
+def migrate(*args: str, config: Path = ALEMBIC_INI) -> subprocess.CompletedProcess[str]:
+    """``python -m service.migrate ARGS`` with ``config`` as Alembic's configuration."""
+    return subprocess.run(
+        [sys.executable, "-m", "service.migrate", *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, "ALEMBIC_CONFIG": str(config)},
     )
+
+
+def test_migrate_at_head_is_a_fast_no_op() -> None:
+    for args in ((), ("check",)):
+        result = migrate(*args)
+        assert (result.returncode, result.stdout) == (0, f"migrations: at head ({head()})\n")
+        assert "alembic" not in result.stderr.lower()  # answered without running Alembic
+
+
+def test_migrate_check_lists_what_would_run_then_upgrade_converges(scratch_db: str) -> None:
+    check = migrate("check")
+    assert check.returncode == 1
+    assert check.stdout.startswith(f"migrations: 1 to run: {head()} (")
+    upgraded = migrate()
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    assert f"Running upgrade  -> {head()}" in upgraded.stderr
+    assert migrate("check").returncode == 0
+
+
+def test_migrate_prints_the_failure_without_traceback(
+    scratch_db: str, broken_scripts: Path
+) -> None:
+    result = migrate(config=broken_scripts)
     output = result.stdout + result.stderr
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert "FAILED: revision 9002 (" in output
     assert "SQLSTATE 42P01" in output
     assert "Traceback" not in output
+    assert output.count("SQLSTATE 42P01") == 1  # printed once, not logged again
 
 
 def test_syntax_error_names_the_file(scratch_db: str, broken_scripts: Path) -> None:
