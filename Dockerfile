@@ -1,5 +1,11 @@
-# The devstack API image. Two stages: `builder` installs the `service` extra into /opt/venv,
-# `runtime` copies only that venv and the service code (no compiler, no CA bundle, no .env).
+# The devstack API image (also the worker's and the migrations job's). Stages:
+#   builder    installs the `service` extra into /opt/venv with uv
+#   runtime    that venv + service/ + alembic/ (no compiler, no uv, no CA bundle, no .env)
+#   test-deps  installs the `service-test` extra into /opt/test-site (from builder)
+#   dev        runtime + /opt/test-site: what dev mode runs, and `devstack test` runs pytest in
+# The legacy builder (docker-py) builds every stage up to its target in file order, so the
+# dev-only stages come after `runtime`: a production build never installs test dependencies.
+# Build with an explicit target (`runtime` or `dev`); without one you get `dev`.
 ARG PYTHON_IMAGE=python:3.12-slim
 
 FROM ${PYTHON_IMAGE} AS builder
@@ -11,23 +17,38 @@ RUN if ! command -v gcc >/dev/null 2>&1; then \
         && rm -rf /var/lib/apt/lists/*; \
     fi
 
-RUN python3 -m venv /opt/venv
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1
-
-# Dependencies first, from pyproject only: a change to service/ reuses this layer.
-# certs/ may hold devstack-ca-bundle.pem (a TLS-intercepting proxy's CA); it is trusted by
-# this RUN only and never leaves the builder stage.
-COPY pyproject.toml /tmp/pyproject.toml
+# certs/ may hold devstack-ca-bundle.pem (a TLS-intercepting proxy's CA). It is trusted by the
+# RUNs of this stage and of test-deps only (pip: PIP_CERT; uv reads SSL_CERT_FILE itself, no
+# --native-tls needed) and never reaches the runtime or dev image.
 COPY certs/ /tmp/certs/
-RUN python3 -c 'import tomllib; \
-deps = tomllib.load(open("/tmp/pyproject.toml", "rb"))["project"]["optional-dependencies"]["service"]; \
-print("\n".join(deps))' > /tmp/requirements.txt \
-    && if [ -s /tmp/certs/devstack-ca-bundle.pem ]; then \
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    UV_NO_CACHE=1 \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never
+
+# uv (a wheel from PyPI) in its own venv, before the dependency list: its layer survives
+# dependency changes.
+RUN if [ -s /tmp/certs/devstack-ca-bundle.pem ]; then \
         export PIP_CERT=/tmp/certs/devstack-ca-bundle.pem \
                SSL_CERT_FILE=/tmp/certs/devstack-ca-bundle.pem; \
     fi \
-    && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+    && python3 -m venv /opt/uv \
+    && /opt/uv/bin/pip install --no-cache-dir uv \
+    && python3 -m venv --without-pip /opt/venv
+
+# Dependencies first, from pyproject only: a change to service/ or alembic/ reuses this layer.
+# Bytecode is compiled at install (UV_COMPILE_BYTECODE): the runtime never writes .pyc files.
+COPY pyproject.toml /tmp/pyproject.toml
+RUN python3 -c 'import tomllib; \
+deps = tomllib.load(open("/tmp/pyproject.toml", "rb"))["project"]["optional-dependencies"]; \
+open("/tmp/requirements.txt", "w").write("\n".join(deps["service"]) + "\n"); \
+open("/tmp/requirements-test.txt", "w").write("\n".join(deps["service-test"]) + "\n")' \
+    && if [ -s /tmp/certs/devstack-ca-bundle.pem ]; then \
+        export SSL_CERT_FILE=/tmp/certs/devstack-ca-bundle.pem; \
+    fi \
+    && /opt/uv/bin/uv pip install --python /opt/venv/bin/python -r /tmp/requirements.txt
 
 FROM ${PYTHON_IMAGE} AS runtime
 
@@ -44,12 +65,38 @@ RUN if ! command -v curl >/dev/null 2>&1; then \
 WORKDIR /app
 COPY --from=builder /opt/venv /opt/venv
 COPY service/ /app/service/
+COPY alembic/ /app/alembic/
 
-# No bytecode writes: in dev mode ./service is bind-mounted over /app/service.
+# No bytecode writes: in dev mode ./service, ./alembic and ./tests are bind-mounted read-only.
+# ALEMBIC_CONFIG: `alembic upgrade head` works from any directory.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    ALEMBIC_CONFIG=/app/alembic/alembic.ini
 
 EXPOSE 8000
 USER 10001
 CMD ["uvicorn", "service.main:app", "--host", "0.0.0.0", "--port", "8000"]
+
+FROM builder AS test-deps
+
+# The test extra goes to its own directory, pinned to the versions already in /opt/venv:
+# the dev stage adds it behind the venv's site-packages (a .pth file), so the runtime's
+# packages stay the ones that run, and the dev image is the runtime image plus one layer.
+RUN if [ -s /tmp/certs/devstack-ca-bundle.pem ]; then \
+        export SSL_CERT_FILE=/tmp/certs/devstack-ca-bundle.pem; \
+    fi \
+    && /opt/uv/bin/uv pip freeze --python /opt/venv/bin/python > /tmp/installed.txt \
+    && /opt/uv/bin/uv pip install --python /opt/venv/bin/python --target /opt/test-site \
+        --constraint /tmp/installed.txt -r /tmp/requirements-test.txt \
+    && rm -rf /opt/test-site/bin \
+    && /opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))' \
+        > /opt/test-site.purelib
+
+FROM runtime AS dev
+
+USER root
+COPY --from=test-deps /opt/test-site /opt/test-site
+COPY --from=test-deps /opt/test-site.purelib /tmp/purelib
+RUN echo /opt/test-site > "$(cat /tmp/purelib)/test-site.pth" && rm /tmp/purelib
+USER 10001

@@ -12,6 +12,7 @@ ENV_PREFIX = "AI_AGENTS_"
 
 _POSTGRES_SCHEMES = {"postgresql", "postgres", "postgresql+asyncpg"}
 _REDIS_SCHEMES = {"redis", "rediss"}
+RESULT_BACKEND_DB = 2  # Celery results, unless AI_AGENTS_CELERY_RESULT_BACKEND says otherwise
 
 
 def _lower(value: object) -> object:
@@ -43,6 +44,11 @@ def _redis_db(parts: SplitResult) -> int:
     return int(path)
 
 
+def _redis_server(parts: SplitResult) -> tuple[str | None, int]:
+    """``(host, port)`` of a Redis URL, the port defaulting to 6379."""
+    return parts.hostname, parts.port or 6379
+
+
 def _validate_redis_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in _REDIS_SCHEMES:
@@ -62,6 +68,13 @@ class Settings(BaseSettings):
     database_url: str
     redis_url: str = "redis://redis:6379/0"
     celery_broker_url: str = "redis://redis:6379/1"
+    # Unset: Redis database 2 on the broker's server (same scheme, credentials, host and port).
+    celery_result_backend: str | None = None
+    # A task unacknowledged this long (its worker died) is delivered again; keep it above the
+    # longest task's run time, or a slow task runs twice.
+    celery_visibility_timeout_s: float = Field(default=120.0, ge=1, le=86400)
+    # Written by the worker once it consumes from the broker; see service.worker.
+    celery_ready_file: str = "/tmp/celery-worker.ready"
     log_level: LogLevel = "info"
     environment: Environment = "development"
     health_timeout_s: float = Field(default=1.0, gt=0, le=60)
@@ -87,22 +100,43 @@ class Settings(BaseSettings):
     def _check_redis_url(cls, value: str) -> str:
         return _validate_redis_url(value.strip())
 
+    @field_validator("celery_result_backend")
+    @classmethod
+    def _check_result_backend(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return _validate_redis_url(value.strip())
+
     @model_validator(mode="after")
-    def _cache_and_broker_apart(self) -> Settings:
-        """The cache and the Celery broker must not share one Redis database."""
-        cache, broker = urlsplit(self.redis_url), urlsplit(self.celery_broker_url)
-        same_server = (cache.hostname, cache.port or 6379) == (broker.hostname, broker.port or 6379)
-        if same_server and _redis_db(cache) == _redis_db(broker):
-            raise ValueError(
-                f"{ENV_PREFIX}REDIS_URL and {ENV_PREFIX}CELERY_BROKER_URL "
-                "must use different Redis databases"
-            )
+    def _cache_apart_from_celery(self) -> Settings:
+        """The cache must not share a Redis database with the broker or the results.
+
+        Flushing the cache would otherwise drop queued tasks or their results.
+        """
+        cache = urlsplit(self.redis_url)
+        for variable, url in (
+            ("CELERY_BROKER_URL", self.celery_broker_url),
+            ("CELERY_RESULT_BACKEND", self.result_backend_url),
+        ):
+            other = urlsplit(url)
+            if _redis_server(cache) == _redis_server(other) and _redis_db(cache) == _redis_db(
+                other
+            ):
+                raise ValueError(
+                    f"{ENV_PREFIX}REDIS_URL and {ENV_PREFIX}{variable} "
+                    "must use different Redis databases"
+                )
         return self
 
     @property
     def database_name(self) -> str:
         """The PostgreSQL database the service connects to."""
         return unquote(urlsplit(self.database_url).path.strip("/"))
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL as SQLAlchemy wants it for asyncpg (Alembic uses it)."""
+        return "postgresql+asyncpg://" + self.database_url.partition("://")[2]
 
     @property
     def database_user(self) -> str | None:
@@ -113,7 +147,7 @@ class Settings(BaseSettings):
     @property
     def secrets(self) -> tuple[str, ...]:
         """Passwords found in the URLs, so messages can be scrubbed of them."""
-        urls = (self.database_url, self.redis_url, self.celery_broker_url)
+        urls = (self.database_url, self.redis_url, self.celery_broker_url, self.result_backend_url)
         passwords = [urlsplit(url).password for url in urls]
         return tuple({form for p in passwords if p for form in (p, unquote(p))})
 
@@ -126,6 +160,18 @@ class Settings(BaseSettings):
     def broker_db(self) -> int:
         """Redis database number used by the Celery broker."""
         return _redis_db(urlsplit(self.celery_broker_url))
+
+    @property
+    def result_backend_url(self) -> str:
+        """Where Celery keeps task states and results: the setting, else db 2 on the broker."""
+        if self.celery_result_backend:
+            return self.celery_result_backend
+        return urlsplit(self.celery_broker_url)._replace(path=f"/{RESULT_BACKEND_DB}").geturl()
+
+    @property
+    def result_db(self) -> int:
+        """Redis database number holding Celery's task results."""
+        return _redis_db(urlsplit(self.result_backend_url))
 
 
 def redact_url(url: str) -> str:

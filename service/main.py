@@ -13,7 +13,8 @@ from fastapi import FastAPI
 from service import __version__
 from service.config import Settings, get_settings, redact_url
 from service.resources import Resources, open_resources
-from service.routes import health, meta
+from service.routes import health, meta, tasks
+from service.task_client import TaskClient
 
 logger = logging.getLogger("service")
 
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; without ``settings``, read ``AI_AGENTS_*`` (or exit with one line)."""
     resolved = settings if settings is not None else get_settings()
     configure_logging(resolved.log_level)
+    task_client = TaskClient(resolved)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
@@ -46,18 +48,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             resolved.environment,
             redact_url(resolved.database_url),
         )
-        async with open_resources(resolved) as resources:
-            yield {"resources": resources}
+        try:
+            async with open_resources(resolved) as resources:
+                yield {"resources": resources}
+        finally:
+            task_client.close()
 
     app = FastAPI(
         title="devstack API",
         version=__version__,
-        description="Reports on its PostgreSQL 17 and Redis 7 dependencies.",
+        description=(
+            "Reports on its PostgreSQL 17 and Redis 7 dependencies; queues tasks for its worker."
+        ),
         lifespan=lifespan,
     )
     app.state.settings = resolved
+    app.state.task_client = task_client
     app.include_router(meta.router)
     app.include_router(health.router)
+    app.include_router(tasks.router)
     return app
 
 

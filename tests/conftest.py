@@ -12,6 +12,10 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
+# tests/stack runs inside the stack (`python -m devstack test`), against services by their
+# names: the host's pytest leaves it alone unless told it runs there.
+collect_ignore = [] if os.environ.get("DEVSTACK_IN_STACK") == "1" else ["stack"]
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Everything under tests/integration needs a real engine: mark it so."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import importlib
 import os
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,6 +18,7 @@ from service.config import Settings
 from service.main import create_app
 
 PASSWORD = "s3cret-pw"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -141,3 +144,35 @@ def test_importing_main_reads_no_settings(monkeypatch: pytest.MonkeyPatch) -> No
     assert str(excinfo.value.code) == (
         "configuration error: AI_AGENTS_DATABASE_URL: field required"
     )
+
+
+def test_task_routes_answer_503_fast_when_the_broker_is_down(client: TestClient) -> None:
+    started = time.monotonic()
+    response = client.post("/api/v1/tasks", json={"message": "hello"})
+    assert response.status_code == 503
+    assert response.json()["detail"].startswith("task queue: ")
+    status = client.get("/api/v1/tasks/00000000-0000-0000-0000-000000000000")
+    assert status.status_code == 503
+    assert time.monotonic() - started < 10.0
+
+
+def test_task_routes_validate_their_input(client: TestClient) -> None:
+    assert client.post("/api/v1/tasks", json={"message": ""}).status_code == 422
+    assert client.post("/api/v1/tasks", json={"message": "x", "work_s": -1}).status_code == 422
+    assert client.get("/api/v1/tasks/not-a-uuid").status_code == 422
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "202" in paths["/api/v1/tasks"]["post"]["responses"]
+    assert "404" in paths["/api/v1/tasks/{task_id}"]["get"]["responses"]
+
+
+def test_api_start_does_not_import_celery() -> None:
+    """Celery loads on the first task request: API start (and reload) stays as fast as before."""
+    code = (
+        "import sys; from service.main import create_app; from service.config import Settings; "
+        "create_app(Settings(database_url='postgresql://a@h/d')); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'celery', 'kombu'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert result.stdout.strip() in {"[]", "['celery']"}  # the bare package is a lazy stub

@@ -117,3 +117,42 @@ def test_cache_and_broker_must_differ(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_redact_url_hides_only_the_password() -> None:
     assert redact_url(DSN) == "postgresql://app:***@db:5432/appdb"
     assert redact_url("redis://redis:6379/0") == "redis://redis:6379/0"
+
+
+def test_result_backend_defaults_to_db_2_on_the_brokers_server() -> None:
+    settings = Settings(database_url=DSN, celery_broker_url="rediss://:pw@queue:6380/1")
+    assert settings.result_backend_url == "rediss://:pw@queue:6380/2"
+    assert settings.result_db == 2
+    assert "pw" in settings.secrets
+
+
+def test_result_backend_setting_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AI_AGENTS_DATABASE_URL", DSN)
+    monkeypatch.setenv("AI_AGENTS_CELERY_RESULT_BACKEND", "redis://results:6379/5")
+    settings = get_settings()
+    assert (settings.result_backend_url, settings.result_db) == ("redis://results:6379/5", 5)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CELERY_RESULT_BACKEND", "http://results:6379/2"),
+        ("CELERY_RESULT_BACKEND", "redis://results:6379/two"),
+        ("CELERY_VISIBILITY_TIMEOUT_S", "0"),
+    ],
+)
+def test_invalid_celery_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    message = startup_error(monkeypatch, DATABASE_URL=DSN, **{variable: value})
+    assert f"AI_AGENTS_{variable}: " in message
+
+
+def test_results_must_not_share_the_cache_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = startup_error(monkeypatch, DATABASE_URL=DSN, REDIS_URL="redis://redis:6379/2")
+    assert "AI_AGENTS_REDIS_URL" in message and "AI_AGENTS_CELERY_RESULT_BACKEND" in message
+
+
+def test_sqlalchemy_url_uses_asyncpg() -> None:
+    settings = Settings(database_url="postgres://app:s3cret@db:5432/appdb")
+    assert settings.sqlalchemy_url == "postgresql+asyncpg://app:s3cret@db:5432/appdb"

@@ -1,0 +1,102 @@
+"""The worker's entry point: ``celery -A service.worker worker``.
+
+Readiness without starting an interpreter: when the worker consumes from the broker (Celery's
+``worker_ready`` signal) it writes ``<pid> <start time>`` of its main process to
+``AI_AGENTS_CELERY_READY_FILE`` and removes the file when it shuts down. ``READY_CHECK`` (a
+POSIX shell one-liner for ``docker exec``) passes only while that very process is alive, so a
+file left behind by a killed worker (the container restarted, or watchfiles restarted the
+worker) never passes for the next one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
+
+from service.celery_app import create_celery
+from service.config import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_READY_FILE = Settings.model_fields["celery_ready_file"].default
+
+
+def ready_check(ready_file: str = DEFAULT_READY_FILE) -> list[str]:
+    """``docker exec`` argv that exits 0 only while the worker that wrote ``ready_file`` runs.
+
+    Field 22 of ``/proc/PID/stat`` is the process' start time; it is read after the ``) ``
+    that closes the command name (which may contain spaces), where it is field 20.
+    """
+    script = (
+        f'read -r pid start < {ready_file} && stat=$(cat /proc/"$pid"/stat) '
+        '&& set -- ${stat##*") "} && [ "${20}" = "$start" ]'
+    )
+    return ["sh", "-c", script]
+
+
+READY_CHECK = ready_check()
+
+
+def process_start_time(pid: int) -> str:
+    """The start time of ``pid`` in clock ticks since boot (``/proc/PID/stat`` field 22)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rpartition(") ")[2].split()[19]
+
+
+def mark_ready(ready_file: Path, pid: int | None = None) -> None:
+    """Write ``<pid> <start time>`` atomically (a reader never sees half a file)."""
+    pid = os.getpid() if pid is None else pid
+    partial = ready_file.with_name(ready_file.name + ".partial")
+    partial.write_text(f"{pid} {process_start_time(pid)}\n")
+    partial.replace(ready_file)
+
+
+def clear_ready(ready_file: Path) -> None:
+    """Remove the ready file if it is there."""
+    with contextlib.suppress(FileNotFoundError):
+        ready_file.unlink()
+
+
+def _ready_file(sender: Any) -> Path:
+    """The ready file named by the settings of the app that sent a worker signal."""
+    app = getattr(sender, "app", None)
+    path = getattr(getattr(app, "conf", None), "service_ready_file", None)
+    return Path(path or DEFAULT_READY_FILE)
+
+
+@worker_ready.connect
+def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+    """The consumer is connected and consuming: say so through the ready file."""
+    ready_file = _ready_file(sender)
+    try:
+        mark_ready(ready_file)
+    except OSError as exc:  # e.g. no /proc (not Linux) or a read-only /tmp
+        logger.warning("could not write the ready file %s: %s", ready_file, exc)
+
+
+@worker_shutdown.connect
+def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
+    """The worker stops consuming: it is no longer ready."""
+    clear_ready(_ready_file(sender))
+
+
+def create_worker_app(settings: Settings) -> Celery:
+    """The worker's app: the shared one plus where its ready file goes."""
+    app = create_celery(settings)
+    app.conf.service_ready_file = settings.celery_ready_file
+    return app
+
+
+def __getattr__(name: str) -> Celery:
+    """``celery -A service.worker`` reads ``app``: built from the environment on first access."""
+    if name == "app":
+        application = create_worker_app(get_settings())
+        globals()["app"] = application
+        return application
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
