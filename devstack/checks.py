@@ -190,15 +190,30 @@ class HttpGet(ReadinessCheck):
         return f"HTTP GET http://{self.host}:{self.port}{self.path}"
 
 
+CODE_ERROR_EXIT = 99  # ExecCommand's wrapper: the dev server reports a code error
+
+
 @dataclass(frozen=True)
 class ExecCommand(ReadinessCheck):
-    """A command run inside the container exits 0 (for services without a port)."""
+    """A command run inside the container exits 0 (for services without a port). With
+    `error_file`, a dev server's code-error summary there fails the wait at once."""
 
     argv: tuple[str, ...]
+    error_file: str = ""
 
     def check(self, target: CheckTarget) -> None:
         """Run the command; a non-zero exit means not ready yet."""
-        code, output = target.engine.exec_run(target.container, list(self.argv))
+        argv = list(self.argv)
+        if self.error_file:
+            error = self.error_file
+            guard = f'if [ -s {error} ]; then cat {error}; exit {CODE_ERROR_EXIT}; fi; exec "$@"'
+            argv = ["sh", "-c", guard, "sh", *argv]
+        code, output = target.engine.exec_run(target.container, argv)
+        if code == CODE_ERROR_EXIT and self.error_file:
+            raise ServiceFailed(
+                output.strip().splitlines()[0] if output.strip() else "code error",
+                hint="fix the code; the dev server restarts it on the next save",
+            )
         if code != 0:
             last = output.strip().splitlines()[-1:] if output.strip() else []
             raise NotReady(

@@ -438,12 +438,19 @@ def cmd_exec(args: argparse.Namespace) -> int:
     from devstack import usecases
 
     project = _project(args)
+    interactive = sys.stdin.isatty()
     if args.command == "exec":
-        service, argv = args.service, args.argv
-    else:
-        declared, argv = usecases.shortcut_command(project, args.command, args.argv)
-        service = declared.name
-    return usecases.exec_in(project, _connect(), service, argv, interactive=sys.stdin.isatty())
+        return usecases.exec_in(project, _connect(), args.service, args.argv, interactive)
+    from devstack.ui import make_console, plain_reporter
+
+    def write(chunk: bytes) -> None:
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+
+    report = plain_reporter(make_console(stderr=True))
+    return usecases.run_shortcut(
+        project, _connect(), args.command, args.argv, report, write, interactive
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ names a concrete service."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from urllib.parse import quote
 
 from devstack.checks import HttpGet, PostgresLogin, RedisPing
@@ -25,6 +26,8 @@ from devstack.spec import (
     Stack,
 )
 
+DEVSERVER = Path(__file__).with_name("devserver.py")  # mounted into dev-mode servers
+CODE_ERROR_FILE = "/tmp/devstack-code-error"  # where a dev server writes a code error
 IMAGE_REPOSITORY = "devstack/api"  # built images are tagged devstack/api:<hash of inputs>
 UNBUILT = f"{IMAGE_REPOSITORY}:unbuilt"  # replaced by the content-addressed tag before use
 
@@ -134,14 +137,18 @@ def declare_stack(settings: Settings) -> Stack:
         "AI_AGENTS_ENVIRONMENT": "development" if settings.dev_mode else "production",
         **settings.service_env,
     }
-    command = ["uvicorn", "service.main:app", "--host", "0.0.0.0", "--port", "8000"]
-    mounts: tuple[Mount, ...] = ()
-    if settings.dev_mode:
-        command += ["--reload", "--reload-dir", "/app/service"]
-        source = str(settings.project_dir / "service")
-        mounts = (Mount(source, "/app/service", "bind", read_only=True),)
+    dev = settings.dev_mode
+    source = Mount(str(settings.project_dir / "service"), "/app/service", "bind", read_only=True)
+    devserver = Mount(str(DEVSERVER), "/opt/devstack/devserver.py", "bind", read_only=True)
+    serve = ["service.main:app", "--host", "0.0.0.0", "--port", "8000"]
+    if dev:  # reloads in ~0.1 s and answers 503 with the error while the code is broken
+        command = ["python", devserver.target, *serve, "--watch", source.target]
+        command += ["--error-file", CODE_ERROR_FILE]
+    else:
+        command = ["uvicorn", *serve]
     build = Build(
         context=settings.project_dir,
+        target="dev" if dev else "runtime",  # dev: the runtime image + the test dependencies
         args=(("PYTHON_IMAGE", settings.python_image),),
         ca_bundle=settings.ca_bundle,
         repository=IMAGE_REPOSITORY,
@@ -155,7 +162,7 @@ def declare_stack(settings: Settings) -> Stack:
         ports=(
             Port(bind, settings.api_port, 8000, "DEVSTACK_API_PORT", url="http://{host}:{port}"),
         ),
-        mounts=mounts,
+        mounts=(source, devserver) if dev else (),
         healthcheck=replace(health, test=("CMD", "curl", "-fsS", "http://localhost:8000/health")),
         # Its pool and Redis client are lazy and /health answers 200 only once both answer:
         # it starts with its dependencies, so its interpreter start overlaps theirs.
@@ -168,9 +175,8 @@ def declare_stack(settings: Settings) -> Stack:
             settings.api_port,
             "/api/v1/ready",  # the same checks as /health, at the versioned readiness path
             container_port=8000,
-            # uvicorn --reload's server process: when it is gone, waiting cannot help
-            server_process="multiprocessing.spawn" if settings.dev_mode else "",
         ),
+        code_error_file=CODE_ERROR_FILE if dev else "",
         liveness=HttpGet(host, settings.api_port, "/api/v1/live", container_port=8000),
         cluster=ClusterHints(uid=10001),  # the Dockerfile's USER
         build=build,
@@ -205,8 +211,6 @@ def check_ports(stack: Stack, settings: Settings) -> None:
 
 def declared_shortcuts() -> list[Shortcut]:
     """The exec shortcuts the stack declares, known without reading `.env` (command words)."""
-    from pathlib import Path
-
     defaults = Settings.model_validate({"project_dir": Path.cwd(), "env_file": Path(".env")})
     return [
         shortcut for service in declare_stack(defaults).services for shortcut in service.shortcuts

@@ -265,11 +265,13 @@ class DockerEngine:
         with docker_errors(f"create volume {name}"):
             self.api.create_volume(name, labels=labels.resource_labels(project))
 
-    def create_container(self, stack: Stack, service: Service) -> str:
-        """Create (not start) the container for `service`; returns its id."""
+    def create_container(self, stack: Stack, service: Service, one_off: str = "") -> str:
+        """Create (not start) the container for `service`; returns its id. `one_off`: a name
+        suffix for a container run once beside the service's own (no published ports)."""
         api = self.api
+        ports = () if one_off else service.ports
         host_config = api.create_host_config(
-            port_bindings={p.container_port: (p.host_ip, p.host_port) for p in service.ports},
+            port_bindings={p.container_port: (p.host_ip, p.host_port) for p in ports},
             mounts=[
                 docker.types.Mount(m.target, m.source, type=m.kind, read_only=m.read_only)
                 for m in service.mounts
@@ -289,14 +291,18 @@ class DockerEngine:
         container_labels = labels.container_labels(
             stack.project, service.name, service.config_fields(), service.config_hash()
         )
+        name = stack.container_name(service.name)
+        if one_off:
+            container_labels[labels.ONE_OFF] = one_off
+            name = f"{name}-{one_off}"
         with docker_errors(f"create container for {service.name}"):
             created = api.create_container(
                 service.image,
                 command=list(service.command) or None,
-                name=stack.container_name(service.name),
+                name=name,
                 environment=dict(service.environment),
                 labels=container_labels,
-                ports=[p.container_port for p in service.ports],
+                ports=[p.container_port for p in ports],
                 host_config=host_config,
                 networking_config=api.create_networking_config({stack.network: endpoint}),
                 healthcheck=healthcheck,
@@ -306,6 +312,17 @@ class DockerEngine:
                 detach=True,
             )
         return str(created["Id"])
+
+    def output(self, container: str) -> LogStream:
+        """A following stream of the container's raw output, from its start until it exits."""
+        with docker_errors("follow a container's output"):
+            return LogStream(self.api.logs(container, stream=True, follow=True))
+
+    def wait(self, container: str) -> int:
+        """Block until the container exits; its exit code."""
+        with docker_errors("wait for a container"):
+            result = self.api.wait(container, timeout=None)
+        return int(result.get("StatusCode", -1))
 
     def start(self, container: str) -> None:
         with docker_errors("start a container"):

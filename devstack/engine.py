@@ -167,8 +167,15 @@ class Engine(Protocol):
     def create_volume(self, name: str, project: str) -> None:
         """Create a named volume labelled for the project."""
 
-    def create_container(self, stack: Stack, service: Service) -> str:
-        """Create (not start) the container for `service`; returns its id."""
+    def create_container(self, stack: Stack, service: Service, one_off: str = "") -> str:
+        """Create (not start) the container for `service`; returns its id. `one_off`: a name
+        suffix for a container run once beside the service's own (no published ports)."""
+
+    def output(self, container: str) -> Stream:
+        """A following stream of the container's raw output, from its start until it exits."""
+
+    def wait(self, container: str) -> int:
+        """Block until the container exits; its exit code."""
 
     def start(self, container: str) -> None:
         """Start a created or stopped container."""

@@ -118,7 +118,11 @@ def parse_snapshot(
     replaced_images: dict[str, ImageUse] | None = None,
 ) -> Observed:
     """Assemble an Observed from the engine's list responses (already filtered by label)."""
-    parsed = [parse_container(row) for row in containers]
+    parsed = [
+        parse_container(row)
+        for row in containers
+        if labels.ONE_OFF not in (row.get("Labels") or {})  # a `migrate`/`test` run
+    ]
     image_ids = {tag: row["Id"] for row in images or [] for tag in row.get("RepoTags") or []}
     return Observed(
         project=project,

@@ -89,13 +89,23 @@ class Dependency:
 
 @dataclass(frozen=True)
 class Shortcut:
-    """A command word (`psql`) that runs `prefix + (args or default)` in the service."""
+    """A command word (`psql`) that runs `prefix + (args or default)` in the service.
+
+    By default it runs in the service's running container (`exec`). A `one_off` shortcut runs
+    in a new container of the service's image and configuration instead (with `mounts` and
+    `environment` added, as the invoking user when `as_invoking_user`), after `up` of
+    `up_first`: `migrate` and `test` work on a stopped stack."""
 
     name: str
     help: str
     prefix: tuple[str, ...] = ()
     default: tuple[str, ...] = ()
     example: str = ""
+    one_off: bool = False
+    mounts: tuple[Mount, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+    as_invoking_user: bool = False
+    up_first: tuple[str, ...] = ()
 
     def argv(self, args: Sequence[str]) -> list[str]:
         """The command line to run for the user's `args`."""
@@ -148,6 +158,10 @@ class Service:
     links: tuple[Link, ...] = ()
     user: str = ""
     working_dir: str = ""
+    # where a dev server writes the one-line summary of the code error it is stuck on
+    code_error_file: str = ""
+    # a one-shot service's dry run (e.g. `migrate check`): its first line explains `--plan`
+    plan_command: tuple[str, ...] = ()
     cluster: ClusterHints = field(default_factory=ClusterHints)
 
     @property

@@ -9,6 +9,8 @@ from devstack.observed import Observed, ObservedContainer
 from devstack.plan import explain_drift
 from devstack.spec import Port, Service, Stack
 
+PROBED = "ready (probed)"  # devstack's own check passed; Docker's first check is pending
+
 
 @dataclass(frozen=True)
 class StatusRow:
@@ -22,6 +24,7 @@ class StatusRow:
     image: str
     uptime: str
     drift: str  # why the container no longer matches .env; "" when it does
+    code_error: str = ""  # the dev server's one-line summary while the code is broken
 
 
 def port_urls(service: Service | None, container: ObservedContainer) -> tuple[str, ...]:
@@ -35,7 +38,10 @@ def port_urls(service: Service | None, container: ObservedContainer) -> tuple[st
 
 
 def status_rows(
-    stack: Stack, observed: Observed, probed: frozenset[str] = frozenset()
+    stack: Stack,
+    observed: Observed,
+    probed: frozenset[str] = frozenset(),
+    code_errors: dict[str, str] | None = None,
 ) -> list[StatusRow]:
     """One row per service of the stack, then one per orphan container of the project.
 
@@ -46,8 +52,9 @@ def status_rows(
         container = observed.containers.get(service.name)
         row = _row(service.name, service, container)
         if row.health == "starting" and service.name in probed:
-            first = service.healthcheck.interval if service.healthcheck else 0
-            row = replace(row, health=f"ready (probed); Docker's first check within {first:g}s")
+            row = replace(row, health=PROBED)
+        if code_errors and service.name in code_errors:
+            row = replace(row, health="code error", code_error=code_errors[service.name])
         rows.append(row)
     known = set(stack.names)
     for name, container in sorted(observed.containers.items()):

@@ -17,7 +17,7 @@ from rich.text import Text
 from devstack.endpoint import Endpoint
 from devstack.errors import DevstackError
 from devstack.progress import FAILED, HEALTHY, KEPT, REMOVED, Event, Reporter
-from devstack.status import StatusRow
+from devstack.status import PROBED, StatusRow
 
 PHASE_STYLE = {HEALTHY: "green", REMOVED: "green", KEPT: "cyan", FAILED: "bold red"}
 STATE_STYLE = {"running": "green", "exited": "red", "missing": "dim", "created": "yellow"}
@@ -25,6 +25,7 @@ HEALTH_STYLE = {
     "healthy": "green",
     "ready (probed)": "green",
     "unhealthy": "bold red",
+    "code error": "bold red",
     "starting": "yellow",
 }
 
@@ -100,9 +101,15 @@ def live_reporter(console: Console, subjects: list[str]) -> Iterator[Reporter]:
 
 def status_table(project: str, rows: list[StatusRow], engine: Endpoint | None = None) -> Table:
     """The status table; its title names the engine when it is not the default one."""
-    notes = [f"* {row.service}: {row.drift}" for row in rows if row.drift]
-    if notes:
+    notes = [f"* {row.service}: {row.code_error}" for row in rows if row.code_error]
+    notes += [f"* {row.service}: {row.drift}" for row in rows if row.drift]
+    if any(row.drift for row in rows):
         notes.append("(`up` applies the current .env; `down` removes orphans)")
+    if any(row.health == PROBED for row in rows):
+        notes.append(
+            f"{PROBED}: devstack's own check passed; Docker's first health check follows within "
+            "one interval (this engine's API has no start_interval)"
+        )
     title = f"devstack · {project}"
     if engine and not engine.is_default:
         title += f"\nengine: {engine.describe()}"

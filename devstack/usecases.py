@@ -5,10 +5,11 @@ Kubernetes export call them too. Nothing here prints: progress goes to a `Report
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -85,7 +86,33 @@ def plan_for_up(project: Project, engine: Engine, services: Sequence[str] = ()) 
 
     stack = resolve_images(project.stack)
     observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
-    return plan_up(stack, observed, list(services) or None)
+    plan = plan_up(stack, observed, list(services) or None)
+    return _explain_jobs(plan, stack, observed, engine)
+
+
+def _explain_jobs(plan: Plan, stack: Stack, observed: Observed, engine: Engine) -> Plan:
+    """For a one-shot service with a dry run (`migrate check`) whose image exists and whose
+    dependencies run: its first output line becomes the cause (`migrations: at head`)."""
+    operations = []
+    for op in plan.operations:
+        service = op.service
+        runnable = (
+            op.kind == "container"
+            and service is not None
+            and service.one_shot
+            and service.plan_command
+            and service.image in observed.image_ids
+            and all(
+                name in observed.containers and observed.containers[name].running
+                for name in service.dependency_names
+            )
+        )
+        if runnable and service is not None:
+            _, output = run_quietly(engine, stack, service, service.plan_command)
+            first = output.strip().splitlines()[:1]
+            op = replace(op, cause=first[0] if first else op.cause)
+        operations.append(op)
+    return replace(plan, operations=tuple(operations))
 
 
 def up(
@@ -161,8 +188,29 @@ def status(project: Project, engine: Engine) -> StatusReport:
     itself, so a ready service reads "ready (probed)" instead of "starting"."""
     observed = engine.snapshot(project.stack.project)
     probed = probe_starting(project.stack, observed, engine)
-    rows = status_rows(project.stack, observed, probed)
+    errors = code_errors(project.stack, observed, engine)
+    rows = status_rows(project.stack, observed, probed, errors)
     return StatusReport(project.stack.project, rows, observed, engine.endpoint)
+
+
+def code_errors(stack: Stack, observed: Observed, engine: Engine) -> dict[str, str]:
+    """The code error each running dev server reports (its one-line summary), by service."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def read(name: str) -> tuple[str, str]:
+        path = stack.service(name).code_error_file
+        code, output = engine.exec_run(observed.containers[name].id, ["cat", path])
+        return name, output.strip().splitlines()[0] if code == 0 and output.strip() else ""
+
+    names = [
+        name
+        for name, container in observed.containers.items()
+        if name in stack.names and container.running and stack.service(name).code_error_file
+    ]
+    if not names:
+        return {}
+    with ThreadPoolExecutor(len(names)) as pool:
+        return {name: error for name, error in pool.map(read, names) if error}
 
 
 def probe_starting(stack: Stack, observed: Observed, engine: Engine) -> frozenset[str]:
@@ -265,10 +313,64 @@ def exec_in(
     return run_in_container(engine, container, list(argv), interactive=interactive)
 
 
-def shortcut_command(project: Project, name: str, args: Sequence[str]) -> tuple[Service, list[str]]:
-    """The service and command line of the exec shortcut `name` (e.g. psql) for `args`."""
+def run_shortcut(
+    project: Project,
+    engine: Engine,
+    name: str,
+    args: Sequence[str],
+    report: Reporter,
+    write: Callable[[bytes], object],
+    interactive: bool = False,
+) -> int:
+    """Run the declared shortcut `name` (psql, migrate, test...) with `args`: in the service's
+    running container, or as a one-off container; returns the command's exit code."""
     found = project.stack.shortcut(name)
     if found is None:
         raise ConfigError(f"no shortcut {name!r} in this stack")
     service, shortcut = found
-    return service, shortcut.argv(args)
+    argv = shortcut.argv(args)
+    if not shortcut.one_off:
+        return exec_in(project, engine, service.name, argv, interactive)
+    if shortcut.up_first:
+        up(project, engine, report, shortcut.up_first)
+    user = f"{os.getuid()}:{os.getgid()}" if shortcut.as_invoking_user else service.user
+    mounted = {m.target for m in shortcut.mounts}
+    one_off = replace(
+        service,
+        command=tuple(argv),
+        environment=tuple(
+            sorted({**dict(service.environment), **dict(shortcut.environment)}.items())
+        ),
+        mounts=(*(m for m in service.mounts if m.target not in mounted), *shortcut.mounts),
+        user=user,
+    )
+    stack = resolve_images(project.stack)
+    return run_one_off(
+        engine, stack, replace(one_off, image=stack.service(service.name).image), write
+    )
+
+
+def run_one_off(
+    engine: Engine, stack: Stack, service: Service, write: Callable[[bytes], object]
+) -> int:
+    """Run `service` once in a new container on the stack's network (no published ports),
+    stream its output to `write`, remove it, and return its exit code."""
+    import secrets
+
+    container = engine.create_container(stack, service, one_off=f"run-{secrets.token_hex(3)}")
+    try:
+        engine.start(container)
+        for chunk in engine.output(container):
+            write(chunk)
+        return engine.wait(container)
+    finally:
+        engine.remove_container(container)
+
+
+def run_quietly(
+    engine: Engine, stack: Stack, service: Service, argv: Sequence[str]
+) -> tuple[int, str]:
+    """`argv` in a one-off container of `service`: exit code and output."""
+    chunks: list[bytes] = []
+    code = run_one_off(engine, stack, replace(service, command=tuple(argv)), chunks.append)
+    return code, b"".join(chunks).decode(errors="replace")

@@ -202,7 +202,13 @@ class FakeEngine:
         self._record("create_volume", name)
         self.volumes.add(name)
 
-    def create_container(self, stack: Stack, service: Service) -> str:
+    def output(self, container: str) -> Stream:
+        raise NotImplementedError
+
+    def wait(self, container: str) -> int:
+        raise NotImplementedError
+
+    def create_container(self, stack: Stack, service: Service, one_off: str = "") -> str:
         name = stack.container_name(service.name)
         self._record("create", service.name)
         container_id = f"id-{name}-{len(self.calls)}"

@@ -19,12 +19,13 @@ def sources(text: str) -> tuple[str, ...]:
 
 
 # --- the parser ----------------------------------------------------------------------------
-def test_the_repos_dockerfile_reads_pyproject_certs_and_service() -> None:
-    assert sources((REPO_ROOT / "Dockerfile").read_text()) == (
-        "pyproject.toml",
+def test_the_repos_dockerfile_reads_pyproject_certs_service_and_alembic() -> None:
+    assert sorted(sources((REPO_ROOT / "Dockerfile").read_text())) == [
+        "alembic",
         "certs",
+        "pyproject.toml",
         "service",
-    )
+    ]
 
 
 @pytest.mark.parametrize(

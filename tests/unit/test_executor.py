@@ -188,4 +188,4 @@ def test_status_checks_a_container_whose_first_docker_check_is_pending() -> None
     probed = probe_starting(SEED, observed, engine)
     assert probed == {"postgres"}
     row = status_rows(SEED, observed, probed)[0]
-    assert row.health.startswith("ready (probed)")
+    assert row.health == "ready (probed)"

@@ -26,11 +26,15 @@ def test_seed_services(tmp_path: Path) -> None:
 
 def test_dev_mode_bind_mounts_service_read_only(tmp_path: Path) -> None:
     api = stack(tmp_path).service("api")
-    assert "--reload" in api.command
-    (mount,) = api.mounts
-    assert (mount.kind, mount.target, mount.read_only) == ("bind", "/app/service", True)
+    assert "/opt/devstack/devserver.py" in api.command and "--watch" in api.command
+    assert {(m.kind, m.target, m.read_only) for m in api.mounts} == {
+        ("bind", "/app/service", True),
+        ("bind", "/opt/devstack/devserver.py", True),
+    }
+    assert api.build is not None and api.build.target == "dev"
     prod = stack(tmp_path, "DEVSTACK_DEV_MODE=false\n").service("api")
-    assert "--reload" not in prod.command and prod.mounts == ()
+    assert prod.command[0] == "uvicorn" and prod.mounts == ()
+    assert prod.build is not None and prod.build.target == "runtime"
 
 
 def test_api_env_derived_and_passed_through(tmp_path: Path) -> None:
