@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
 
-from devstack.checks import HttpGet, PostgresLogin, RedisPing
+from devstack.checks import ExecCommand, HttpGet, PostgresLogin, RedisPing
 from devstack.errors import ConfigError
 from devstack.settings import Settings
 from devstack.spec import (
@@ -28,7 +28,14 @@ from devstack.spec import (
 
 DEVSERVER = Path(__file__).with_name("devserver.py")  # mounted into dev-mode servers
 CODE_ERROR_FILE = "/tmp/devstack-code-error"  # where a dev server writes a code error
-IMAGE_REPOSITORY = "devstack/api"  # built images are tagged devstack/api:<hash of inputs>
+IMAGE_REPOSITORY = "devstack/api"
+# service.worker.READY_CHECK: passes while the Celery process that wrote the file is alive
+WORKER_READY = (
+    "sh",
+    "-c",
+    'read -r pid start < /tmp/celery-worker.ready && stat=$(cat /proc/"$pid"/stat) '
+    '&& set -- ${stat##*") "} && [ "${20}" = "$start" ]',
+)  # built images are tagged devstack/api:<hash of inputs>
 UNBUILT = f"{IMAGE_REPOSITORY}:unbuilt"  # replaced by the content-addressed tag before use
 
 
@@ -47,7 +54,7 @@ def database_url(settings: Settings, host: str = "postgres", port: int = 5432) -
 
 
 def declare_stack(settings: Settings) -> Stack:
-    """The seed's stack: Postgres 17, Redis 7 and the API, as pure data."""
+    """The seed's stack: Postgres 17, Redis 7, the API and its Celery worker, as pure data."""
     project = settings.project_name
     # Failures while a service starts do not count for as long as `up` would wait for it:
     # a slow first start (initdb on a loaded machine) is not "unhealthy".
@@ -185,11 +192,33 @@ def declare_stack(settings: Settings) -> Stack:
         ),
         links=(Link(), Link("docs {url}/docs")),
     )
+    celery = "celery -A service.worker worker --loglevel INFO --concurrency 2"
+    celery += " --without-mingle --without-gossip"  # mingle alone costs a second per start
+    restarted = ("--command", celery, "--watch", source.target, "--ready-pattern", r"\bready\.")
+    worker = Service(
+        name="worker",
+        title="Worker",
+        image=UNBUILT,
+        build=build,  # the API's image: one build serves both
+        environment=api.environment,
+        command=(
+            ("python", devserver.target, *restarted, "--error-file", CODE_ERROR_FILE)
+            if dev
+            else tuple(celery.split())
+        ),
+        mounts=(source, devserver) if dev else (),
+        healthcheck=replace(health, test=("CMD", *WORKER_READY)),
+        depends_on=(Dependency("postgres"), Dependency("redis")),
+        # the worker_ready signal's file, written by the live Celery process: it consumes
+        readiness=ExecCommand(WORKER_READY, error_file=CODE_ERROR_FILE if dev else ""),
+        code_error_file=CODE_ERROR_FILE if dev else "",
+        cluster=ClusterHints(uid=10001),  # the Dockerfile's USER
+    )
     stack = Stack(
         project=project,
         network=f"{project}_net",
         volumes=(pgdata, redisdata),
-        services=(postgres, redis, api),
+        services=(postgres, redis, api, worker),
     )
     check_ports(stack, settings)
     return stack
