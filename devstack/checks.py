@@ -216,9 +216,7 @@ class ExecCommand(ReadinessCheck):
             )
         if code != 0:
             last = output.strip().splitlines()[-1:] if output.strip() else []
-            raise NotReady(
-                f"`{' '.join(self.argv)}` exited {code}" + "".join(f": {x}" for x in last)
-            )
+            raise NotReady(f"exec check exited {code}" + "".join(f": {x}" for x in last))
 
     def describe(self) -> str:
         """E.g. `exec test -f /tmp/ready`."""
