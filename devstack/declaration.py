@@ -10,12 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
 
-from devstack.checks import ExecCommand, HttpGet, PostgresLogin, RedisPing
+from devstack.checks import Completed, ExecCommand, HttpGet, PostgresLogin, RedisPing
 from devstack.errors import ConfigError
 from devstack.settings import Settings
 from devstack.spec import (
     Build,
     ClusterHints,
+    Condition,
     Dependency,
     Healthcheck,
     Link,
@@ -29,6 +30,11 @@ from devstack.spec import (
 DEVSERVER = Path(__file__).with_name("devserver.py")  # mounted into dev-mode servers
 CODE_ERROR_FILE = "/tmp/devstack-code-error"  # where a dev server writes a code error
 IMAGE_REPOSITORY = "devstack/api"
+# the service's own tests, run inside the stack (no cache or bytecode written: read-only tree)
+STACK_TESTS = (
+    *("python", "-m", "pytest", "-p", "no:cacheprovider"),
+    *("--confcutdir", "tests/stack", "tests/stack"),
+)
 # service.worker.READY_CHECK: passes while the Celery process that wrote the file is alive
 WORKER_READY = (
     "sh",
@@ -54,7 +60,7 @@ def database_url(settings: Settings, host: str = "postgres", port: int = 5432) -
 
 
 def declare_stack(settings: Settings) -> Stack:
-    """The seed's stack: Postgres 17, Redis 7, the API and its Celery worker, as pure data."""
+    """The seed's stack: Postgres 17, Redis 7, migrations, the API and its Celery worker."""
     project = settings.project_name
     # Failures while a service starts do not count for as long as `up` would wait for it:
     # a slow first start (initdb on a loaded machine) is not "unhealthy".
@@ -192,6 +198,64 @@ def declare_stack(settings: Settings) -> Stack:
         ),
         links=(Link(), Link("docs {url}/docs")),
     )
+    alembic = Mount(str(settings.project_dir / "alembic"), "/app/alembic", "bind", read_only=True)
+    migrate_cmd = ("python", "-m", "service.migrate")  # at head: answers in ~0.15 s
+    migrate = Service(
+        name="migrate",
+        title="Migrations",
+        image=UNBUILT,
+        build=build,
+        environment=api.environment,
+        command=migrate_cmd,
+        mounts=(source, alembic) if dev else (),
+        depends_on=(Dependency("postgres"),),
+        readiness=Completed(),
+        one_shot=True,
+        plan_command=(*migrate_cmd, "check"),  # "migrations: at head" / the revisions to run
+        shortcuts=(
+            Shortcut(
+                "migrate",
+                "run Alembic in the stack (default: upgrade head); ./alembic is writable",
+                prefix=migrate_cmd,
+                example="migrate revision --autogenerate -m 'add x'",
+                one_off=True,
+                mounts=(replace(alembic, read_only=False),),
+                as_invoking_user=True,  # new revision files belong to you, not root
+                up_first=("migrate",),
+            ),
+        ),
+        cluster=ClusterHints(uid=10001),
+    )
+    after_migrations = Dependency("migrate", Condition.COMPLETED)
+    api = replace(
+        api,
+        depends_on=(*api.depends_on, after_migrations),
+        shortcuts=(
+            *api.shortcuts,
+            *(
+                (
+                    Shortcut(
+                        "test",
+                        "run the service's tests inside the stack against the real services",
+                        prefix=STACK_TESTS,
+                        example="test -k worker",
+                        one_off=True,
+                        mounts=(
+                            Mount(str(settings.project_dir / "tests"), "/app/tests", "bind", True),
+                            alembic,
+                        ),
+                        environment=(
+                            ("DEVSTACK_IN_STACK", "1"),
+                            ("DEVSTACK_API_URL", "http://api:8000"),
+                        ),
+                        up_first=("api", "worker"),
+                    ),
+                )
+                if dev  # the dev image has pytest; the runtime image does not
+                else ()
+            ),
+        ),
+    )
     celery = "celery -A service.worker worker --loglevel INFO --concurrency 2"
     celery += " --without-mingle --without-gossip"  # mingle alone costs a second per start
     restarted = ("--command", celery, "--watch", source.target, "--ready-pattern", r"\bready\.")
@@ -208,7 +272,7 @@ def declare_stack(settings: Settings) -> Stack:
         ),
         mounts=(source, devserver) if dev else (),
         healthcheck=replace(health, test=("CMD", *WORKER_READY)),
-        depends_on=(Dependency("postgres"), Dependency("redis")),
+        depends_on=(Dependency("postgres"), Dependency("redis"), after_migrations),
         # the worker_ready signal's file, written by the live Celery process: it consumes
         readiness=ExecCommand(WORKER_READY, error_file=CODE_ERROR_FILE if dev else ""),
         code_error_file=CODE_ERROR_FILE if dev else "",
@@ -218,7 +282,7 @@ def declare_stack(settings: Settings) -> Stack:
         project=project,
         network=f"{project}_net",
         volumes=(pgdata, redisdata),
-        services=(postgres, redis, api, worker),
+        services=(postgres, redis, migrate, api, worker),
     )
     check_ports(stack, settings)
     return stack
