@@ -52,8 +52,9 @@ def test_up_recreates_containers_whose_network_was_removed(
         await conn.close()
 
     asyncio.run(insert())
-    for service in ("api", "redis", "postgres"):
-        project.container(service).stop(timeout=10)
+    query = {"label": [f"devstack.project={project.name}"]}
+    for container in docker_client.containers.list(filters=query):
+        container.stop(timeout=10)
     docker_client.networks.get(f"{project.name}_net").remove()  # what `network prune` does
     plan = project.run("up", "--plan").stdout
     assert f"{project.name}-postgres" in plan and "its network" in plan, plan

@@ -1,0 +1,198 @@
+"""The worker, the migrations job and the tests run inside the stack (issue 11), and a dev
+server that says at once when the developer's code is broken (issue 15), on a real engine."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import REPO_ROOT, Project, poll
+from .test_faults import assert_clear_failure, copy_repo
+
+ERROR_PAGE_DEADLINE = 0.5  # seconds from saving a broken file to the error page
+
+
+def task_result(project: Project, message: str, work_s: float = 0.0) -> dict[str, object]:
+    """Queue the worker's task through the API and wait for its result."""
+    queued = httpx.post(
+        f"{project.api_url}/api/v1/tasks", json={"message": message, "work_s": work_s}, timeout=5
+    )
+    assert queued.status_code == 202, queued.text
+    url = f"{project.api_url}{queued.json()['url']}"
+
+    def done() -> dict[str, object] | None:
+        state = httpx.get(url, timeout=5).json()
+        return state if state["state"] == "SUCCESS" else None
+
+    return poll(done, timeout=60, interval=0.1)  # type: ignore[no-any-return]
+
+
+# --- on one running stack ------------------------------------------------------------------
+def test_the_worker_runs_a_task_through_the_database(running: Project) -> None:
+    state = task_result(running, "hello from the test")
+    result = state["result"]
+    assert isinstance(result, dict) and result["message"] == "hello from the test"
+    assert result["attempts"] == 1
+
+
+def test_status_and_plan_include_the_worker_and_migrations(running: Project) -> None:
+    services = {
+        s["service"]: s for s in json.loads(running.run("status", "--json").stdout)["services"]
+    }
+    assert services["worker"]["state"] == "running" and services["worker"]["ports"] == []
+    assert services["migrate"]["state"] == "exited"
+    plan = running.run("up", "--plan").stdout
+    assert "migrations: at head" in plan, plan
+    assert f"keep      container  {running.name}-worker" in plan
+
+
+def test_exec_in_the_worker(running: Project) -> None:
+    result = running.run("exec", "worker", "--", "sh", "-c", "echo $AI_AGENTS_CELERY_BROKER_URL")
+    assert result.stdout.strip() == "redis://redis:6379/1"
+
+
+def test_stack_tests_run_inside_the_stack(running: Project) -> None:
+    result = running.run("test", timeout=600)
+    assert " passed" in result.stdout and " failed" not in result.stdout, result.stdout
+    assert not (REPO_ROOT / "tests" / "stack" / "__pycache__").exists()
+    assert not (REPO_ROOT / "tests" / "stack" / ".pytest_cache").exists()
+
+
+def test_a_killed_worker_does_not_lose_its_task(make_project: Callable[..., Project]) -> None:
+    project = make_project(AI_AGENTS_CELERY_VISIBILITY_TIMEOUT_S="5")
+    project.run("up", "--quiet")
+    queued = httpx.post(
+        f"{project.api_url}/api/v1/tasks", json={"message": "survivor", "work_s": 4}, timeout=5
+    ).json()
+    url = f"{project.api_url}{queued['url']}"
+    poll(lambda: httpx.get(url, timeout=5).json()["state"] == "STARTED", timeout=30)
+    project.container("worker").kill()
+    project.run("up", "--quiet")  # starts the worker again; the task comes back to it
+    state = poll(
+        lambda: (s := httpx.get(url, timeout=5).json())["state"] == "SUCCESS" and s, timeout=90
+    )
+    assert state["result"]["attempts"] == 2
+
+
+# --- migrations that fail, and a task module that does not import -------------------------
+def scratch(tmp_path: Path, make_project: Callable[..., Project]) -> Project:
+    return make_project(copy_repo(tmp_path / "repo"))
+
+
+BAD_SQL = '''"""bad"""
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+
+
+def upgrade() -> None:
+    op.execute("ALTER TABLE no_such_table ADD COLUMN x int")
+
+
+def downgrade() -> None:
+    pass
+'''
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(BAD_SQL, "no_such_table"), ("revision = '0002'\ndown_revision = (\n", "SyntaxError")],
+    ids=["database-error", "syntax-error"],
+)
+def test_a_failing_migration_stops_up_and_a_fix_converges(
+    tmp_path: Path, make_project: Callable[..., Project], content: str, expected: str
+) -> None:
+    project = scratch(tmp_path, make_project)
+    bad = project.project_dir / "alembic" / "versions" / "0002_bad.py"
+    bad.write_text(content)
+    result = project.run("up", "--quiet", check=False)
+    assert_clear_failure(result, 1, "migrate", expected)
+    for service in ("api", "worker"):
+        assert project.container(service).status != "running"
+    bad.unlink()
+    project.run("up", "--quiet")
+    assert httpx.get(f"{project.api_url}/health", timeout=5).status_code == 200
+
+
+def test_a_task_module_that_fails_to_import_fails_up_at_once(
+    tmp_path: Path, make_project: Callable[..., Project]
+) -> None:
+    project = scratch(tmp_path, make_project)
+    tasks = project.project_dir / "service" / "tasks.py"
+    tasks.write_text("import no_such_module_here\n" + tasks.read_text())
+    started = time.monotonic()
+    result = project.run("up", "--quiet", "--timeout", "120", check=False)
+    assert time.monotonic() - started < 60
+    assert_clear_failure(result, 1, "worker", "no_such_module_here")
+
+
+# --- a dev server that says so when the code is broken --------------------------------------
+BROKEN = {
+    "syntax-error": ("service/routes/meta.py", "x = 1\nfrom __future__ import annotations\n"),
+    "missing-module": ("service/routes/meta.py", "import no_such_module_at_all\n"),
+    "lifespan-error": (
+        "service/main.py",
+        None,  # replaced below: the lifespan raises
+    ),
+}
+
+
+def _break(project_dir: Path, case: str) -> tuple[Path, str, int]:
+    """Break the code; the file, its good content and the broken line's number."""
+    relative, prefix = BROKEN[case]
+    path = project_dir / relative
+    good = path.read_text()
+    if prefix is None:
+        marker = "    async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:\n"
+        assert marker in good
+        broken = good.replace(marker, marker + "        raise RuntimeError('lifespan broke')\n")
+        line = good[: good.index(marker)].count("\n") + 2
+    else:
+        broken = prefix + good
+        line = prefix.count("\n")
+    path.write_text(broken)
+    return path, good, line
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_code_gets_an_error_page_at_once_and_a_fix_restores(
+    tmp_path: Path, make_project: Callable[..., Project], case: str
+) -> None:
+    project = scratch(tmp_path, make_project)
+    project.run("up", "--quiet", "api")
+    path, good, line = _break(project.project_dir, case)
+    saved = time.monotonic()
+
+    def error_page() -> httpx.Response | None:
+        response = httpx.get(f"{project.api_url}/health", timeout=2)
+        return response if "x-devstack-code-error" in response.headers else None
+
+    page = poll(error_page, timeout=10, interval=0.02)
+    assert time.monotonic() - saved < ERROR_PAGE_DEADLINE + 0.5  # poll and request overhead
+    assert page.status_code == 503
+    where = f"{path.relative_to(project.project_dir)}:"
+    summary = page.headers["x-devstack-code-error"]
+    assert where in summary and where in page.text, (summary, page.text)
+    status = json.loads(project.run("status", "--json").stdout)
+    api = next(s for s in status["services"] if s["service"] == "api")
+    assert api["health"] == "code error" and api["code_error"] == summary
+    del line
+    path.write_text(good)
+    poll(lambda: httpx.get(f"{project.api_url}/health", timeout=2).status_code == 200, 10)
+
+
+def test_up_on_broken_code_fails_fast_with_the_summary_first(
+    tmp_path: Path, make_project: Callable[..., Project]
+) -> None:
+    project = scratch(tmp_path, make_project)
+    _break(project.project_dir, "syntax-error")
+    result = project.run("up", "--quiet", "--timeout", "120", check=False)
+    output = assert_clear_failure(result, 1, "SyntaxError")
+    error_line = next(line for line in output.splitlines() if line.startswith("error:"))
+    assert "SyntaxError" in error_line and "service/routes/meta.py:" in error_line
