@@ -137,15 +137,16 @@ class Executor:
     def _build(self, op: Operation, _deadline: float) -> None:
         service = op.service
         assert service is not None and service.build is not None
-        subject = service.name
-        self.report(Event(subject, BUILDING, "sending context"))
-        build_image(
-            self.engine,
-            service.build,
-            op.name,
-            lambda step: self.report(Event(subject, BUILDING, step)),
-            self.cancel,
-        )
+        # the first service shows the build's progress; the others that run the image say so
+        for other in self.stack.services:
+            if other.image == op.name and other.name != service.name:
+                self.report(Event(other.name, BUILDING, f"its image is being built (progress on {service.name})"))
+
+        def report(step: str) -> None:
+            self.report(Event(service.name, BUILDING, step))
+
+        report("sending context")
+        build_image(self.engine, service.build, op.name, report, self.cancel)
 
     def _pull(self, op: Operation, _deadline: float) -> None:
         subject = op.service_name or op.name

@@ -23,7 +23,7 @@ from devstack.logs import split_stamp
 
 from .conftest import REPO_ROOT, Project, poll
 
-PREFIX = re.compile(r"^(postgres|redis|api) +\| ")
+PREFIX = re.compile(r"^(postgres|redis|migrate|api|worker) +\| ")
 DOCKER_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z ")
 HOT_RELOAD_DEADLINE = 1.5  # seconds from saving a file to the API serving the change
 
@@ -88,7 +88,8 @@ def test_logs_show_every_service_with_its_prefix(running: Project) -> None:
 
     assert has("postgres", "database system is ready to accept connections")
     assert has("redis", "Ready to accept connections")
-    assert has("api", "Uvicorn running on http://0.0.0.0:8000")
+    assert has("api", "listening on http://0.0.0.0:8000")
+    assert has("worker", "ready.")
 
 
 def test_logs_tail_of_one_service(running: Project) -> None:
@@ -204,11 +205,14 @@ def test_restart_api_keeps_its_container(project: Project) -> None:
 def test_up_and_down_a_subset(project: Project) -> None:
     project.run("up", "redis", "--quiet")
     assert project.resources()["containers"] == [f"{project.name}-redis"]
-    project.run("up", "api", "--quiet")
+    project.run("up", "api", "--quiet")  # with its dependencies: the migrations job too
     for service in ("postgres", "redis", "api"):
         assert project.container(service).status == "running"
+    assert project.container("migrate").attrs["State"]["ExitCode"] == 0
+    assert f"{project.name}-worker" not in project.resources()["containers"]
     project.run("down", "api")
     assert sorted(project.resources()["containers"]) == [
+        f"{project.name}-migrate",
         f"{project.name}-postgres",
         f"{project.name}-redis",
     ]
@@ -234,7 +238,7 @@ def test_hot_reload_picks_up_edits_and_new_files(
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / name, source / name)
     skip = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("certs", "service"):
+    for name in ("certs", "service", "alembic"):
         shutil.copytree(REPO_ROOT / name, source / name, ignore=skip)
     project = make_project(project_dir=source)
     project.run("up", "--quiet")

@@ -97,7 +97,14 @@ def test_status_reports_the_stack_without_secrets(running: Project) -> None:
     assert running.values["POSTGRES_PASSWORD"] not in table
     data = json.loads(running.run("status", "--json").stdout)
     assert data["project"] == running.name
-    assert [s["state"] for s in data["services"]] == ["running"] * 3
+    states = {s["service"]: s["state"] for s in data["services"]}
+    assert states == {
+        "postgres": "running",
+        "redis": "running",
+        "migrate": "exited",  # the one-shot job ran to completion
+        "api": "running",
+        "worker": "running",
+    }
     assert data["services"][0]["ports"] == [
         f"postgresql://tester:***@127.0.0.1:{running.postgres_port}/testdb"
     ]
