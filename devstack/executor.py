@@ -140,7 +140,13 @@ class Executor:
         # the first service shows the build's progress; the others that run the image say so
         for other in self.stack.services:
             if other.image == op.name and other.name != service.name:
-                self.report(Event(other.name, BUILDING, f"its image is being built (progress on {service.name})"))
+                self.report(
+                    Event(
+                        other.name,
+                        BUILDING,
+                        f"its image is being built (progress on {service.name})",
+                    )
+                )
 
         def report(step: str) -> None:
             self.report(Event(service.name, BUILDING, step))

@@ -69,8 +69,13 @@ class Plan:
 
     @property
     def changes(self) -> tuple[Operation, ...]:
-        """Listed operations that change something."""
-        return tuple(op for op in self.operations if op.shown and op.action is not Action.KEEP)
+        """Listed operations that change something (a one-shot job's routine run on every
+        `up` is not a change: a stack whose job just runs again is up to date)."""
+        return tuple(
+            op
+            for op in self.operations
+            if op.shown and op.action is not Action.KEEP and not _routine(op)
+        )
 
     def of_kind(self, kind: str) -> tuple[Operation, ...]:
         """Operations on one kind of resource."""
@@ -79,6 +84,10 @@ class Plan:
     def container(self, service: str) -> Operation | None:
         """The container operation of `service`."""
         return next((op for op in self.of_kind("container") if op.service_name == service), None)
+
+
+def _routine(op: Operation) -> bool:
+    return op.action is Action.START and op.service is not None and op.service.one_shot
 
 
 def _key(kind: str, name: str) -> str:

@@ -37,7 +37,7 @@ def container_row(stack: Stack, service: str, state: str = "running") -> dict[st
         "Id": f"id-{service}",
         "Names": [f"/{stack.container_name(service)}"],
         "Image": spec.image,
-        "ImageID": f"sha256:{service}",
+        "ImageID": f"sha256:{spec.image}",
         "State": state,
         "Status": "Up 2 minutes (healthy)" if state == "running" else "Exited (0) 1 minute ago",
         "Labels": fields,
@@ -60,7 +60,9 @@ def observed(
     containers = [container_row(stack, name, state) for name, state in (services or {}).items()]
     containers += rows or []
     image_rows = [
-        {"Id": f"sha256:{s.name}", "RepoTags": [s.image]} for s in stack.services if images
+        {"Id": f"sha256:{image}", "RepoTags": [image]}
+        for image in sorted({s.image for s in stack.services})
+        if images
     ]
     return parse_snapshot(
         stack.project,

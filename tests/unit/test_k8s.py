@@ -48,9 +48,17 @@ def project(tmp_path: Path, text: str = "") -> Project:
     return Project(s, declare_stack(s))
 
 
+def seed_only(stack: Stack) -> Stack:
+    """The declared stack without its migrations job and worker: Postgres, Redis, the API."""
+    api = stack.service("api")
+    api = replace(api, depends_on=tuple(d for d in api.depends_on if d.service != "migrate"))
+    return replace(stack, services=(stack.service("postgres"), stack.service("redis"), api))
+
+
 def with_jobs(stack: Stack) -> Stack:
-    """The stack with a Celery worker and a one-shot migration built from the API's image, as
-    the worker/migrate issue declares them: exercises Jobs, waiting for them, and workers."""
+    """The seed with a synthetic Celery worker and one-shot migration from the API's image:
+    exercises Jobs, waiting for them, and workers with other checks than the declared ones."""
+    stack = seed_only(stack)
     api = stack.service("api")
     migrate = Service(
         name="migrate",
@@ -171,7 +179,7 @@ def test_every_object_passes_strict_validation(
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_strict_validation_rejects_an_unknown_field(version: str, tmp_path: Path) -> None:
     """The validator is really strict: a misspelt field fails (what a typo in k8s.py would)."""
-    (deployment,) = objects(export(tmp_path), "Deployment")
+    deployment = objects(export(tmp_path), "Deployment")[0]
     deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, version, strict=True)
@@ -362,33 +370,31 @@ def test_probes_follow_the_declared_checks(case_render: tuple[Case, Rendered]) -
 
 
 def test_dependencies_are_waited_for_like_up(case_render: tuple[Case, Rendered]) -> None:
-    case, rendered = case_render
+    _, rendered = case_render
     pods = dict(pod_specs(rendered))
     jobs = {j["metadata"]["name"] for j in objects(rendered, "Job")}
     waits = {name: [c["name"] for c in pod.get("initContainers", [])] for name, pod in pods.items()}
     assert waits["postgres"] == waits["redis"] == []
     expected = ["wait-for-postgres", "wait-for-redis"]
-    assert waits["api"] == ([*expected, "wait-for-migrate"] if case.jobs else expected)
+    assert waits["api"] == [*expected, "wait-for-migrate"]  # the declared stack has jobs too
     (postgres_wait,) = [
         c for c in pods["api"]["initContainers"] if c["name"] == "wait-for-postgres"
     ]
     assert "SELECT 1" in postgres_wait["command"][-1]  # a login, as up does, not a TCP connect
-    if case.jobs:
-        (job,) = jobs
-        assert waits[job] == ["wait-for-postgres"]
-        for name in ("api", "worker"):
-            (waiter,) = [c for c in pods[name]["initContainers"] if c["name"] == "wait-for-migrate"]
-            assert waiter["command"][-1] == f"job/{job}"
-            assert pods[name]["serviceAccountName"] == "devstack-job-waiter"
-            assert pods[name]["automountServiceAccountToken"] is False
-            app = pods[name]["containers"][0]
-            assert "volumeMounts" not in app  # only the waiter sees the token
-        (role,) = objects(rendered, "Role")
-        assert role["rules"] == [
-            {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch"]}
-        ]
-    else:
-        assert not jobs and "rbac.yaml" not in rendered.files
+    # the declared stack has a migrations Job too, as does the synthetic one
+    (job,) = jobs
+    assert waits[job] == ["wait-for-postgres"]
+    for name in ("api", "worker"):
+        (waiter,) = [c for c in pods[name]["initContainers"] if c["name"] == "wait-for-migrate"]
+        assert waiter["command"][-1] == f"job/{job}"
+        assert pods[name]["serviceAccountName"] == "devstack-job-waiter"
+        assert pods[name]["automountServiceAccountToken"] is False
+        app = pods[name]["containers"][0]
+        assert "volumeMounts" not in app  # only the waiter sees the token
+    (role,) = objects(rendered, "Role")
+    assert role["rules"] == [
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch"]}
+    ]
 
 
 def test_security_labels_and_resources(case_render: tuple[Case, Rendered]) -> None:
@@ -636,7 +642,7 @@ def refused(stack: Stack, *words: str) -> None:
 
 def prod_stack(tmp_path: Path) -> Stack:
     p = project(tmp_path)
-    return declare_stack(p.settings.model_copy(update={"dev_mode": False}))
+    return seed_only(declare_stack(p.settings.model_copy(update={"dev_mode": False})))
 
 
 def test_unknown_check_is_refused_naming_the_service(tmp_path: Path) -> None:

@@ -8,7 +8,13 @@ from devstack.plan import Action, plan_down, plan_up
 
 from .helpers import container_row, observed, stack
 
-ALL_RUNNING = {"postgres": "running", "redis": "running", "api": "running"}
+ALL_RUNNING = {
+    "postgres": "running",
+    "redis": "running",
+    "migrate": "exited",
+    "api": "running",
+    "worker": "running",
+}
 
 
 def test_nothing_exists(tmp_path: Path) -> None:
@@ -24,7 +30,9 @@ def test_nothing_exists(tmp_path: Path) -> None:
             "create    volume     demo_redisdata               (missing)",
             "create    container  demo-postgres                (missing)",
             "create    container  demo-redis                   (missing)",
+            "create    container  demo-migrate                 (missing)",
             "create    container  demo-api                     (missing)",
+            "create    container  demo-worker                  (missing)",
         ]
     )
 
@@ -35,7 +43,9 @@ def test_partly_up(tmp_path: Path) -> None:
     assert [str(op) for op in plan.of_kind("container")] == [
         "keep      container  demo-postgres                (up to date)",
         "start     container  demo-redis                   (stopped)",
+        "create    container  demo-migrate                 (missing)",
         "create    container  demo-api                     (missing)",
+        "create    container  demo-worker                  (missing)",
     ]
 
 
@@ -50,8 +60,10 @@ def test_config_changed_recreates_only_that_service(tmp_path: Path) -> None:
     before = stack(tmp_path)
     after = stack(tmp_path, "AI_AGENTS_REDIS_URL=redis://redis:6379/5\n")
     plan = plan_up(after, observed(before, ALL_RUNNING))
-    assert [str(op) for op in plan.changes] == [
-        "recreate  container  demo-api                     (env AI_AGENTS_REDIS_URL changed)"
+    assert [str(op) for op in plan.changes] == [  # the services that share the API's env
+        "recreate  container  demo-migrate                 (env AI_AGENTS_REDIS_URL changed)",
+        "recreate  container  demo-api                     (env AI_AGENTS_REDIS_URL changed)",
+        "recreate  container  demo-worker                  (env AI_AGENTS_REDIS_URL changed)",
     ]
 
 
@@ -73,7 +85,8 @@ def test_updated_image_recreates(tmp_path: Path) -> None:
 def test_subset_brings_dependencies(tmp_path: Path) -> None:
     s = stack(tmp_path)
     plan = plan_up(s, observed(s, network=False, volumes=False), ["api"])
-    assert [op.service_name for op in plan.of_kind("container")] == ["postgres", "redis", "api"]
+    expected = ["postgres", "redis", "migrate", "api"]
+    assert [op.service_name for op in plan.of_kind("container")] == expected
     plan = plan_up(s, observed(s), ["redis"])
     assert [op.service_name for op in plan.of_kind("container")] == ["redis"]
 
@@ -82,15 +95,15 @@ def test_orphan_is_kept_by_up_and_removed_by_down(tmp_path: Path) -> None:
     s = stack(tmp_path)
     orphan = container_row(s, "redis") | {
         "Id": "id-old",
-        "Names": ["/demo-worker"],
-        "Labels": {"devstack.project": "demo", "devstack.service": "worker"},
+        "Names": ["/demo-legacy"],
+        "Labels": {"devstack.project": "demo", "devstack.service": "legacy"},
     }
     snap = observed(s, ALL_RUNNING, rows=[orphan])
-    assert "keep      container  demo-worker" in str(plan_up(s, snap))
+    assert "keep      container  demo-legacy" in str(plan_up(s, snap))
     assert (
         str(plan_down(s, snap, volumes=False))
         .splitlines()[0]
-        .startswith("remove    container  demo-worker")
+        .startswith("remove    container  demo-legacy")
     )
 
 
@@ -98,7 +111,9 @@ def test_down_without_volumes_keeps_data(tmp_path: Path) -> None:
     s = stack(tmp_path)
     assert str(plan_down(s, observed(s, ALL_RUNNING), volumes=False)) == "\n".join(
         [
+            "remove    container  demo-worker                  (down)",
             "remove    container  demo-api                     (down)",
+            "remove    container  demo-migrate                 (down)",
             "remove    container  demo-redis                   (down)",
             "remove    container  demo-postgres                (down)",
             "remove    network    demo_net                     (down)",
@@ -126,7 +141,7 @@ def test_down_on_nothing_has_no_changes(tmp_path: Path) -> None:
 def test_down_subset_stops_dependents_first(tmp_path: Path) -> None:
     s = stack(tmp_path)
     plan = plan_down(s, observed(s, ALL_RUNNING), volumes=True, services=["redis"])
-    assert [op.service_name for op in plan.operations] == ["api", "redis"]
+    assert [op.service_name for op in plan.operations] == ["worker", "api", "redis"]
 
 
 def test_a_container_whose_network_was_removed_is_recreated(tmp_path: Path) -> None:

@@ -11,12 +11,15 @@ from .helpers import observed, settings, stack
 
 def test_seed_services(tmp_path: Path) -> None:
     s = stack(tmp_path)
-    assert [x.name for x in s.services] == ["postgres", "redis", "api"]
-    assert s.start_order() == ["postgres", "redis", "api"]
-    pg, redis, api = s.services
+    assert [x.name for x in s.services] == ["postgres", "redis", "migrate", "api", "worker"]
+    assert s.start_order() == ["postgres", "redis", "migrate", "api", "worker"]
+    pg, redis, migrate, api, worker = s.services
+    assert migrate.one_shot and migrate.dependency_names == ("postgres",)
+    assert api.build == worker.build == migrate.build  # one image, one build
+    assert worker.ports == () and worker.readiness is not None
     assert pg.ports[0].host_port == 5433 and pg.ports[0].container_port == 5432
     assert redis.command == ("redis-server", "--appendonly", "yes")
-    assert api.dependency_names == ("postgres", "redis")
+    assert api.dependency_names == ("postgres", "redis", "migrate")
     assert pg.healthcheck and pg.healthcheck.interval == 10 and pg.healthcheck.retries == 3
     assert "pg_isready" in pg.healthcheck.test[1] and "$POSTGRES_USER" in pg.healthcheck.test[1]
     assert redis.healthcheck and redis.healthcheck.test == ("CMD", "redis-cli", "ping")
@@ -59,7 +62,9 @@ def test_status_rows_mask_password_and_show_missing(tmp_path: Path) -> None:
     assert [(r.service, r.state) for r in rows] == [
         ("postgres", "running"),
         ("redis", "missing"),
+        ("migrate", "missing"),
         ("api", "missing"),
+        ("worker", "missing"),
     ]
     assert rows[0].ports == ("postgresql://devstack:***@127.0.0.1:5433/devstack",)
     assert rows[0].health == "healthy" and rows[0].uptime == "2 minutes"
