@@ -85,7 +85,8 @@ def wait_ready(
             engine,
             container,
             state,
-            timeout=min(1.0, max(0.05, deadline - time.monotonic())),
+            # /health answers within its own 1 s dependency timeout; leave it room to say so
+            timeout=min(2.0, max(0.05, deadline - time.monotonic())),
             elapsed=time.monotonic() - started,
         )
         try:

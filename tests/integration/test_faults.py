@@ -202,6 +202,7 @@ def test_api_crash_at_start_fails_fast_with_logs(
 def test_health_never_passing_reports_at_timeout(project: Project) -> None:
     # the cache on a host that does not exist: the API's /health answers 503 for ever
     # (a wrong database password would stop the migrations job first, at once)
+    project.run("up", "--quiet")  # so the deadline below is the API's alone
     project.write_env(AI_AGENTS_REDIS_URL="redis://no-such-redis-host:6379/0")
     result = project.run("up", "--timeout", "8", check=False)
     output = assert_clear_failure(

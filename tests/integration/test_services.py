@@ -125,7 +125,8 @@ def test_a_task_module_that_fails_to_import_fails_up_at_once(
 ) -> None:
     project = scratch(tmp_path, make_project)
     tasks = project.project_dir / "service" / "tasks.py"
-    tasks.write_text("import no_such_module_here\n" + tasks.read_text())
+    future = "from __future__ import annotations\n"
+    tasks.write_text(tasks.read_text().replace(future, future + "import no_such_module_here\n"))
     started = time.monotonic()
     result = project.run("up", "--quiet", "--timeout", "120", check=False)
     assert time.monotonic() - started < 60
