@@ -6,6 +6,7 @@ names a concrete service."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
@@ -205,7 +206,8 @@ def declare_stack(settings: Settings) -> Stack:
         title="Migrations",
         image=UNBUILT,
         build=build,
-        environment=api.environment,
+        # the migration files' digest: new or edited ones make `up` run the job again
+        environment=(*api.environment, ("DEVSTACK_MIGRATIONS", tree_digest(alembic.source))),
         command=migrate_cmd,
         mounts=(source, alembic) if dev else (),
         depends_on=(Dependency("postgres"),),
@@ -286,6 +288,15 @@ def declare_stack(settings: Settings) -> Stack:
     )
     check_ports(stack, settings)
     return stack
+
+
+def tree_digest(directory: str) -> str:
+    """A digest of the files under `directory` (names and contents; "" when it is absent)."""
+    root = Path(directory)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(f"{path.relative_to(root).as_posix()}\0".encode() + path.read_bytes())
+    return digest.hexdigest()[:16] if root.is_dir() else ""
 
 
 def check_ports(stack: Stack, settings: Settings) -> None:

@@ -333,7 +333,8 @@ class _Renderer:
         return self.options.api_image if service.build is not None else service.image
 
     def _environment(self, service: Service) -> list[tuple[str, str]]:
-        merged = dict(service.environment)
+        # DEVSTACK_* values only steer the local stack (e.g. the migration files' digest)
+        merged = {k: v for k, v in service.environment if not k.startswith("DEVSTACK_")}
         merged.update(service.cluster.environment)
         return sorted(merged.items())
 

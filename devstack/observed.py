@@ -37,7 +37,13 @@ class ObservedContainer:
 
     @property
     def running(self) -> bool:
+        """Whether the container runs."""
         return self.state == "running"
+
+    @property
+    def completed(self) -> bool:
+        """Whether the container ran to completion with exit code 0."""
+        return self.state == "exited" and self.status.startswith("Exited (0)")
 
     @property
     def uptime(self) -> str:

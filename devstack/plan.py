@@ -173,7 +173,9 @@ def container_action(
     if current.networks and current.networks.get(network) != network_id:
         return Action.RECREATE, f"its network {network} was removed"
     if service.one_shot:
-        return Action.START, "runs on every up"
+        if current.completed:  # its inputs are in its configuration (e.g. the migration files)
+            return Action.KEEP, "completed, nothing changed since"
+        return Action.START, "runs again"
     if current.state == "running":
         return Action.KEEP, "up to date"
     if current.state in {"created", "exited"}:

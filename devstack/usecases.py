@@ -345,6 +345,8 @@ def run_shortcut(
         user=user,
     )
     stack = resolve_images(project.stack)
+    if service.one_shot:  # e.g. `migrate downgrade -1`: the next `up` runs the job again
+        engine.remove_container(stack.container_name(service.name))
     return run_one_off(
         engine, stack, replace(one_off, image=stack.service(service.name).image), write
     )
