@@ -131,7 +131,9 @@ def sql(project: Project, query: str) -> object:
     async def run() -> object:
         conn = await asyncpg.connect(project.dsn)
         try:
-            return await conn.fetchval(query)
+            if query.startswith("SELECT"):
+                return await conn.fetchval(query)
+            return await conn.execute(query)
         finally:
             await conn.close()
 
