@@ -157,7 +157,11 @@ def main() -> int:
     try:
         subprocess.run([*devstack, "up", "--quiet"], env=env, check=True, capture_output=True)
         pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2"]
-        plugin = ["-p", "devstack.pytest_plugin", "--devstack-env-file", str(env_file)]
+        from importlib.metadata import entry_points
+
+        installed = any(ep.name == "devstack" for ep in entry_points(group="pytest11"))
+        plugin = ["-p", "devstack" if installed else "devstack.pytest_plugin"]
+        plugin += ["--devstack-env-file", str(env_file)]
         variants = {
             "plugin, worker DB (running stack)": ("devstack_dsn", "", True),
             "plugin, per-test DB (running stack)": ("devstack_fresh_dsn", "", True),

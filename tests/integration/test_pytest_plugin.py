@@ -71,6 +71,15 @@ def downgrade() -> None:
 '''
 
 
+def plugin_arg() -> str:
+    """`-p devstack` once the entry point is installed (naming the module as well would
+    register it twice); the module itself before (an editable install of an older tree)."""
+    from importlib.metadata import entry_points
+
+    installed = any(ep.name == "devstack" for ep in entry_points(group="pytest11"))
+    return "devstack" if installed else "devstack.pytest_plugin"
+
+
 def write_suite(base: Path, project: Project, project_dir: Path = REPO_ROOT) -> Path:
     suite = base / "suite"
     suite.mkdir(parents=True, exist_ok=True)
@@ -100,7 +109,7 @@ def pytest_cmd(
         NO_COLOR="1",
         PYTEST_ADDOPTS="",
     )
-    command = [sys.executable, "-m", "pytest", "-p", "devstack.pytest_plugin"]
+    command = [sys.executable, "-m", "pytest", "-p", plugin_arg()]
     command += ["-p", "no:cacheprovider", "-q", "-c", str(suite / "pytest.ini")]
     command += ["--rootdir", str(suite), "--devstack-env-file", str(project.env_file)]
     return [*command, *args], env, seen
