@@ -21,6 +21,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ SNAPSHOT_PREFIX = "dss_"
 RUN_DB = re.compile(r"dst_[rb](\d+)_")
 SNAPSHOT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,58}")
 CONNECT_TIMEOUT_S = 10.0
+RESTART_WAIT_S = 60.0  # a clone waits this long for a Postgres that restarts mid-run
 MAINTENANCE_DB = "postgres"  # admin work connects here, never to a database it copies
 
 
@@ -85,19 +87,26 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _run(server: Server, work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run `work(connection)` on a fresh admin connection to the maintenance database."""
+def _run(server: Server, work: Callable[[Any], Awaitable[T]], wait: float = 0.0) -> T:
+    """Run `work(connection)` on a fresh admin connection to the maintenance database;
+    connection failures are retried for `wait` seconds (Postgres restarting)."""
 
     async def main() -> T:
         import asyncpg
 
-        try:
-            conn = await asyncpg.connect(server.dsn(MAINTENANCE_DB), timeout=CONNECT_TIMEOUT_S)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            raise DatabaseError(
-                f"cannot connect to Postgres at {server.host}:{server.port}: {exc}",
-                hint="start the stack: `python -m devstack up`",
-            ) from exc
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                conn = await asyncpg.connect(server.dsn(MAINTENANCE_DB), timeout=CONNECT_TIMEOUT_S)
+                break
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                if time.monotonic() < deadline:
+                    await asyncio.sleep(0.2)
+                    continue
+                raise DatabaseError(
+                    f"cannot connect to Postgres at {server.host}:{server.port}: {exc}",
+                    hint="start the stack: `python -m devstack up`",
+                ) from exc
         try:
             return await work(conn)
         finally:
@@ -242,7 +251,7 @@ def clone(settings: Settings, name: str, template: str) -> str:
         await _drop(conn, name)
         await _clone(conn, name, template)
 
-    _run(server, work)
+    _run(server, work, wait=RESTART_WAIT_S)
     return server.dsn(name)
 
 
@@ -254,7 +263,7 @@ def drop(settings: Settings, names: Iterable[str]) -> None:
         for name in names:
             await _drop(conn, name)
 
-    _run(Server.of(settings), work)
+    _run(Server.of(settings), work, wait=RESTART_WAIT_S)
 
 
 def pid_alive(pid: int) -> bool:

@@ -266,3 +266,34 @@ def test_db_snapshot_restore_list_drop(make_project: Callable[..., Project]) -> 
     project.run("db", "reset", "--force")
     assert sql(project, "SELECT to_regclass('notes') IS NULL")
     assert sql(project, "SELECT to_regclass('task_records') IS NOT NULL")
+
+
+RESTART_SUITE = """
+import asyncio, os, asyncpg, docker
+
+def test_1_restart_postgres(devstack_fresh_dsn):
+    docker.from_env().containers.get(os.environ["PG_CONTAINER"]).restart(timeout=5)
+
+def test_2_a_fresh_clone_after_the_restart(devstack_fresh_dsn):
+    async def check():
+        conn = await asyncpg.connect(devstack_fresh_dsn)
+        try:
+            return await conn.fetchval("SELECT to_regclass('task_records') IS NOT NULL")
+        finally:
+            await conn.close()
+    assert asyncio.run(check())
+"""
+
+
+def test_postgres_restarted_during_a_run(
+    make_project: Callable[..., Project], tmp_path: Path
+) -> None:
+    project = make_project()
+    project.run("up", "--quiet")
+    suite = write_suite(tmp_path, project)
+    (suite / "test_db.py").write_text(RESTART_SUITE)
+    command, env, _ = pytest_cmd(suite, project)
+    env["PG_CONTAINER"] = f"{project.name}-postgres"
+    result = subprocess.run(command, cwd=suite, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not [n for n in databases(project) if n.startswith("dst_r")]
