@@ -16,6 +16,7 @@ A database whose <pid> is no longer alive on this machine belongs to a dead run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -92,21 +93,7 @@ def _run(server: Server, work: Callable[[Any], Awaitable[T]], wait: float = 0.0)
     connection failures are retried for `wait` seconds (Postgres restarting)."""
 
     async def main() -> T:
-        import asyncpg
-
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                conn = await asyncpg.connect(server.dsn(MAINTENANCE_DB), timeout=CONNECT_TIMEOUT_S)
-                break
-            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-                if time.monotonic() < deadline:
-                    await asyncio.sleep(0.2)
-                    continue
-                raise DatabaseError(
-                    f"cannot connect to Postgres at {server.host}:{server.port}: {exc}",
-                    hint="start the stack: `python -m devstack up`",
-                ) from exc
+        conn = await _connect_waiting(server, wait)
         try:
             return await work(conn)
         finally:
@@ -253,6 +240,104 @@ def clone(settings: Settings, name: str, template: str) -> str:
 
     _run(server, work, wait=RESTART_WAIT_S)
     return server.dsn(name)
+
+
+class ClonePool:
+    """Per-test clones for one process: a background thread with one admin connection makes
+    the next clone while the current test runs, and drops used ones behind it."""
+
+    def __init__(self, settings: Settings, template: str, prefix: str) -> None:
+        import concurrent.futures
+        import threading
+
+        self._server, self._template, self._prefix = Server.of(settings), template, prefix
+        self._count = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._conn: Any = None
+        self._lock: asyncio.Lock | None = None
+        self._next: concurrent.futures.Future[str] | None = None
+        self._pending: list[concurrent.futures.Future[None]] = []
+
+    def _submit(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def _do(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """`work(conn)` on the pool's connection, one at a time; reconnects (waiting for a
+        restarting Postgres) when the connection broke."""
+        import asyncpg
+
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            for attempt in (1, 2):
+                if self._conn is None or self._conn.is_closed():
+                    self._conn = await _connect_waiting(self._server, RESTART_WAIT_S)
+                try:
+                    return await work(self._conn)
+                except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+                    self._conn = None
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+
+    def _make(self) -> Any:
+        self._count += 1
+        name = f"{self._prefix}_t{self._count}"
+
+        async def make(conn: Any) -> str:
+            await _drop(conn, name)
+            await _clone(conn, name, self._template)
+            return name
+
+        return self._submit(self._do(make))
+
+    def take(self) -> str:
+        """A fresh clone's name (the prefetched one), and start making the next."""
+        future = self._next or self._make()
+        self._next = None
+        name: str = future.result()
+        self._next = self._make()
+        return name
+
+    def release(self, name: str) -> None:
+        """Drop `name` in the background."""
+        self._pending.append(self._submit(self._do(lambda conn: _drop(conn, name))))
+
+    def close(self) -> None:
+        """Wait for the background work, drop the unused prefetched clone, stop the thread."""
+        try:
+            if self._next is not None:
+                with contextlib.suppress(Exception):
+                    self.release(self._next.result())
+            for future in self._pending:
+                with contextlib.suppress(Exception):
+                    future.result()
+            if self._conn is not None:
+                self._submit(self._conn.close()).result()
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+
+async def _connect_waiting(server: Server, wait: float) -> Any:
+    """An admin connection, retried for `wait` seconds."""
+    import asyncpg
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return await asyncpg.connect(server.dsn(MAINTENANCE_DB), timeout=CONNECT_TIMEOUT_S)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            if time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                continue
+            raise DatabaseError(
+                f"cannot connect to Postgres at {server.host}:{server.port}: {exc}",
+                hint="start the stack: `python -m devstack up`",
+            ) from exc
 
 
 def drop(settings: Settings, names: Iterable[str]) -> None:

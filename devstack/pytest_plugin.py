@@ -247,18 +247,27 @@ def devstack_dsn(devstack_stack: StackSession, request: pytest.FixtureRequest) -
         databases.drop(devstack_stack.settings, [name])
 
 
-@pytest.fixture
-def devstack_fresh_dsn(
+@pytest.fixture(scope="session")
+def devstack_clone_pool(
     devstack_stack: StackSession, request: pytest.FixtureRequest
-) -> Iterator[str]:
-    """A database for this test alone, cloned from the template; dropped after the test."""
-    from devstack import databases
+) -> Iterator[Any]:
+    """This worker's maker of per-test clones (one made ahead, drops in the background)."""
+    from devstack.databases import ClonePool
 
-    name = f"dst_r{devstack_stack.run_id}_{_worker(request)}_t{secrets.token_hex(3)}"
-    dsn = databases.clone(devstack_stack.settings, name, devstack_stack.template)
-    yield dsn
-    with contextlib.suppress(DevstackError):
-        databases.drop(devstack_stack.settings, [name])
+    prefix = f"dst_r{devstack_stack.run_id}_{_worker(request)}"
+    pool = ClonePool(devstack_stack.settings, devstack_stack.template, prefix)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def devstack_fresh_dsn(devstack_stack: StackSession, devstack_clone_pool: Any) -> Iterator[str]:
+    """A database for this test alone, cloned from the template; dropped after the test."""
+    from devstack.databases import Server
+
+    name = devstack_clone_pool.take()
+    yield Server.of(devstack_stack.settings).dsn(name)
+    devstack_clone_pool.release(name)
 
 
 @pytest.fixture

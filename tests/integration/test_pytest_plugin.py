@@ -206,6 +206,11 @@ def test_plugin_starts_reuses_isolates_and_cleans(
     assert result.returncode != 0
     assert "differs from its declaration" in result.stderr + result.stdout
 
+    # without it: recreated, saying what drifted; it was running before, so it stays up
+    output, _ = run_pytest(suite, project)
+    assert "the stack drifted, recreating" in output and "recreate" in output
+    assert running(project)
+
     # stopped: the plugin starts it and, without --devstack-keep, takes it down at the end
     project.run("down")
     output, _ = run_pytest(suite, project)
