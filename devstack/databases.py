@@ -142,10 +142,17 @@ async def _seal(conn: Any, name: str, comment: str) -> None:
 
 
 async def _unseal_and_drop(conn: Any, name: str) -> None:
-    ident = quote_ident(name)
-    if await _exists(conn, name):
-        await conn.execute(f"ALTER DATABASE {ident} WITH IS_TEMPLATE false")
-        await _drop(conn, name)
+    """Drop `name`, a template or not (an invalid one, left by an interrupted drop or
+    create, cannot be altered: it is dropped as it is)."""
+    row = await conn.fetchrow(
+        "SELECT datistemplate, datconnlimit = -2 AS invalid FROM pg_database WHERE datname = $1",
+        name,
+    )
+    if row is None:
+        return
+    if row["datistemplate"] and not row["invalid"]:
+        await conn.execute(f"ALTER DATABASE {quote_ident(name)} WITH IS_TEMPLATE false")
+    await _drop(conn, name)
 
 
 def _literal(text: str) -> str:
@@ -373,9 +380,16 @@ def drop_dead_runs(settings: Settings) -> list[str]:
             match = RUN_DB.match(row["datname"])
             if match and not pid_alive(int(match.group(1))):
                 dead.append(row["datname"])
+        import asyncpg
+
+        dropped = []
         for name in dead:
-            await _unseal_and_drop(conn, name)
-        return dead
+            try:
+                await _unseal_and_drop(conn, name)
+                dropped.append(name)
+            except asyncpg.PostgresError:  # a concurrent run is dropping it right now
+                continue
+        return dropped
 
     return _run(Server.of(settings), work)
 

@@ -174,6 +174,10 @@ def test_plugin_starts_reuses_isolates_and_cleans(
     # a dead run's database (its pid is gone) is removed; a foreign database is not
     sql(project, "CREATE DATABASE dst_r999999999_dead_gw0")
     sql(project, "CREATE DATABASE someone_elses")
+    # and one a killed run left invalid (a DROP interrupted midway): it cannot be altered
+    sql(project, "CREATE DATABASE dst_r999999999_dead_gw1")
+    invalid = "UPDATE pg_database SET datconnlimit = -2 WHERE datname = 'dst_r999999999_dead_gw1'"
+    sql(project, invalid)
 
     # -n 2, twice at once: the running stack is reused, no two workers share a database
     shared = suite / "shared"
@@ -191,7 +195,8 @@ def test_plugin_starts_reuses_isolates_and_cleans(
     assert len({db for db, _ in seen_all}) == len(seen_all) >= 2
     assert len({r for _, r in seen_all}) == len(seen_all)
     names = databases(project)
-    assert "dst_r999999999_dead_gw0" not in names and "someone_elses" in names
+    assert not {"dst_r999999999_dead_gw0", "dst_r999999999_dead_gw1"} & names
+    assert "someone_elses" in names
     assert not [n for n in names if n.startswith(("dst_r", "dst_b"))]  # runs drop their own
     assert len([n for n in names if n.startswith("dst_tpl_")]) == 1  # built once, reused
 
