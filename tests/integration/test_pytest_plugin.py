@@ -307,3 +307,30 @@ def test_postgres_restarted_during_a_run(
     result = subprocess.run(command, cwd=suite, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert not [n for n in databases(project) if n.startswith("dst_r")]
+
+
+PREFIX_SUITE = """
+def test_prefix_when_every_redis_database_is_taken(devstack_redis, devstack_redis_prefix):
+    assert devstack_redis_prefix.startswith("dst:")
+    assert devstack_redis.connection_pool.connection_kwargs["db"] == 0
+    devstack_redis.set(devstack_redis_prefix + "k", "v")
+"""
+
+
+def test_redis_falls_back_to_a_key_prefix(
+    make_project: Callable[..., Project], tmp_path: Path
+) -> None:
+    import redis
+
+    project = make_project()
+    project.run("up", "--quiet")
+    client = redis.Redis(port=project.redis_port)
+    claims = [f"devstack:pytest:redis-db:{n}" for n in range(2, 16)]
+    for key in claims:  # held by a live run (this process)
+        client.set(key, f"{os.getpid()}_beef_gw9")
+    suite = write_suite(tmp_path, project)
+    (suite / "test_db.py").write_text(PREFIX_SUITE)
+    run_pytest(suite, project)
+    assert not list(client.scan_iter(match="dst:*"))  # its keys were removed at the end
+    assert all(client.get(k) == f"{os.getpid()}_beef_gw9".encode() for k in claims)
+    client.close()
