@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_export(command("export", "render the stack as Kubernetes manifests (kustomize dir)"))
 
+    _add_db(command("db", "snapshots of the application's database: snapshot, restore, list..."))
+
     exec_ = command("exec", "run a command in a service's container; exits with its code")
     exec_.add_argument("service", metavar="SERVICE")
     exec_.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD...")
@@ -114,6 +116,21 @@ def build_parser() -> argparse.ArgumentParser:
         )
         shortcut.add_argument("argv", nargs=argparse.REMAINDER, metavar="ARGS...")
     return parser
+
+
+def _add_db(db: argparse.ArgumentParser) -> None:
+    """`db snapshot/restore/list/drop/reset` (see devstack.databases)."""
+    actions = db.add_subparsers(dest="db_action", required=True, metavar="ACTION")
+    snap = actions.add_parser("snapshot", help="copy the database into NAME (default: git branch)")
+    snap.add_argument("name", nargs="?", metavar="NAME")
+    restore = actions.add_parser("restore", help="replace the database by snapshot NAME")
+    restore.add_argument("name", metavar="NAME")
+    actions.add_parser("list", help="the snapshots, when and from what they were made")
+    drop = actions.add_parser("drop", help="delete snapshot NAME")
+    drop.add_argument("name", metavar="NAME")
+    reset = actions.add_parser("reset", help="drop the database and re-create it from migrations")
+    for sub in (snap, restore, reset):
+        sub.add_argument("--force", action="store_true", help="disconnect clients (says so)")
 
 
 def _add_export(export: argparse.ArgumentParser) -> None:
@@ -232,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         "restart": cmd_restart,
         "logs": cmd_logs,
         "export": cmd_export,
+        "db": cmd_db,
     }.get(args.command, cmd_exec)
     received: list[int] = []
     try:
@@ -430,6 +448,33 @@ def cmd_export(args: argparse.Namespace) -> int:
         lines.append(f"next: kubectl apply -k {options.out}")
     for line in lines:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return EXIT_OK
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from devstack import databases
+    from devstack.ui import make_console
+
+    settings, console = _project(args).settings, make_console()
+    if args.db_action == "list":
+        for s in databases.list_snapshots(settings):
+            size = f"{s.size_bytes / 1e6:.1f} MB"
+            console.print(
+                f"{s.name:<24} {size:>10}  {s.made_at}  of {s.made_from} {s.git}".rstrip()
+            )
+        return EXIT_OK
+    if args.db_action == "snapshot":
+        name = args.name or databases.current_branch(settings.project_dir)
+        done = databases.snapshot(settings, name, args.force)
+    elif args.db_action == "restore":
+        done = databases.restore(settings, args.name, args.force)
+    elif args.db_action == "drop":
+        done = databases.drop_snapshot(settings, args.name)
+    else:
+        done = databases.reset(settings, args.force)
+    if done.disconnected:
+        console.print(f"disconnected {done.disconnected} client(s) (--force)")
+    console.print(f"{args.db_action}: done ({done.database})", markup=False)
     return EXIT_OK
 
 

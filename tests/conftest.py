@@ -17,6 +17,16 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 collect_ignore = [] if os.environ.get("DEVSTACK_IN_STACK") == "1" else ["stack"]
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """tests/service runs through the devstack plugin: only when it is enabled
+    (`python -m pytest -p devstack tests/service`)."""
+    if collection_path.name == "service" and collection_path.parent == REPO_ROOT / "tests":
+        from devstack.pytest_plugin import SESSION
+
+        return SESSION not in config.stash or None
+    return None
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Everything under tests/integration needs a real engine: mark it so."""
     for item in items:

@@ -1,0 +1,227 @@
+"""Benchmark the devstack pytest plugin and `db snapshot/restore` (issue 13).
+
+    python bench/pytest_plugin.py --tests 200 --runs 3
+
+Brings up its own isolated project (name `dsbench-<pid>`, free ports, an env file in a temp
+dir), then times, each `--runs` times, the same generated suite of N small database tests
+(connect, insert a row into the migrated `task_records`, count) under `pytest -n 2`:
+
+- plugin, worker DB   the plugin on the running stack: one clone of the template per worker
+- plugin, per-test DB the plugin's `devstack_fresh_dsn`: a clone for every test
+- container/session   the testcontainers way: each xdist worker starts its own Postgres
+                      container, waits for it, runs `python -m service.migrate` against it,
+                      and removes it at the end
+
+and the time of `db snapshot` and `db restore` on a database grown to ~`--mb` MB. Removes what
+it created (by its project label and its own container names). Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+CONFTEST_CONTAINER = """
+import asyncio, os, secrets, subprocess, sys, time
+import asyncpg, docker, pytest
+
+async def _ping(url):
+    conn = await asyncpg.connect(url, timeout=2)
+    await conn.close()
+
+@pytest.fixture(scope="session")
+def dsn():
+    client = docker.from_env()
+    name = f"dsbench-tc-{os.getpid()}-{secrets.token_hex(2)}"
+    c = client.containers.run(
+        os.environ["BENCH_PG_IMAGE"], name=name, detach=True,
+        environment={"POSTGRES_PASSWORD": "pw", "POSTGRES_USER": "u", "POSTGRES_DB": "d"},
+        ports={"5432/tcp": ("127.0.0.1", None)},
+    )
+    try:
+        c.reload()
+        port = c.ports["5432/tcp"][0]["HostPort"]
+        url = f"postgresql://u:pw@127.0.0.1:{port}/d"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                asyncio.run(_ping(url))
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        env = {**os.environ, "AI_AGENTS_DATABASE_URL": url, "ALEMBIC_CONFIG": "alembic/alembic.ini"}
+        subprocess.run([sys.executable, "-m", "service.migrate"], cwd=os.environ["BENCH_REPO"],
+                       env=env, check=True, capture_output=True)
+        yield url
+    finally:
+        c.remove(force=True, v=True)
+"""
+
+TEST = """
+import asyncio, uuid, asyncpg
+
+def _work(dsn):
+    async def go():
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(
+                "INSERT INTO task_records (id, message, worker) VALUES ($1, 'm', 'w')", uuid.uuid4()
+            )
+            return await conn.fetchval("SELECT count(*) FROM task_records")
+        finally:
+            await conn.close()
+    return asyncio.run(go())
+"""
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_suite(base: Path, n: int, fixture: str, conftest: str = "") -> Path:
+    """A suite of `n` tests using `fixture` as their DSN."""
+    base.mkdir(parents=True)
+    body = TEST + "".join(
+        f"\ndef test_{i}({fixture}):\n    assert _work({fixture}) >= 1\n" for i in range(n)
+    )
+    (base / "test_many.py").write_text(body)
+    (base / "conftest.py").write_text(conftest)
+    (base / "pytest.ini").write_text("[pytest]\n")
+    return base
+
+
+def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
+    """Wall time of `command`; raises with its output if it fails."""
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+    return elapsed
+
+
+def main() -> int:
+    """Run the benchmark and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tests", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--mb", type=int, default=100, help="snapshot database size (MB)")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(REPO))
+    from devstack.envfile import read_env_file
+
+    work = Path(tempfile.mkdtemp(prefix="dsbench-"))
+    name = f"dsbench-{os.getpid()}"
+    inherited = read_env_file(REPO / ".env")
+    values = {
+        k: v
+        for k, v in inherited.items()
+        if k in ("DEVSTACK_POSTGRES_IMAGE", "DEVSTACK_REDIS_IMAGE", "DEVSTACK_PYTHON_IMAGE")
+        or k == "DEVSTACK_CA_BUNDLE"
+    }
+    values.update(
+        DEVSTACK_PROJECT=name,
+        DEVSTACK_POSTGRES_PORT=str(free_port()),
+        DEVSTACK_REDIS_PORT=str(free_port()),
+        DEVSTACK_API_PORT=str(free_port()),
+        POSTGRES_USER="bench",
+        POSTGRES_PASSWORD=secrets.token_hex(8),
+        POSTGRES_DB="benchdb",
+    )
+    env_file = work / ".env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEVSTACK_", "POSTGRES_"))}
+    env.update(PYTHONPATH=str(REPO), NO_COLOR="1", BENCH_REPO=str(REPO))
+    env["BENCH_PG_IMAGE"] = values.get("DEVSTACK_POSTGRES_IMAGE", "postgres:17-alpine")
+    devstack = [sys.executable, "-m", "devstack", "--project-dir", str(REPO)]
+    devstack += ["--env-file", str(env_file)]
+    rows: list[tuple[str, list[float]]] = []
+    try:
+        subprocess.run([*devstack, "up", "--quiet"], env=env, check=True, capture_output=True)
+        pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2"]
+        from importlib.metadata import entry_points
+
+        installed = any(ep.name == "devstack" for ep in entry_points(group="pytest11"))
+        plugin = ["-p", "devstack" if installed else "devstack.pytest_plugin"]
+        plugin += ["--devstack-env-file", str(env_file)]
+        variants = {
+            "plugin, worker DB (running stack)": ("devstack_dsn", "", True),
+            "plugin, per-test DB (running stack)": ("devstack_fresh_dsn", "", True),
+            "fresh Postgres container per session": ("dsn", CONFTEST_CONTAINER, False),
+        }
+        for label, (fixture, conftest, uses_plugin) in variants.items():
+            suite = write_suite(work / fixture, args.tests, fixture, conftest)
+            command = [*pytest, "--rootdir", str(suite), "-c", str(suite / "pytest.ini")]
+            if uses_plugin:
+                command += plugin
+                ini = f"[pytest]\ndevstack = true\ndevstack_project_dir = {REPO}\n"
+                (suite / "pytest.ini").write_text(ini)
+            samples = [timed(command, suite, env) for _ in range(args.runs)]
+            rows.append((label, samples))
+        rows += snapshot_rows(devstack, env, values, args.mb, args.runs)
+    finally:
+        subprocess.run([*devstack, "down", "--volumes"], env=env, capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\n{args.tests} tests, pytest -n 2, {args.runs} runs (median, min-max), seconds\n")
+    print("| what | median | min | max |\n|---|---|---|---|")
+    for label, samples in rows:
+        print(
+            f"| {label} | {statistics.median(samples):.2f} | {min(samples):.2f} "
+            f"| {max(samples):.2f} |"
+        )
+    return 0
+
+
+def snapshot_rows(
+    devstack: list[str], env: dict[str, str], values: dict[str, str], mb: int, runs: int
+) -> list[tuple[str, list[float]]]:
+    """Grow the application database to ~`mb` MB, then time `db snapshot` and `db restore`."""
+    import asyncpg
+
+    dsn = (
+        f"postgresql://{values['POSTGRES_USER']}:{values['POSTGRES_PASSWORD']}"
+        f"@127.0.0.1:{values['DEVSTACK_POSTGRES_PORT']}/{values['POSTGRES_DB']}"
+    )
+
+    async def grow() -> int:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS filler AS SELECT g AS id, md5(g::text) || "
+                f"repeat('x', 900) AS body FROM generate_series(1, {mb * 1000}) g"
+            )
+            return int(await conn.fetchval("SELECT pg_database_size(current_database())"))
+        finally:
+            await conn.close()
+
+    size = asyncio.run(grow())
+    snap, restore = [], []
+    for _ in range(runs):
+        snap.append(timed([*devstack, "db", "snapshot", "bench", "--force"], REPO, env))
+        restore.append(timed([*devstack, "db", "restore", "bench", "--force"], REPO, env))
+    return [
+        (f"`db snapshot` of a {size / 1e6:.0f} MB database (CLI, incl. ~0.3 s start)", snap),
+        (f"`db restore` of a {size / 1e6:.0f} MB database (CLI, incl. ~0.3 s start)", restore),
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

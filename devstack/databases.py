@@ -1,0 +1,598 @@
+"""Databases in the stack's Postgres: migrated templates, per-test-run clones, snapshots.
+
+Everything here works through template databases (`CREATE DATABASE x TEMPLATE y`): a copy of
+the files, no dump and no restore. Postgres refuses to copy a database while anyone is connected
+to it, so templates and snapshots are made connection-free (`ALLOW_CONNECTIONS false`).
+
+Naming convention (the only databases devstack ever drops on its own):
+
+- `dst_tpl_<hash>`           a migrated template; <hash> covers the migration files
+- `dst_b<pid>_<hash>`        a template being built by process <pid> (renamed when complete)
+- `dst_r<pid>_<tag>_<rest>`  a pytest run's clone; <pid> is the run's controlling process
+- `dss_<name>`               a developer's snapshot (`db snapshot NAME`)
+
+A database whose <pid> is no longer alive on this machine belongs to a dead run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from devstack.declaration import database_url
+from devstack.errors import ConfigError, DevstackError, ServiceFailed
+from devstack.settings import Settings
+
+T = TypeVar("T")
+TEMPLATE_PREFIX = "dst_tpl_"
+SNAPSHOT_PREFIX = "dss_"
+RUN_DB = re.compile(r"dst_[rb](\d+)_")
+SNAPSHOT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,58}")
+CONNECT_TIMEOUT_S = 10.0
+RESTART_WAIT_S = 60.0  # a clone waits this long for a Postgres that restarts mid-run
+MAINTENANCE_DB = "postgres"  # admin work connects here, never to a database it copies
+
+
+class DatabaseError(DevstackError):
+    """A database operation in the stack's Postgres failed (missing, busy, or refused)."""
+
+
+class MigrationFailed(DatabaseError):
+    """Migrations failed while building a template or resetting a database."""
+
+
+@dataclass(frozen=True)
+class Server:
+    """Where the host reaches the stack's Postgres, and as whom."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str  # the application's database (POSTGRES_DB)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Server:
+        """The stack's Postgres as published on the host."""
+        return cls(
+            settings.probe_host,
+            settings.postgres_port,
+            settings.postgres_user,
+            settings.postgres_password,
+            settings.postgres_db,
+        )
+
+    def dsn(self, database: str | None = None) -> str:
+        """A libpq/asyncpg DSN for `database` (default: the application's)."""
+        from devstack.declaration import url_part
+
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return (
+            f"postgresql://{url_part(self.user)}:{url_part(self.password)}@{host}:{self.port}/"
+            f"{url_part(database or self.database)}"
+        )
+
+
+def quote_ident(name: str) -> str:
+    """`name` as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _run(server: Server, work: Callable[[Any], Awaitable[T]], wait: float = 0.0) -> T:
+    """Run `work(connection)` on a fresh admin connection to the maintenance database;
+    connection failures are retried for `wait` seconds (Postgres restarting)."""
+
+    async def main() -> T:
+        conn = await _connect_waiting(server, wait)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(main())
+
+
+async def _exists(conn: Any, name: str) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
+
+
+async def _clients(conn: Any, name: str) -> int:
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+    )
+
+
+async def _terminate(conn: Any, name: str) -> int:
+    rows = await conn.fetch(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = $1 AND pid <> pg_backend_pid()",
+        name,
+    )
+    return len(rows)
+
+
+async def _drop(conn: Any, name: str, force: bool = True) -> None:
+    await conn.execute(
+        f"DROP DATABASE IF EXISTS {quote_ident(name)}{' WITH (FORCE)' if force else ''}"
+    )
+
+
+async def _clone(conn: Any, name: str, template: str) -> None:
+    await conn.execute(f"CREATE DATABASE {quote_ident(name)} TEMPLATE {quote_ident(template)}")
+
+
+async def _seal(conn: Any, name: str, comment: str) -> None:
+    """Make `name` a connection-free template carrying `comment`."""
+    ident = quote_ident(name)
+    await conn.execute(f"ALTER DATABASE {ident} WITH ALLOW_CONNECTIONS false IS_TEMPLATE true")
+    await conn.execute(f"COMMENT ON DATABASE {ident} IS {_literal(comment)}")
+
+
+async def _unseal_and_drop(conn: Any, name: str) -> None:
+    """Drop `name`, a template or not (an invalid one, left by an interrupted drop or
+    create, cannot be altered: it is dropped as it is)."""
+    row = await conn.fetchrow(
+        "SELECT datistemplate, datconnlimit = -2 AS invalid FROM pg_database WHERE datname = $1",
+        name,
+    )
+    if row is None:
+        return
+    if row["datistemplate"] and not row["invalid"]:
+        await conn.execute(f"ALTER DATABASE {quote_ident(name)} WITH IS_TEMPLATE false")
+    await _drop(conn, name)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# --- migrations and templates --------------------------------------------------------------
+def migrations_hash(project_dir: Path) -> str:
+    """12 hex of the Alembic setup and every migration file (names and contents)."""
+    root = project_dir / "alembic"
+    digest = hashlib.sha256()
+    files = [root / "env.py", *sorted((root / "versions").glob("*.py"))]
+    for path in files:
+        if path.is_file():
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def template_name(project_dir: Path) -> str:
+    """The template database for the current migrations."""
+    return TEMPLATE_PREFIX + migrations_hash(project_dir)
+
+
+def migrate(settings: Settings, database: str) -> None:
+    """`alembic upgrade head` on `database`, in a one-off container of the migrate service
+    (its image, the stack's network); MigrationFailed with Alembic's output on failure."""
+    from devstack.usecases import connect, load_project, resolve_images, run_quietly
+
+    project = load_project(settings.project_dir, settings.env_file)
+    stack = resolve_images(project.stack)
+    service = stack.service("migrate")
+    url = database_url(settings.model_copy(update={"postgres_db": database}))
+    env = {**dict(service.environment), "AI_AGENTS_DATABASE_URL": url}
+    service = replace(service, environment=tuple(sorted(env.items())))
+    code, output = run_quietly(connect(), stack, service, service.command)
+    if code != 0:
+        lines = [line for line in output.strip().splitlines() if line.strip()]
+        last = lines[-1] if lines else f"exit code {code}"
+        raise MigrationFailed(
+            f"migrations failed on {database}: {last}",
+            hint="fix the migration, then run the tests again (no template was kept)",
+            details=output,
+        )
+
+
+def ensure_template(settings: Settings, lock_dir: Path | None = None) -> str:
+    """The migrated template for the current migration files: reused when it exists, else
+    built under a temporary name, migrated, sealed and renamed (so a failed build never
+    leaves a template behind). One builder at a time per template, across processes."""
+    from filelock import FileLock
+
+    name = template_name(settings.project_dir)
+    server = Server.of(settings)
+    lock_dir = lock_dir or Path(os.environ.get("TMPDIR", "/tmp"))
+    lock = FileLock(str(lock_dir / f"devstack-{settings.project_name}-{name}.lock"))
+    with lock:
+        if _run(server, lambda c: _exists(c, name)):
+            return name
+        building = f"dst_b{os.getpid()}_{name.removeprefix(TEMPLATE_PREFIX)}"
+
+        async def create(conn: Any) -> None:
+            await _unseal_and_drop(conn, building)
+            await conn.execute(f"CREATE DATABASE {quote_ident(building)}")
+
+        _run(server, create)
+        try:
+            migrate(settings, building)
+        except BaseException:
+            _run(server, lambda c: _unseal_and_drop(c, building))
+            raise
+        comment = json.dumps({"devstack": "template", "at": _now()})
+
+        async def finish(conn: Any) -> None:
+            await _terminate(conn, building)
+            await conn.execute(
+                f"ALTER DATABASE {quote_ident(building)} RENAME TO {quote_ident(name)}"
+            )
+            await _seal(conn, name, comment)
+
+        _run(server, finish)
+    return name
+
+
+def clone(settings: Settings, name: str, template: str) -> str:
+    """Create `name` from `template` (dropping a leftover of the same name); its DSN."""
+    server = Server.of(settings)
+
+    async def work(conn: Any) -> None:
+        await _drop(conn, name)
+        await _clone(conn, name, template)
+
+    _run(server, work, wait=RESTART_WAIT_S)
+    return server.dsn(name)
+
+
+class ClonePool:
+    """Per-test clones for one process: a background thread with one admin connection makes
+    the next clone while the current test runs, and drops used ones behind it."""
+
+    def __init__(self, settings: Settings, template: str, prefix: str) -> None:
+        import concurrent.futures
+        import threading
+
+        self._server, self._template, self._prefix = Server.of(settings), template, prefix
+        self._count = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._conn: Any = None
+        self._lock: asyncio.Lock | None = None
+        self._next: concurrent.futures.Future[str] | None = None
+        self._pending: list[concurrent.futures.Future[None]] = []
+
+    def _submit(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def _do(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """`work(conn)` on the pool's connection, one at a time; reconnects (waiting for a
+        restarting Postgres) when the connection broke."""
+        import asyncpg
+
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            for attempt in (1, 2):
+                if self._conn is None or self._conn.is_closed():
+                    self._conn = await _connect_waiting(self._server, RESTART_WAIT_S)
+                try:
+                    return await work(self._conn)
+                except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+                    self._conn = None
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+
+    def _make(self) -> Any:
+        self._count += 1
+        name = f"{self._prefix}_t{self._count}"
+
+        async def make(conn: Any) -> str:
+            await _drop(conn, name)
+            await _clone(conn, name, self._template)
+            return name
+
+        return self._submit(self._do(make))
+
+    def take(self) -> str:
+        """A fresh clone's name (the prefetched one), and start making the next."""
+        future = self._next or self._make()
+        self._next = None
+        name: str = future.result()
+        self._next = self._make()
+        return name
+
+    def release(self, name: str) -> None:
+        """Drop `name` in the background."""
+        self._pending.append(self._submit(self._do(lambda conn: _drop(conn, name))))
+
+    def close(self) -> None:
+        """Wait for the background work, drop the unused prefetched clone, stop the thread."""
+        try:
+            if self._next is not None:
+                with contextlib.suppress(Exception):
+                    self.release(self._next.result())
+            for future in self._pending:
+                with contextlib.suppress(Exception):
+                    future.result()
+            if self._conn is not None:
+                self._submit(self._conn.close()).result()
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+
+async def _connect_waiting(server: Server, wait: float) -> Any:
+    """An admin connection, retried for `wait` seconds."""
+    import asyncpg
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return await asyncpg.connect(server.dsn(MAINTENANCE_DB), timeout=CONNECT_TIMEOUT_S)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            if time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                continue
+            raise DatabaseError(
+                f"cannot connect to Postgres at {server.host}:{server.port}: {exc}",
+                hint="start the stack: `python -m devstack up`",
+            ) from exc
+
+
+def drop(settings: Settings, names: Iterable[str]) -> None:
+    """Drop the databases `names` (terminating their clients)."""
+    names = list(names)
+
+    async def work(conn: Any) -> None:
+        for name in names:
+            await _drop(conn, name)
+
+    _run(Server.of(settings), work, wait=RESTART_WAIT_S)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def drop_dead_runs(settings: Settings) -> list[str]:
+    """Drop the clones and half-built templates of test runs whose process is gone; only
+    names that follow the convention are considered. Returns what was dropped."""
+
+    async def work(conn: Any) -> list[str]:
+        rows = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'dst\\_%'")
+        dead = []
+        for row in rows:
+            match = RUN_DB.match(row["datname"])
+            if match and not pid_alive(int(match.group(1))):
+                dead.append(row["datname"])
+        import asyncpg
+
+        dropped = []
+        for name in dead:
+            try:
+                await _unseal_and_drop(conn, name)
+                dropped.append(name)
+            except asyncpg.PostgresError:  # a concurrent run is dropping it right now
+                continue
+        return dropped
+
+    return _run(Server.of(settings), work)
+
+
+# --- snapshots (the `db` command) ----------------------------------------------------------
+@dataclass(frozen=True)
+class Snapshot:
+    """A snapshot database and what its comment says about it."""
+
+    name: str
+    database: str
+    size_bytes: int
+    made_at: str
+    made_from: str
+    git: str
+
+
+def current_branch(project_dir: Path) -> str:
+    """The checked-out git branch (the default snapshot name)."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(project_dir), "rev-parse", "--abbrev-ref", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        out = ""
+    if not out or out == "HEAD":
+        raise ConfigError("no git branch to name the snapshot after", hint="give a NAME")
+    return re.sub(r"[^A-Za-z0-9_]", "_", out)
+
+
+def _git_commit(project_dir: Path) -> str:
+    try:
+        return subprocess.run(
+            ["git", "-C", str(project_dir), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def snapshot_database(name: str) -> str:
+    """The database holding snapshot `name`; ConfigError for a name that is not an
+    identifier (letters, digits, `_`; not starting with a digit; at most 59 characters)."""
+    if not SNAPSHOT_NAME.fullmatch(name):
+        raise ConfigError(
+            f"invalid snapshot name {name!r}",
+            hint="use letters, digits and _, not starting with a digit (at most 59 characters)",
+        )
+    return SNAPSHOT_PREFIX + name.lower()
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _busy(conn: Any, database: str, force: bool, action: str) -> int:
+    """Refuse while `database` has clients, unless `force` (then terminate them)."""
+    clients = await _clients(conn, database)
+    if clients and not force:
+        raise DatabaseError(
+            f"cannot {action}: {clients} client(s) connected to {database}",
+            hint="stop them (e.g. `python -m devstack down api worker`), or add --force to "
+            "disconnect them",
+        )
+    if clients:
+        await conn.execute(f"ALTER DATABASE {quote_ident(database)} WITH ALLOW_CONNECTIONS false")
+        try:
+            await _terminate(conn, database)
+        except BaseException:
+            await conn.execute(
+                f"ALTER DATABASE {quote_ident(database)} WITH ALLOW_CONNECTIONS true"
+            )
+            raise
+    return clients
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a `db` command did: the database involved and clients it disconnected."""
+
+    database: str
+    disconnected: int = 0
+
+
+def snapshot(settings: Settings, name: str, force: bool = False) -> Done:
+    """Copy the application's database into snapshot `name` (replacing an older one)."""
+    target = snapshot_database(name)
+    source = settings.postgres_db
+    comment = json.dumps(
+        {
+            "devstack": "snapshot",
+            "name": name,
+            "of": source,
+            "at": _now(),
+            "git": _git_commit(settings.project_dir),
+        }
+    )
+
+    async def work(conn: Any) -> int:
+        if not await _exists(conn, source):
+            raise DatabaseError(f"database {source} does not exist", hint="run `db reset`")
+        disconnected = await _busy(conn, source, force, f"snapshot {source}")
+        try:
+            await _unseal_and_drop(conn, target)
+            await _clone(conn, target, source)
+        finally:
+            if disconnected:
+                await conn.execute(
+                    f"ALTER DATABASE {quote_ident(source)} WITH ALLOW_CONNECTIONS true"
+                )
+        await _seal(conn, target, comment)
+        return disconnected
+
+    return Done(target, _run(Server.of(settings), work))
+
+
+def restore(settings: Settings, name: str, force: bool = False) -> Done:
+    """Replace the application's database by a copy of snapshot `name`."""
+    source = snapshot_database(name)
+    target = settings.postgres_db
+
+    async def work(conn: Any) -> int:
+        if not await _exists(conn, source):
+            raise DatabaseError(f"no snapshot {name!r}", hint="see `python -m devstack db list`")
+        disconnected = 0
+        if await _exists(conn, target):
+            disconnected = await _busy(conn, target, force, f"restore over {target}")
+            await _drop(conn, target, force=bool(disconnected))
+        await _clone(conn, target, source)
+        return disconnected
+
+    return Done(target, _run(Server.of(settings), work))
+
+
+def drop_snapshot(settings: Settings, name: str) -> Done:
+    """Delete snapshot `name`."""
+    database = snapshot_database(name)
+
+    async def work(conn: Any) -> None:
+        if not await _exists(conn, database):
+            raise DatabaseError(f"no snapshot {name!r}", hint="see `python -m devstack db list`")
+        await _unseal_and_drop(conn, database)
+
+    _run(Server.of(settings), work)
+    return Done(database)
+
+
+def list_snapshots(settings: Settings) -> list[Snapshot]:
+    """Every snapshot, oldest first."""
+
+    async def work(conn: Any) -> list[Any]:
+        return list(
+            await conn.fetch(
+                "SELECT datname, pg_database_size(oid) AS size, "
+                "shobj_description(oid, 'pg_database') AS comment FROM pg_database "
+                "WHERE datname LIKE 'dss\\_%'"
+            )
+        )
+
+    snapshots = []
+    for row in _run(Server.of(settings), work):
+        try:
+            info = json.loads(row["comment"] or "{}")
+        except ValueError:
+            info = {}
+        snapshots.append(
+            Snapshot(
+                info.get("name") or row["datname"].removeprefix(SNAPSHOT_PREFIX),
+                row["datname"],
+                int(row["size"]),
+                info.get("at", ""),
+                info.get("of", ""),
+                info.get("git", ""),
+            )
+        )
+    return sorted(snapshots, key=lambda s: (s.made_at, s.name))
+
+
+def reset(settings: Settings, force: bool = False) -> Done:
+    """Drop the application's database and re-create it from the migrations."""
+    target = settings.postgres_db
+
+    async def work(conn: Any) -> int:
+        disconnected = 0
+        if await _exists(conn, target):
+            disconnected = await _busy(conn, target, force, f"reset {target}")
+            await _drop(conn, target, force=bool(disconnected))
+        await conn.execute(f"CREATE DATABASE {quote_ident(target)}")
+        return disconnected
+
+    disconnected = _run(Server.of(settings), work)
+    migrate(settings, target)
+    return Done(target, disconnected)
+
+
+def require_running(settings: Settings) -> None:
+    """ServiceFailed unless the stack's Postgres answers."""
+    try:
+        _run(Server.of(settings), lambda c: c.fetchval("SELECT 1"))
+    except DatabaseError as exc:
+        raise ServiceFailed(exc.message, hint=exc.hint) from exc

@@ -1,0 +1,384 @@
+"""The devstack pytest plugin: tests against the stack's real Postgres and Redis in seconds.
+
+Off unless enabled: `-p devstack`, `--devstack`, or `devstack = true` in the pytest ini.
+Then, once per run (in the xdist controller, or the only process without xdist):
+
+- the stack is reused when its containers match the declaration and run; otherwise it is
+  brought up (and taken down at the end, unless `--devstack-keep`, only if this run started
+  it); a drifted stack is recreated, or refused with `--devstack-no-recreate`;
+- a template database migrated once (`alembic upgrade head`), keyed by a hash of the
+  migration files, is reused or built (devstack.databases.ensure_template);
+- databases and Redis claims of dead runs are removed (by naming convention only).
+
+Each process (each xdist worker) gets its own clone of the template and its own Redis database
+number (or, when all are taken, a key prefix). Fixtures:
+
+- `devstack_dsn`           the worker's database DSN (session)
+- `devstack_fresh_dsn`     a new clone for this test alone, dropped after it (function)
+- `devstack_pg_connect`    `async with devstack_pg_connect() as conn:` an asyncpg connection
+                           to the worker's database (works under any async test runner)
+- `devstack_redis`         a redis.Redis on the worker's database, emptied before each test
+- `devstack_redis_prefix`  "" with an own database, else the prefix this worker must use
+- `devstack_stack`         what the session knows: settings, template, whether it started it
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.errors import DevstackError
+
+RUN_KEY = "devstack_run"  # the run id, handed from the controller to xdist workers
+REDIS_FIRST_DB, REDIS_DATABASES = 2, 16  # the service uses 0 (cache) and 1 (broker)
+REDIS_CLAIM = "devstack:pytest:redis-db:{}"  # in db 0: which run/worker holds database N
+REDIS_FALLBACK_DB = 0
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The plugin's options and ini keys."""
+    group = parser.getgroup("devstack", "tests against the devstack stack")
+    group.addoption("--devstack", action="store_true", help="enable the devstack plugin")
+    group.addoption(
+        "--devstack-keep",
+        action="store_true",
+        help="leave a stack this run started running at the end",
+    )
+    group.addoption(
+        "--devstack-no-recreate",
+        action="store_true",
+        help="stop with what drifted instead of recreating a stack that differs from .env",
+    )
+    group.addoption("--devstack-env-file", type=Path, help="settings file (default: ROOT/.env)")
+    parser.addini("devstack", "enable the devstack plugin", type="bool", default=False)
+    parser.addini("devstack_project_dir", "the devstack project (default: the rootdir)")
+
+
+def enabled(config: pytest.Config) -> bool:
+    """Whether this run asked for the plugin."""
+    requested = config.getoption("plugins", None) or []
+    return bool(
+        config.getoption("devstack")
+        or config.getini("devstack")
+        or any(p in ("devstack", "devstack.pytest_plugin") for p in requested)
+    )
+
+
+@dataclass
+class StackSession:
+    """What the plugin knows for this run."""
+
+    settings: Any  # devstack.settings.Settings
+    run_id: str
+    template: str = ""
+    started: bool = False
+    drifted: tuple[str, ...] = ()
+
+
+def _load(config: pytest.Config) -> Any:
+    from devstack.settings import load_settings
+
+    project_dir = Path(config.getini("devstack_project_dir") or config.rootpath)
+    if not project_dir.is_absolute():
+        project_dir = config.rootpath / project_dir
+    return load_settings(project_dir, config.getoption("devstack_env_file"))
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Enabled: set up the run (controller) or read the run id (xdist worker)."""
+    if not enabled(config):
+        return
+    try:
+        settings = _load(config)
+    except DevstackError as exc:
+        raise pytest.UsageError(f"devstack: {exc.message}") from exc
+    if _is_worker(config):
+        run_id = config.workerinput[RUN_KEY]  # type: ignore[attr-defined]
+    else:
+        run_id = f"{os.getpid()}_{secrets.token_hex(2)}"
+    config.stash[SESSION] = StackSession(settings, run_id)
+
+
+SESSION = pytest.StashKey[StackSession]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: every worker uses the controller's run id."""
+    session = node.config.stash.get(SESSION, None)
+    if session is not None:
+        node.workerinput[RUN_KEY] = session.run_id
+        node.workerinput["devstack_template"] = session.template
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Controller only: reuse or bring up the stack, clean dead runs, ensure the template
+    (before xdist starts its workers: its sessionstart runs last)."""
+    state = session.config.stash.get(SESSION, None)
+    if state is None:
+        return
+    if _is_worker(session.config):
+        state.template = session.config.workerinput["devstack_template"]  # type: ignore[attr-defined]
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+
+    def say(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"devstack: {line}")
+
+    try:
+        _prepare(session.config, state, say)
+    except DevstackError as exc:
+        hint = f" ({exc.hint})" if exc.hint else ""
+        details = f"\n{exc.details}" if exc.details else ""
+        raise pytest.UsageError(f"devstack: {exc.message}{hint}{details}") from exc
+
+
+def _prepare(config: pytest.Config, state: StackSession, say: Callable[[str], None]) -> None:
+    from devstack import databases
+
+    state.started, state.drifted = ensure_stack(
+        state.settings, config.getoption("devstack_no_recreate"), say
+    )
+    dead = databases.drop_dead_runs(state.settings)
+    if dead:
+        say(f"removed {len(dead)} database(s) of dead runs")
+    _release_dead_redis_claims(state.settings)
+    state.template = databases.ensure_template(state.settings)
+
+
+def ensure_stack(
+    settings: Any, no_recreate: bool, say: Callable[[str], None]
+) -> tuple[bool, tuple[str, ...]]:
+    """Reuse a running stack that matches the declaration; else bring it up. Returns whether
+    this run started it (nothing of it ran before) and what had drifted."""
+    from devstack import usecases
+    from devstack.declaration import declare_stack
+    from devstack.plan import plan_up
+    from devstack.ui import make_console, plain_reporter
+
+    project = usecases.Project(settings, declare_stack(settings))
+    engine = usecases.connect()
+    stack = usecases.resolve_images(project.stack)
+    observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
+    plan = plan_up(stack, observed)
+    one_shot = {s.name for s in stack.services if s.one_shot}
+    drift = tuple(
+        f"{op.action.value} {op.kind} {op.name} ({op.cause})"
+        for op in plan.changes
+        if op.service_name not in one_shot or op.kind == "image"
+    )
+    running = [name for name, c in observed.containers.items() if c.running]
+    if not drift:
+        say(f"reusing the running stack {stack.project}")
+        return False, ()
+    if running and no_recreate:
+        raise DevstackError(
+            f"the running stack {stack.project} differs from its declaration: " + "; ".join(drift),
+            hint="run without --devstack-no-recreate to recreate it, or `python -m devstack up`",
+        )
+    if running:
+        say("the stack drifted, recreating: " + "; ".join(drift))
+    else:
+        say(f"starting the stack {stack.project}")
+    usecases.up(project, engine, plain_reporter(make_console(stderr=True)))
+    return not running, drift
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Controller: take down a stack this run started, unless --devstack-keep."""
+    state = config.stash.get(SESSION, None)
+    if state is None or _is_worker(config) or not state.started:
+        return
+    if config.getoption("devstack_keep"):
+        return
+    from devstack import usecases
+    from devstack.declaration import declare_stack
+    from devstack.ui import make_console, plain_reporter
+
+    project = usecases.Project(state.settings, declare_stack(state.settings))
+    with contextlib.suppress(DevstackError):
+        usecases.down(project, usecases.connect(), plain_reporter(make_console(stderr=True)))
+
+
+# --- fixtures ------------------------------------------------------------------------------
+def _state(request: pytest.FixtureRequest) -> StackSession:
+    state = request.config.stash.get(SESSION, None)
+    if state is None:
+        raise pytest.UsageError(
+            "the devstack fixtures need the plugin enabled: `-p devstack`, `--devstack`, or "
+            "`devstack = true` in the pytest ini"
+        )
+    return state
+
+
+def _worker(request: pytest.FixtureRequest) -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def devstack_stack(request: pytest.FixtureRequest) -> StackSession:
+    """The run's stack session: settings, the template's name, whether this run started it."""
+    return _state(request)
+
+
+@pytest.fixture(scope="session")
+def devstack_dsn(devstack_stack: StackSession, request: pytest.FixtureRequest) -> Iterator[str]:
+    """This worker's own database, cloned from the migrated template; dropped at the end."""
+    from devstack import databases
+
+    name = f"dst_r{devstack_stack.run_id}_{_worker(request)}"
+    dsn = databases.clone(devstack_stack.settings, name, devstack_stack.template)
+    yield dsn
+    with contextlib.suppress(DevstackError):
+        databases.drop(devstack_stack.settings, [name])
+
+
+@pytest.fixture(scope="session")
+def devstack_clone_pool(
+    devstack_stack: StackSession, request: pytest.FixtureRequest
+) -> Iterator[Any]:
+    """This worker's maker of per-test clones (one made ahead, drops in the background)."""
+    from devstack.databases import ClonePool
+
+    prefix = f"dst_r{devstack_stack.run_id}_{_worker(request)}"
+    pool = ClonePool(devstack_stack.settings, devstack_stack.template, prefix)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def devstack_fresh_dsn(devstack_stack: StackSession, devstack_clone_pool: Any) -> Iterator[str]:
+    """A database for this test alone, cloned from the template; dropped after the test."""
+    from devstack.databases import Server
+
+    name = devstack_clone_pool.take()
+    yield Server.of(devstack_stack.settings).dsn(name)
+    devstack_clone_pool.release(name)
+
+
+@pytest.fixture
+def devstack_pg_connect(
+    devstack_dsn: str,
+) -> Callable[[], AbstractAsyncContextManager[Any]]:
+    """`async with devstack_pg_connect() as conn:` an asyncpg connection to the worker's
+    database, closed on exit."""
+
+    @contextlib.asynccontextmanager
+    async def connect() -> AsyncIterator[Any]:
+        import asyncpg
+
+        conn = await asyncpg.connect(devstack_dsn)
+        try:
+            yield conn
+        finally:
+            await conn.close()
+
+    return connect
+
+
+@dataclass(frozen=True)
+class RedisSlot:
+    """A worker's Redis database number and the key prefix it must use ("" in its own db)."""
+
+    url: str
+    db: int
+    prefix: str
+    claim: str
+
+
+def _redis_base(settings: Any) -> str:
+    host = settings.probe_host
+    return f"redis://{f'[{host}]' if ':' in host else host}:{settings.redis_port}"
+
+
+def _release_dead_redis_claims(settings: Any) -> None:
+    import redis
+
+    from devstack.databases import pid_alive
+
+    client = redis.Redis.from_url(f"{_redis_base(settings)}/0")
+    try:
+        for n in range(REDIS_FIRST_DB, REDIS_DATABASES):
+            owner = client.get(REDIS_CLAIM.format(n))
+            if owner is not None:
+                pid = str(owner, "utf-8") if isinstance(owner, bytes) else str(owner)
+                pid = pid.partition("_")[0]
+                if pid.isdigit() and not pid_alive(int(pid)):
+                    client.delete(REDIS_CLAIM.format(n))
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def devstack_redis_slot(
+    devstack_stack: StackSession, request: pytest.FixtureRequest
+) -> Iterator[RedisSlot]:
+    """Claim a free Redis database number for this worker (a key in db 0 says whose), or fall
+    back to a key prefix in db 0 when all are taken; released (and emptied) at the end."""
+    import redis
+
+    base = _redis_base(devstack_stack.settings)
+    owner = f"{devstack_stack.run_id}_{_worker(request)}"
+    admin = redis.Redis.from_url(f"{base}/0")
+    slot = RedisSlot(f"{base}/{REDIS_FALLBACK_DB}", REDIS_FALLBACK_DB, f"dst:{owner}:", "")
+    for n in range(REDIS_FIRST_DB, REDIS_DATABASES):
+        try:
+            claimed = admin.set(REDIS_CLAIM.format(n), owner, nx=True)
+        except redis.ResponseError:  # fewer databases configured
+            break
+        if claimed:
+            slot = RedisSlot(f"{base}/{n}", n, "", REDIS_CLAIM.format(n))
+            break
+    try:
+        yield slot
+    finally:
+        _empty(slot)
+        if slot.claim and admin.get(slot.claim) == owner.encode():
+            admin.delete(slot.claim)
+        admin.close()
+
+
+def _empty(slot: RedisSlot) -> None:
+    import redis
+
+    client = redis.Redis.from_url(slot.url)
+    try:
+        if slot.prefix:
+            keys = list(client.scan_iter(match=f"{slot.prefix}*"))
+            if keys:
+                client.delete(*keys)
+        else:
+            client.flushdb()
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def devstack_redis_prefix(devstack_redis_slot: RedisSlot) -> str:
+    """The key prefix this worker must use: "" when it has its own Redis database."""
+    return devstack_redis_slot.prefix
+
+
+@pytest.fixture
+def devstack_redis(devstack_redis_slot: RedisSlot) -> Iterator[Any]:
+    """A redis.Redis on the worker's database, emptied of this worker's keys before each test."""
+    import redis
+
+    _empty(devstack_redis_slot)
+    client = redis.Redis.from_url(devstack_redis_slot.url)
+    yield client
+    client.close()

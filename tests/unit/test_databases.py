@@ -1,0 +1,45 @@
+"""Pure parts of devstack.databases: snapshot names, the migrations hash, run names."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from devstack.databases import RUN_DB, migrations_hash, quote_ident, snapshot_database
+from devstack.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["main", "feature_x", "_x", "A1"])
+def test_valid_snapshot_names(name: str) -> None:
+    assert snapshot_database(name) == f"dss_{name.lower()}"
+
+
+@pytest.mark.parametrize("name", ["", "1abc", "a-b", "x;drop", 'a"b', "x" * 60, "é"])
+def test_invalid_snapshot_names_are_config_errors(name: str) -> None:
+    with pytest.raises(ConfigError, match="invalid snapshot name"):
+        snapshot_database(name)
+
+
+def test_the_migrations_hash_follows_the_migration_files(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "alembic", tmp_path / "alembic")
+    before = migrations_hash(tmp_path)
+    assert before == migrations_hash(tmp_path)  # stable
+    (tmp_path / "alembic/README.md").write_text("docs do not count")
+    assert migrations_hash(tmp_path) == before
+    (tmp_path / "alembic/versions/0002_x.py").write_text('revision = "0002"\n')
+    assert migrations_hash(tmp_path) != before
+
+
+def test_only_run_databases_carry_a_pid() -> None:
+    assert RUN_DB.match("dst_r123_ab12_gw0").group(1) == "123"  # type: ignore[union-attr]
+    assert RUN_DB.match("dst_b77_0123456789ab").group(1) == "77"  # type: ignore[union-attr]
+    for other in ("dst_tpl_0123456789ab", "dss_main", "devstack", "dst_rx_1"):
+        assert RUN_DB.match(other) is None
+
+
+def test_identifiers_are_quoted() -> None:
+    assert quote_ident('a"b') == '"a""b"'
