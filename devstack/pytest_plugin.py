@@ -38,7 +38,7 @@ import pytest
 from devstack.errors import DevstackError
 
 RUN_KEY = "devstack_run"  # the run id, handed from the controller to xdist workers
-REDIS_FIRST_DB, REDIS_DATABASES = 2, 16  # the service uses 0 (cache) and 1 (broker)
+REDIS_FIRST_DB, REDIS_DATABASES = 3, 16  # the service: 0 cache, 1 broker, 2 task results
 REDIS_CLAIM = "devstack:pytest:redis-db:{}"  # in db 0: which run/worker holds database N
 REDIS_FALLBACK_DB = 0
 
