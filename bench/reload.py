@@ -298,9 +298,8 @@ def ensure_image(client: Any, image: str, python_image: str, ca_bundle: str | No
         shutil.copy(REPO / ".dockerignore", ctx / ".dockerignore")
         shutil.copy(REPO / "pyproject.toml", ctx / "pyproject.toml")
         shutil.copytree(REPO / "certs", ctx / "certs", ignore=shutil.ignore_patterns("*.pem"))
-        shutil.copytree(
-            REPO / "service", ctx / "service", ignore=shutil.ignore_patterns("__pycache__")
-        )
+        for name in ("service", "alembic"):
+            shutil.copytree(REPO / name, ctx / name, ignore=shutil.ignore_patterns("__pycache__"))
         if ca_bundle and Path(ca_bundle).is_file():
             shutil.copy(ca_bundle, ctx / "certs" / "devstack-ca-bundle.pem")
         log(f"building {image} from {dockerfile} (PYTHON_IMAGE={python_image})")
