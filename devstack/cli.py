@@ -240,7 +240,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from devstack.errors import DevstackError
-    from devstack.ui import make_console, print_error
 
     handler = {
         "up": cmd_up,
@@ -256,9 +255,13 @@ def main(argv: list[str] | None = None) -> int:
         _stop_on_signals(received)
         code = handler(args)
     except DevstackError as error:
+        from devstack.ui import make_console, print_error  # rich only when it is needed
+
         print_error(make_console(stderr=True), error)
         code = error.exit_code
     except KeyboardInterrupt:
+        from devstack.ui import make_console
+
         name = f" ({signal.Signals(received[0]).name})" if received else ""
         with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
             make_console(stderr=True).print(
