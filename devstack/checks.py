@@ -32,7 +32,6 @@ class CheckTarget:
     container: str
     state: ContainerState
     timeout: float
-    elapsed: float = 0.0  # seconds since the wait began
 
 
 class ReadinessCheck(ABC):
@@ -146,10 +145,6 @@ class HttpGet(ReadinessCheck):
     port: int
     path: str = "/"
     container_port: int = 0  # the port inside the container (for checks that run there)
-    # A fragment of the command line of a server process run by a supervisor that outlives it
-    # (uvicorn --reload spawns its server): when none is alive, waiting cannot help.
-    server_process: str = ""
-    spawn_grace: ClassVar[float] = 1.5  # seconds a supervisor may take to spawn its server
 
     def check(self, target: CheckTarget) -> None:
         """GET the path; a dev server's code-error page fails at once with its summary."""
@@ -159,7 +154,6 @@ class HttpGet(ReadinessCheck):
             response = conn.getresponse()
             body = response.read(300).decode(errors="replace")
         except (OSError, http.client.HTTPException) as exc:
-            self._server_alive(target)
             raise NotReady(_describe(exc)) from exc
         finally:
             conn.close()
@@ -172,18 +166,7 @@ class HttpGet(ReadinessCheck):
                 hint="fix the code; the dev server reloads on the next save "
                 "(the error page answers every request until then)",
             )
-        self._server_alive(target)
         raise NotReady(f"HTTP {response.status}: {body.strip()[:200]}")
-
-    def _server_alive(self, target: CheckTarget) -> None:
-        watch = self.server_process and target.elapsed > self.spawn_grace
-        if watch and target.engine.count_processes(target.container, self.server_process) == 0:
-            raise ServiceFailed(
-                "server process exited while starting (its reloader is still waiting for a "
-                "code change)",
-                hint="fix the error in the log below; the reloader picks up the fix, or re-run "
-                "`up`",
-            )
 
     def describe(self) -> str:
         """E.g. `HTTP GET http://127.0.0.1:8000/health`."""

@@ -209,14 +209,6 @@ class DockerEngine:
         code = self.exec_exit_code(exec_id)
         return (code if code is not None else -1), output.decode(errors="replace")
 
-    def count_processes(self, container: str, fragment: str) -> int:
-        """How many live (not defunct) processes in `container` have `fragment` in their command."""
-        with docker_errors("list a container's processes"):
-            top = self.api.top(container)
-        cmd = (top.get("Titles") or []).index("CMD")
-        rows: list[list[str]] = top.get("Processes") or []
-        return sum(1 for row in rows if fragment in row[cmd] and "<defunct>" not in row[cmd])
-
     def port_holder(self, port: int) -> str:
         """Which running container (of which project) publishes host `port`."""
         with docker_errors("list containers"):

@@ -121,9 +121,6 @@ class Engine(Protocol):
     def is_running(self, container: str) -> bool:
         """Whether a container by this name or id exists and runs."""
 
-    def count_processes(self, container: str, fragment: str) -> int:
-        """Live processes in `container` whose command line contains `fragment`."""
-
     def port_holder(self, port: int) -> str:
         """Which container (of which project) publishes host `port`, or another process."""
 

@@ -57,7 +57,6 @@ def wait_ready(
     if check is None:
         return
     last_error = ["not checked yet"]
-    started = time.monotonic()
 
     def fail(message: str, hint: str | None, health_output: str = "") -> ServiceFailed:
         if not message.startswith(service.name):
@@ -87,7 +86,6 @@ def wait_ready(
             state,
             # /health answers within its own 1 s dependency timeout; leave it room to say so
             timeout=min(2.0, max(0.05, deadline - time.monotonic())),
-            elapsed=time.monotonic() - started,
         )
         try:
             check.check(target)

@@ -149,9 +149,6 @@ class FakeEngine:
     def is_running(self, container: str) -> bool:
         return self._find(container).status() == "running"
 
-    def count_processes(self, container: str, fragment: str) -> int:
-        return 1
-
     def port_holder(self, port: int) -> str:
         return "another process (not a container)"
 
