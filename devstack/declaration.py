@@ -30,7 +30,7 @@ from devstack.spec import (
 
 DEVSERVER = Path(__file__).with_name("devserver.py")  # mounted into dev-mode servers
 CODE_ERROR_FILE = "/tmp/devstack-code-error"  # where a dev server writes a code error
-IMAGE_REPOSITORY = "devstack/api"
+IMAGE_REPOSITORY = "devstack/api"  # built images are tagged devstack/api:<hash of inputs>
 # the service's own tests, run inside the stack (no cache or bytecode written: read-only tree)
 STACK_TESTS = (
     *("python", "-m", "pytest", "-p", "no:cacheprovider"),
@@ -42,7 +42,7 @@ WORKER_READY = (
     "-c",
     'read -r pid start < /tmp/celery-worker.ready && stat=$(cat /proc/"$pid"/stat) '
     '&& set -- ${stat##*") "} && [ "${20}" = "$start" ]',
-)  # built images are tagged devstack/api:<hash of inputs>
+)
 UNBUILT = f"{IMAGE_REPOSITORY}:unbuilt"  # replaced by the content-addressed tag before use
 
 
