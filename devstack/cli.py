@@ -56,7 +56,8 @@ def seconds(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m devstack",
-        description="Bring up PostgreSQL, Redis, the migrations, the API and its worker as one healthy local stack.",
+        description="Bring up the declared stack (PostgreSQL, Redis, migrations, the API and its "
+        "worker) as one healthy local stack.",
         epilog="exit codes: 0 ok, 1 failure, 2 bad input or usage, 130 interrupted (Ctrl-C), "
         "143 SIGTERM, 129 SIGHUP",
     )
