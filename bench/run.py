@@ -473,7 +473,7 @@ def poll_ready(engine: DockerEngine, container: str, service: Service, deadline:
                 f"{service.name} exited with code {state.exit_code} while starting:\n"
                 f"{engine.logs(container)}"
             )
-        target = CheckTarget(engine, container, state, CHECK_TIMEOUT, elapsed=now - begun)
+        target = CheckTarget(engine, container, state, CHECK_TIMEOUT)
         try:
             check.check(target)
             return time.perf_counter()
