@@ -17,20 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import re
 import subprocess
-import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from devstack.declaration import database_url
-from devstack.errors import ConfigError, DevstackError, ServiceFailed
+from devstack.declaration import migrations_digest, migrations_job
+from devstack.errors import ConfigError, DevstackError
 from devstack.settings import Settings
 
 T = TypeVar("T")
@@ -160,21 +158,9 @@ def _literal(text: str) -> str:
 
 
 # --- migrations and templates --------------------------------------------------------------
-def migrations_hash(project_dir: Path) -> str:
-    """12 hex of the Alembic setup and every migration file (names and contents)."""
-    root = project_dir / "alembic"
-    digest = hashlib.sha256()
-    files = [root / "env.py", *sorted((root / "versions").glob("*.py"))]
-    for path in files:
-        if path.is_file():
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
-
-
 def template_name(project_dir: Path) -> str:
     """The template database for the current migrations."""
-    return TEMPLATE_PREFIX + migrations_hash(project_dir)
+    return TEMPLATE_PREFIX + migrations_digest(project_dir)[:12]
 
 
 def migrate(settings: Settings, database: str) -> None:
@@ -184,10 +170,7 @@ def migrate(settings: Settings, database: str) -> None:
 
     project = load_project(settings.project_dir, settings.env_file)
     stack = resolve_images(project.stack)
-    service = stack.service("migrate")
-    url = database_url(settings.model_copy(update={"postgres_db": database}))
-    env = {**dict(service.environment), "AI_AGENTS_DATABASE_URL": url}
-    service = replace(service, environment=tuple(sorted(env.items())))
+    service = migrations_job(stack, settings, database)
     code, output = run_quietly(connect(), stack, service, service.command)
     if code != 0:
         lines = [line for line in output.strip().splitlines() if line.strip()]
@@ -332,19 +315,23 @@ class ClonePool:
 async def _connect_waiting(server: Server, wait: float) -> Any:
     """An admin connection, retried for `wait` seconds."""
     import asyncpg
+    from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            return await asyncpg.connect(server.dsn(MAINTENANCE_DB), timeout=CONNECT_TIMEOUT_S)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            if time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
-                continue
-            raise DatabaseError(
-                f"cannot connect to Postgres at {server.host}:{server.port}: {exc}",
-                hint="start the stack: `python -m devstack up`",
-            ) from exc
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type((OSError, asyncpg.PostgresError, TimeoutError)),
+        wait=wait_fixed(0.2),
+        stop=stop_after_delay(wait),
+        reraise=True,
+    )
+    try:
+        return await retrying(
+            asyncpg.connect, server.dsn(MAINTENANCE_DB), timeout=CONNECT_TIMEOUT_S
+        )
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise DatabaseError(
+            f"cannot connect to Postgres at {server.host}:{server.port}: {exc}",
+            hint="start the stack: `python -m devstack up`",
+        ) from exc
 
 
 def drop(settings: Settings, names: Iterable[str]) -> None:
@@ -588,11 +575,3 @@ def reset(settings: Settings, force: bool = False) -> Done:
     disconnected = _run(Server.of(settings), work)
     migrate(settings, target)
     return Done(target, disconnected)
-
-
-def require_running(settings: Settings) -> None:
-    """ServiceFailed unless the stack's Postgres answers."""
-    try:
-        _run(Server.of(settings), lambda c: c.fetchval("SELECT 1"))
-    except DatabaseError as exc:
-        raise ServiceFailed(exc.message, hint=exc.hint) from exc

@@ -207,7 +207,10 @@ def declare_stack(settings: Settings) -> Stack:
         image=UNBUILT,
         build=build,
         # the migration files' digest: new or edited ones make `up` run the job again
-        environment=(*api.environment, ("DEVSTACK_MIGRATIONS", tree_digest(alembic.source))),
+        environment=(
+            *api.environment,
+            ("DEVSTACK_MIGRATIONS", migrations_digest(settings.project_dir)[:16]),
+        ),
         command=migrate_cmd,
         mounts=(source, alembic) if dev else (),
         depends_on=(Dependency("postgres"),),
@@ -290,13 +293,27 @@ def declare_stack(settings: Settings) -> Stack:
     return stack
 
 
-def tree_digest(directory: str) -> str:
-    """A digest of the files under `directory` (names and contents; "" when it is absent)."""
-    root = Path(directory)
+def migrations_digest(project_dir: Path) -> str:
+    """A digest of what decides the schema: `alembic/alembic.ini`, `env.py` and every revision
+    file (names and contents; docs do not count). The migrations job reruns when it changes,
+    and the pytest plugin keys its template database by it."""
+    root = project_dir / "alembic"
     digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        digest.update(f"{path.relative_to(root).as_posix()}\0".encode() + path.read_bytes())
-    return digest.hexdigest()[:16] if root.is_dir() else ""
+    files = [root / "alembic.ini", root / "env.py", *sorted((root / "versions").glob("*.py"))]
+    for path in files:
+        if path.is_file():
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def migrations_job(stack: Stack, settings: Settings, database: str) -> Service:
+    """The migrations job aimed at `database` instead of the application's (the pytest
+    plugin migrates its template databases with it)."""
+    service = stack.service("migrate")
+    url = database_url(settings.model_copy(update={"postgres_db": database}))
+    environment = {**dict(service.environment), "AI_AGENTS_DATABASE_URL": url}
+    return replace(service, environment=tuple(sorted(environment.items())))
 
 
 def check_ports(stack: Stack, settings: Settings) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from devstack.databases import RUN_DB, migrations_hash, quote_ident, snapshot_database
+from devstack.databases import RUN_DB, quote_ident, snapshot_database
+from devstack.declaration import migrations_digest
 from devstack.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,12 +27,12 @@ def test_invalid_snapshot_names_are_config_errors(name: str) -> None:
 
 def test_the_migrations_hash_follows_the_migration_files(tmp_path: Path) -> None:
     shutil.copytree(REPO / "alembic", tmp_path / "alembic")
-    before = migrations_hash(tmp_path)
-    assert before == migrations_hash(tmp_path)  # stable
+    before = migrations_digest(tmp_path)
+    assert before == migrations_digest(tmp_path)  # stable
     (tmp_path / "alembic/README.md").write_text("docs do not count")
-    assert migrations_hash(tmp_path) == before
+    assert migrations_digest(tmp_path) == before
     (tmp_path / "alembic/versions/0002_x.py").write_text('revision = "0002"\n')
-    assert migrations_hash(tmp_path) != before
+    assert migrations_digest(tmp_path) != before
 
 
 def test_only_run_databases_carry_a_pid() -> None:
