@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -176,11 +177,13 @@ def count(text: str) -> int:
     return value
 
 
-def _shortcuts() -> list[tuple[str, str, str]]:
-    """The exec shortcuts the stack declares: (command word, help, example)."""
+@functools.cache
+def _shortcuts() -> tuple[tuple[str, str, str], ...]:
+    """The exec shortcuts the stack declares: (command word, help, example); declared once
+    per process (the parser and the pass-through check both need them)."""
     from devstack.declaration import declared_shortcuts
 
-    return [(s.name, s.help, s.example or s.name) for s in declared_shortcuts()]
+    return tuple((s.name, s.help, s.example or s.name) for s in declared_shortcuts())
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from devstack.declaration import declare_stack
 from devstack.endpoint import Endpoint
@@ -23,6 +23,8 @@ from devstack.progress import Reporter
 from devstack.settings import Settings, load_settings
 from devstack.spec import Build, Service, Stack
 from devstack.status import StatusRow, status_rows
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:  # the executor and builds are imported only by the commands that run them
     from devstack.executor import RunResult
@@ -195,7 +197,6 @@ def status(project: Project, engine: Engine) -> StatusReport:
 
 def code_errors(stack: Stack, observed: Observed, engine: Engine) -> dict[str, str]:
     """The code error each running dev server reports (its one-line summary), by service."""
-    from concurrent.futures import ThreadPoolExecutor
 
     def read(name: str) -> tuple[str, str]:
         path = stack.service(name).code_error_file
@@ -207,16 +208,11 @@ def code_errors(stack: Stack, observed: Observed, engine: Engine) -> dict[str, s
         for name, container in observed.containers.items()
         if name in stack.names and container.running and stack.service(name).code_error_file
     ]
-    if not names:
-        return {}
-    with ThreadPoolExecutor(len(names)) as pool:
-        return {name: error for name, error in pool.map(read, names) if error}
+    return {name: error for name, error in _each_at_once(read, names) if error}
 
 
 def probe_starting(stack: Stack, observed: Observed, engine: Engine) -> frozenset[str]:
     """The services whose health is still "starting" but whose readiness check passes now."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from devstack.checks import CheckTarget, NotReady
     from devstack.engine import ContainerState
 
@@ -237,10 +233,17 @@ def probe_starting(stack: Stack, observed: Observed, engine: Engine) -> frozense
         for name, c in observed.containers.items()
         if c.health == "starting" and name in stack.names
     ]
-    if not starting:
-        return frozenset()
-    with ThreadPoolExecutor(len(starting)) as pool:
-        return frozenset(n for n in pool.map(ready, starting) if n)
+    return frozenset(name for name in _each_at_once(ready, starting) if name)
+
+
+def _each_at_once(work: Callable[[str], T], names: list[str]) -> list[T]:
+    """`work` for every name, each on its own thread (engine round trips overlap)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not names:
+        return []
+    with ThreadPoolExecutor(len(names)) as pool:
+        return list(pool.map(work, names))
 
 
 # --- down / restart ------------------------------------------------------------------------
