@@ -84,6 +84,9 @@ INHERITED = re.compile(r"DEVSTACK_\w+_IMAGE|DEVSTACK_CA_BUNDLE")
 # Environment variables that would override the settings we pass (devstack: the environment
 # wins over --env-file; compose: the file and project come from the command line).
 SCRUBBED_PREFIXES = ("DEVSTACK_", "POSTGRES_", "AI_AGENTS_", "COMPOSE_")
+# A user's interpreter caches bytecode (pip compiles it at install): a caller's "never write
+# bytecode" would make every devstack command recompile devstack's modules (~0.15 s here).
+SCRUBBED_VARIABLES = frozenset({"PYTHONDONTWRITEBYTECODE"})
 POLL = 0.02  # the floor's polling interval (seconds)
 CHECK_TIMEOUT = 1.0  # seconds each floor readiness attempt may take
 STATE_EVERY = 0.25  # s between the floor's state inspections (every poll for one-shot jobs)
@@ -164,7 +167,11 @@ def free_ports(count: int) -> list[int]:
 
 def scrubbed_env(**extra: str) -> dict[str, str]:
     """The process environment without settings that would override ours, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_PREFIXES)}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(SCRUBBED_PREFIXES) and k not in SCRUBBED_VARIABLES
+    }
     env.update(NO_COLOR="1", COLUMNS="160", **extra)
     return env
 

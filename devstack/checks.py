@@ -7,7 +7,6 @@ runs on first start is never mistaken for the real one."""
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import socket
 from abc import ABC, abstractmethod
@@ -66,6 +65,8 @@ class PostgresLogin(ReadinessCheck):
 
     def check(self, target: CheckTarget) -> None:
         """Log in and run `SELECT 1`; a refused password fails at once (it cannot heal)."""
+        import asyncio
+
         import asyncpg
 
         try:

@@ -89,11 +89,9 @@ class DockerEngine:
             volumes = self.api.volumes(filters=query).get("Volumes") or []
             wanted = list(images)
             image_rows = [row for ref in wanted if (row := self._image(ref))]
-            replaced = {
-                ref: self._image_use(ref)
-                for ref in sorted({c.get("Image", "") for c in containers} - set(wanted))
-                if ref
-            }
+            # only `up` replaces images; other commands need not ask who uses them
+            in_use = {c.get("Image", "") for c in containers} if wanted else set()
+            replaced = {ref: self._image_use(ref) for ref in sorted(in_use - set(wanted)) if ref}
         return parse_snapshot(project, containers, networks, volumes, image_rows, replaced)
 
     def _image_use(self, reference: str) -> ImageUse:
@@ -208,6 +206,22 @@ class DockerEngine:
             output = b"".join(chunk for chunk in stream if isinstance(chunk, bytes))
         code = self.exec_exit_code(exec_id)
         return (code if code is not None else -1), output.decode(errors="replace")
+
+    def read_file(self, container: str, path: str) -> str | None:
+        """The file's content from the engine's archive endpoint (one round trip, no exec)."""
+        import io
+        import tarfile
+
+        with docker_errors("read a file in a container"):
+            try:
+                chunks, _ = self.api.get_archive(container, path)
+            except docker.errors.NotFound:
+                return None
+            data = b"".join(chunks)
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            member = archive.next()
+            content = archive.extractfile(member) if member is not None else None
+            return content.read().decode(errors="replace") if content is not None else None
 
     def port_holder(self, port: int) -> str:
         """Which running container (of which project) publishes host `port`."""

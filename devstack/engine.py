@@ -103,8 +103,8 @@ class Engine(Protocol):
     # --- reading ---------------------------------------------------------------------------
 
     def snapshot(self, project: str, images: Iterable[str] = ()) -> Observed:
-        """Everything of `project`, plus the ids of the `images` that exist locally and who
-        uses the images its containers run that are not among `images`."""
+        """Everything of `project`; with `images` (an `up`), also the ids of those that exist
+        locally and who uses the images its containers run that are not among them."""
 
     def state(self, container: str) -> ContainerState:
         """The container's state (DockerApiError 404 when it does not exist)."""
@@ -127,6 +127,10 @@ class Engine(Protocol):
     # --- exec ------------------------------------------------------------------------------
     def exec_run(self, container: str, argv: list[str]) -> tuple[int, str]:
         """Run a command to completion: its exit code and combined output."""
+
+    def read_file(self, container: str, path: str) -> str | None:
+        """A small text file's content, read by the engine (no process in the container);
+        None when it does not exist."""
 
     def exec_create(
         self,

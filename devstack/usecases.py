@@ -200,8 +200,8 @@ def code_errors(stack: Stack, observed: Observed, engine: Engine) -> dict[str, s
 
     def read(name: str) -> tuple[str, str]:
         path = stack.service(name).code_error_file
-        code, output = engine.exec_run(observed.containers[name].id, ["cat", path])
-        return name, output.strip().splitlines()[0] if code == 0 and output.strip() else ""
+        text = (engine.read_file(observed.containers[name].id, path) or "").strip()
+        return name, text.splitlines()[0] if text else ""
 
     names = [
         name

@@ -156,6 +156,10 @@ class FakeEngine:
     def exec_run(self, container: str, argv: list[str]) -> tuple[int, str]:
         return (0 if self._find(container).ready() else 1), ""
 
+    def read_file(self, container: str, path: str) -> str | None:
+        self._find(container)
+        return None
+
     def exec_create(
         self,
         container: str,
