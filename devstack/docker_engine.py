@@ -6,27 +6,23 @@ Errors leave here as devstack errors (see errors.docker_errors)."""
 from __future__ import annotations
 
 import contextlib
-import os
+import json
 import socket
-from collections.abc import Iterable, Iterator
-from typing import Any
-
-import docker
-import docker.errors
-import docker.types
-from docker.utils import parse_repository_tag
-from docker.utils.socket import frames_iter_no_tty
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from devstack import labels
+from devstack.docker_socket import SocketApi, api_path, refusal, socket_path
 from devstack.endpoint import DEFAULT_HOST, Endpoint, resolve_endpoint
 from devstack.engine import BuildRequest, ContainerState, ExecConnection, ExecSocket
 from devstack.errors import DockerApiError, docker_errors
 from devstack.observed import ImageUse, Observed, parse_snapshot
 from devstack.spec import Service, Stack
 
-# A fixed API version spares a version round trip on every command; 1.41 is Engine 20.10.
-# Engines that refuse it are retried once with negotiation (see Engine._negotiated).
-API_VERSION = os.environ.get("DOCKER_API_VERSION", "1.41")
+if TYPE_CHECKING:
+    import docker
+
 NANO = 1_000_000_000
 
 
@@ -46,75 +42,115 @@ class LogStream:
 
 
 class DockerEngine:
-    """docker-py's low-level client, wrapped in the operations devstack needs."""
+    """The operations devstack needs from a Docker engine. Plain request/response calls go
+    over the standard library when the engine is a local unix socket (devstack.docker_socket),
+    else through docker-py's session; docker-py itself is imported and connected on first use
+    (streams, exec, builds, container creation)."""
 
-    def __init__(self, api: docker.APIClient, endpoint: Endpoint | None = None):
-        self.api = api
+    def __init__(self, api: docker.APIClient | None = None, endpoint: Endpoint | None = None):
+        self._api = api
+        self._api_lock = threading.Lock()
         self.endpoint = endpoint or Endpoint("default", DEFAULT_HOST)
+        path = socket_path(self.endpoint.host, self.endpoint.client_kwargs)
+        self._socket = SocketApi(path) if path else None
 
     @classmethod
-    def connect(cls, version: str = API_VERSION) -> DockerEngine:
-        """A client for the engine the docker CLI would use here: DOCKER_HOST, DOCKER_CONTEXT,
+    def connect(cls) -> DockerEngine:
+        """An engine for what the docker CLI would use here: DOCKER_HOST, DOCKER_CONTEXT,
         the CLI config's current context, or the default socket (see devstack.endpoint)."""
-        endpoint = resolve_endpoint()
-        with docker_errors("connect"):
-            api = docker.APIClient(version=version, timeout=120, **endpoint.client_kwargs)
-        return cls(api, endpoint)
+        return cls(endpoint=resolve_endpoint())
+
+    @property
+    def api(self) -> docker.APIClient:
+        """docker-py's low-level client, made on first use; its API version is negotiated
+        (one round trip), so engines old and new are spoken to at a version they accept."""
+        with self._api_lock:
+            if self._api is None:
+                import docker
+
+                with docker_errors("connect"):
+                    self._api = docker.APIClient(
+                        version="auto", timeout=120, **self.endpoint.client_kwargs
+                    )
+            return self._api
 
     def close(self) -> None:
-        self.api.close()
+        if self._api is not None:
+            self._api.close()
 
-    def _negotiated(self) -> None:
-        """Switch to a negotiated API version (one round trip) after a version refusal."""
-        with docker_errors("negotiate the API version"):
-            self.api = docker.APIClient(version="auto", timeout=120, **self.endpoint.client_kwargs)
+    def _call(
+        self,
+        method: str,
+        path: str,
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+    ) -> bytes:
+        """One plain call (no stream); its body. DockerApiError for the engine's refusals."""
+        target = api_path(path, params)
+        with docker_errors(action):
+            if self._socket is not None:
+                status, data = self._socket.call(method, target, body)
+            else:
+                response = self.api.request(
+                    method,
+                    f"{self.api.base_url}{target}",
+                    data=None if body is None else json.dumps(body),
+                    headers={"Content-Type": "application/json"} if body is not None else {},
+                    timeout=self.api.timeout,
+                )
+                status, data = response.status_code, response.content
+        if status >= 400:
+            raise refusal(status, data, action)
+        return data
+
+    def _json(
+        self, method: str, path: str, action: str, params: Mapping[str, Any] | None = None
+    ) -> Any:
+        return json.loads(self._call(method, path, action, params) or b"null")
+
+    def _found(self, path: str, action: str, params: Mapping[str, Any] | None = None) -> Any:
+        """GET `path`'s JSON; None when the engine answers 404."""
+        try:
+            return self._json("GET", path, action, params)
+        except DockerApiError as exc:
+            if exc.status == DockerApiError.NOT_FOUND:
+                return None
+            raise
 
     # --- reading ---------------------------------------------------------------------------
     def snapshot(self, project: str, images: Iterable[str] = ()) -> Observed:
         """Everything of `project`, in one pass of sparse listings (no per-container inspect),
         plus the ids of the `images` references that exist locally."""
-        try:
-            return self._snapshot(project, images)
-        except DockerApiError as exc:
-            if "client version" not in exc.message:
-                raise
-            self._negotiated()
-            return self._snapshot(project, images)
-
-    def _snapshot(self, project: str, images: Iterable[str]) -> Observed:
         query = labels.project_filter(project)
-        with docker_errors("list resources"):
-            containers = self.api.containers(all=True, filters=query)
-            networks = self.api.networks(filters=query)
-            volumes = self.api.volumes(filters=query).get("Volumes") or []
-            wanted = list(images)
-            image_rows = [row for ref in wanted if (row := self._image(ref))]
-            # only `up` replaces images; other commands need not ask who uses them
-            in_use = {c.get("Image", "") for c in containers} if wanted else set()
-            replaced = {ref: self._image_use(ref) for ref in sorted(in_use - set(wanted)) if ref}
+        action = "list resources"
+        containers = self._json("GET", "/containers/json", action, {"all": True, "filters": query})
+        networks = self._json("GET", "/networks", action, {"filters": query})
+        volumes = self._json("GET", "/volumes", action, {"filters": query}).get("Volumes") or []
+        wanted = list(images)
+        image_rows = [row for ref in wanted if (row := self._image(ref))]
+        # only `up` replaces images; other commands need not ask who uses them
+        in_use = {c.get("Image", "") for c in containers} if wanted else set()
+        replaced = {ref: self._image_use(ref) for ref in sorted(in_use - set(wanted)) if ref}
         return parse_snapshot(project, containers, networks, volumes, image_rows, replaced)
 
     def _image_use(self, reference: str) -> ImageUse:
         """Whether devstack built `reference`, and every container (any project) made from it."""
-        try:
-            image = self.api.inspect_image(reference)
-        except docker.errors.ImageNotFound:
+        image = self._found(f"/images/{reference}/json", "inspect an image")
+        if image is None:
             return ImageUse(built_by_devstack=False, users=frozenset())
         built = labels.BUILD_HASH in ((image.get("Config") or {}).get("Labels") or {})
-        rows = self.api.containers(all=True, filters={"ancestor": image["Id"]})
+        query = {"all": True, "filters": {"ancestor": [image["Id"]]}}
+        rows = self._json("GET", "/containers/json", "list containers", query)
         return ImageUse(built, frozenset((r.get("Names") or ["/?"])[0].lstrip("/") for r in rows))
 
     def _image(self, reference: str) -> dict[str, Any] | None:
         """`{"Id", "RepoTags": [reference]}` for a local image, None when absent."""
-        try:
-            image = self.api.inspect_image(reference)
-        except docker.errors.ImageNotFound:
-            return None
-        return {"Id": image["Id"], "RepoTags": [reference]}
+        image = self._found(f"/images/{reference}/json", "inspect an image")
+        return None if image is None else {"Id": image["Id"], "RepoTags": [reference]}
 
     def state(self, container: str) -> ContainerState:
-        with docker_errors("inspect a container"):
-            data = self.api.inspect_container(container)["State"]
+        data = self._json("GET", f"/containers/{container}/json", "inspect a container")["State"]
         health = data.get("Health") or {}
         log = health.get("Log") or []
         return ContainerState(
@@ -182,6 +218,8 @@ class DockerEngine:
         wrapper = ExecSocket(sock)
 
         def frames() -> Iterator[tuple[int, bytes]]:
+            from docker.utils.socket import frames_iter_no_tty
+
             with docker_errors("read a command's output"):
                 yield from frames_iter_no_tty(wrapper)
 
@@ -212,12 +250,13 @@ class DockerEngine:
         import io
         import tarfile
 
-        with docker_errors("read a file in a container"):
-            try:
-                chunks, _ = self.api.get_archive(container, path)
-            except docker.errors.NotFound:
+        action = "read a file in a container"
+        try:
+            data = self._call("GET", f"/containers/{container}/archive", action, {"path": path})
+        except DockerApiError as exc:
+            if exc.status == DockerApiError.NOT_FOUND:
                 return None
-            data = b"".join(chunks)
+            raise
         with tarfile.open(fileobj=io.BytesIO(data)) as archive:
             member = archive.next()
             content = archive.extractfile(member) if member is not None else None
@@ -225,8 +264,7 @@ class DockerEngine:
 
     def port_holder(self, port: int) -> str:
         """Which running container (of which project) publishes host `port`."""
-        with docker_errors("list containers"):
-            rows: list[dict[str, Any]] = self.api.containers()
+        rows: list[dict[str, Any]] = self._json("GET", "/containers/json", "list containers")
         for row in rows:
             if any(p.get("PublicPort") == port for p in row.get("Ports") or []):
                 name = (row.get("Names") or ["?"])[0].lstrip("/")
@@ -237,6 +275,8 @@ class DockerEngine:
 
     # --- images ----------------------------------------------------------------------------
     def pull(self, reference: str) -> Iterator[dict[str, Any]]:
+        from docker.utils import parse_repository_tag
+
         repository, tag = parse_repository_tag(reference)
         with docker_errors(f"pull {reference}"):
             yield from self.api.pull(repository, tag=tag or "latest", stream=True, decode=True)
@@ -259,21 +299,23 @@ class DockerEngine:
 
     def remove_image_tag(self, reference: str) -> None:
         """Drop a tag, keeping its parent layers (the build cache); ignore if still in use."""
-        with contextlib.suppress(docker.errors.APIError):
-            self.api.remove_image(reference, noprune=True)
+        with contextlib.suppress(DockerApiError):
+            self._call("DELETE", f"/images/{reference}", "remove an image", {"noprune": True})
 
     # --- changing --------------------------------------------------------------------------
     def create_network(self, name: str, project: str) -> None:
-        with docker_errors(f"create network {name}"):
-            self.api.create_network(name, driver="bridge", labels=labels.resource_labels(project))
+        body = {"Name": name, "Driver": "bridge", "Labels": labels.resource_labels(project)}
+        self._call("POST", "/networks/create", f"create network {name}", body=body)
 
     def create_volume(self, name: str, project: str) -> None:
-        with docker_errors(f"create volume {name}"):
-            self.api.create_volume(name, labels=labels.resource_labels(project))
+        body = {"Name": name, "Labels": labels.resource_labels(project)}
+        self._call("POST", "/volumes/create", f"create volume {name}", body=body)
 
     def create_container(self, stack: Stack, service: Service, one_off: str = "") -> str:
         """Create (not start) the container for `service`; returns its id. `one_off`: a name
         suffix for a container run once beside the service's own (no published ports)."""
+        import docker.types
+
         api = self.api
         ports = () if one_off else service.ports
         host_config = api.create_host_config(
@@ -331,32 +373,27 @@ class DockerEngine:
         return int(result.get("StatusCode", -1))
 
     def start(self, container: str) -> None:
-        with docker_errors("start a container"):
-            self.api.start(container)
+        self._call("POST", f"/containers/{container}/start", "start a container")
 
     def restart(self, container: str, timeout: int = 10) -> None:
-        with docker_errors("restart a container"):
-            self.api.restart(container, timeout=timeout)
+        params = {"t": timeout}
+        self._call("POST", f"/containers/{container}/restart", "restart a container", params)
 
     def stop(self, container: str, timeout: int = 10) -> None:
-        with docker_errors("stop a container"):
-            self.api.stop(container, timeout=timeout)
+        self._call("POST", f"/containers/{container}/stop", "stop a container", {"t": timeout})
 
     def remove_container(self, container: str) -> None:
         """Stop gracefully (the image's stop signal), then remove with its anonymous volumes
         (a recreated container would never see them again; named volumes are kept)."""
         try:
-            with docker_errors("remove a container"):
-                self.api.stop(container, timeout=10)
-                self.api.remove_container(container, v=True)
+            self.stop(container)
+            self._call("DELETE", f"/containers/{container}", "remove a container", {"v": True})
         except DockerApiError as exc:
             if exc.status != DockerApiError.NOT_FOUND:
                 raise
 
     def remove_network(self, name: str) -> None:
-        with docker_errors(f"remove network {name}"):
-            self.api.remove_network(name)
+        self._call("DELETE", f"/networks/{name}", f"remove network {name}")
 
     def remove_volume(self, name: str) -> None:
-        with docker_errors(f"remove volume {name}"):
-            self.api.remove_volume(name)
+        self._call("DELETE", f"/volumes/{name}", f"remove volume {name}")

@@ -60,6 +60,9 @@ def resolve_endpoint() -> Endpoint:
     """The engine the docker CLI would use in this environment (see the module docstring).
     A context that is named but does not exist is a ConfigError (exit 2), as is a malformed
     DOCKER_HOST: bad input, found before the engine is touched."""
+    plain = _plain_choice()
+    if plain is not None:
+        return plain
     from docker.errors import DockerException
     from docker.utils import kwargs_from_env
 
@@ -82,6 +85,30 @@ def resolve_endpoint() -> Endpoint:
         )
     _check_host(host, f"Docker context {name!r} ({origin})", CONTEXTS_HINT)
     return Endpoint("context", host, name, client_kwargs=_context_kwargs(name, context))
+
+
+def _plain_choice() -> Endpoint | None:
+    """The common cases, decided without docker-py: no TLS variables and either a `unix://`
+    DOCKER_HOST, or no DOCKER_HOST and no context chosen (DOCKER_CONTEXT unset or "default",
+    and no `currentContext` other than "default" in the CLI config). None otherwise."""
+    if os.environ.get("DOCKER_TLS_VERIFY") is not None or os.environ.get("DOCKER_CERT_PATH"):
+        return None
+    host = os.environ.get("DOCKER_HOST")
+    if host:
+        if host.startswith("unix://"):
+            return Endpoint("DOCKER_HOST", host, client_kwargs={"base_url": host})
+        return None
+    if os.environ.get("DOCKER_CONTEXT", DEFAULT_CONTEXT) != DEFAULT_CONTEXT:
+        return None
+    config = _config_dir() / "config.json"
+    if config.is_file():
+        try:
+            current = json.loads(config.read_text()).get("currentContext")
+        except (OSError, ValueError, AttributeError):
+            return None  # docker-py's reading of it decides, and reports what is wrong
+        if current not in (None, "", DEFAULT_CONTEXT):
+            return None
+    return Endpoint("default", DEFAULT_HOST)
 
 
 def _check_host(host: str, subject: str, hint: str) -> None:

@@ -86,9 +86,23 @@ BROKEN_HINT = (
 
 @contextmanager
 def docker_errors(action: str) -> Iterator[None]:
-    """Map what docker-py's stack raises while doing `action` to devstack errors: the engine's
-    refusals (APIError) and every transport failure of docker-py, requests, urllib3, http.client
-    and sockets (unreachable, broken mid-request or mid-stream, timed out)."""
+    """Map what the engine's clients raise while doing `action` to devstack errors: the
+    engine's refusals (APIError) and every transport failure of docker-py, requests, urllib3,
+    http.client and sockets (unreachable, broken mid-request or mid-stream, timed out).
+    Nothing is imported unless something failed."""
+    try:
+        yield
+    except DevstackError:
+        raise
+    except Exception as exc:
+        mapped = _mapped(exc, action)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+def _mapped(exc: Exception, action: str) -> DevstackError | None:
+    """The devstack error for what a client raised; None for anything else."""
     import http.client
 
     import docker.errors
@@ -96,34 +110,33 @@ def docker_errors(action: str) -> Iterator[None]:
     import urllib3.exceptions
     from docker.utils.socket import SocketError
 
-    try:
-        yield
-    except DevstackError:
-        raise
-    except docker.errors.APIError as exc:
+    from devstack.docker_socket import SocketBroken
+
+    if isinstance(exc, docker.errors.APIError):
         explanation = exc.explanation or str(exc)
         if isinstance(explanation, bytes):
             explanation = explanation.decode(errors="replace")
-        raise DockerApiError(
-            f"Docker refused to {action}: {explanation}", status=exc.status_code
-        ) from exc
-    except (
+        return DockerApiError(f"Docker refused to {action}: {explanation}", status=exc.status_code)
+    transport = (
         requests.exceptions.RequestException,
         urllib3.exceptions.HTTPError,
         http.client.HTTPException,
         SocketError,
+        SocketBroken,
         ConnectionResetError,
         ConnectionAbortedError,
         ConnectionRefusedError,
         TimeoutError,
-    ) as exc:
-        raise transport_error(exc, action) from exc
-    except docker.errors.DockerException as exc:  # e.g. a TLS or ssh:// setup it cannot use
+    )
+    if isinstance(exc, transport):
+        return transport_error(exc, action)
+    if isinstance(exc, docker.errors.DockerException):  # e.g. a TLS or ssh:// setup it cannot use
         where, hint = _engine()
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DockerUnavailable(
+        return DockerUnavailable(
             f"cannot use the Docker engine{where} to {action}: {reason}", hint=hint
-        ) from exc
+        )
+    return None
 
 
 def transport_error(exc: BaseException, action: str) -> DockerUnavailable:
