@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import os
 import signal
 import sys
 from pathlib import Path
@@ -240,8 +239,6 @@ def _stop_on_signals(received: list[int]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns its exit code (see the module docstring)."""
-    # pydantic otherwise scans every installed distribution for plugins (~15 ms per command)
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from devstack.errors import DevstackError
 

@@ -311,7 +311,7 @@ def migrations_job(stack: Stack, settings: Settings, database: str) -> Service:
     """The migrations job aimed at `database` instead of the application's (the pytest
     plugin migrates its template databases with it)."""
     service = stack.service("migrate")
-    url = database_url(settings.model_copy(update={"postgres_db": database}))
+    url = database_url(replace(settings, postgres_db=database))
     environment = {**dict(service.environment), "AI_AGENTS_DATABASE_URL": url}
     return replace(service, environment=tuple(sorted(environment.items())))
 
@@ -332,7 +332,7 @@ def check_ports(stack: Stack, settings: Settings) -> None:
 
 def declared_shortcuts() -> list[Shortcut]:
     """The exec shortcuts the stack declares, known without reading `.env` (command words)."""
-    defaults = Settings.model_validate({"project_dir": Path.cwd(), "env_file": Path(".env")})
+    defaults = Settings(project_dir=Path.cwd(), env_file=Path(".env"))
     return [
         shortcut for service in declare_stack(defaults).services for shortcut in service.shortcuts
     ]

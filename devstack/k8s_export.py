@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from devstack.declaration import declare_stack
@@ -78,7 +78,7 @@ def check_namespace(namespace: str) -> str:
 
 def production_stack(project: Project) -> Stack:
     """The stack as production runs it: the dev-mode switches (reload, source mounts) off."""
-    return declare_stack(project.settings.model_copy(update={"dev_mode": False}))
+    return declare_stack(replace(project.settings, dev_mode=False))
 
 
 def export_k8s(project: Project, options: ExportOptions) -> Rendered:

@@ -9,11 +9,10 @@ import hashlib
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from devstack.envfile import read_env_file
 from devstack.errors import ConfigError
@@ -23,68 +22,116 @@ PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 SERVICE_ENV_PREFIX = "AI_AGENTS_"
 # Prefixes whose unknown keys in .env are reported as likely typos.
 CHECKED_PREFIXES = ("DEVSTACK_", "POSTGRES_")
+TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
+FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
 
 
-class Settings(BaseModel):
-    """Validated settings. Field aliases are the variable names users write in `.env`."""
+def _port(text: str) -> int:
+    return int(_number(text, int, low=1, high=65535))
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+def _positive(text: str) -> float:
+    return _number(text, float, above=0)
+
+
+def _count(text: str) -> int:
+    return int(_number(text, int, low=1))
+
+
+def _number(
+    text: str,
+    kind: Callable[[str], float],
+    low: float | None = None,
+    high: float | None = None,
+    above: float | None = None,
+) -> float:
+    """`text` as an int or float within bounds; ValueError with the reason."""
+    try:
+        value = kind(text.strip())
+    except ValueError:
+        noun = "an integer" if kind is int else "a number"
+        raise ValueError(f"should be {noun}") from None
+    if low is not None and value < low:
+        raise ValueError(f"should be greater than or equal to {low}")
+    if high is not None and value > high:
+        raise ValueError(f"should be less than or equal to {high}")
+    if above is not None and value <= above:
+        raise ValueError(f"should be greater than {above}")
+    return value
+
+
+def _flag(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in TRUE | FALSE:
+        return lowered in TRUE
+    raise ValueError("should be true or false")
+
+
+def _text(text: str) -> str:
+    if not text:
+        raise ValueError("should not be empty")
+    return text
+
+
+def _ip(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(f"not an IP address: {text!r} (e.g. 127.0.0.1)") from None
+
+
+def _project(text: str) -> str:
+    if text and not PROJECT_NAME.fullmatch(text):
+        raise ValueError(
+            f"{text!r} is not a valid project name: use lowercase letters, digits, '-' "
+            "and '_', starting with a letter or digit (at most 63 characters)"
+        )
+    return text
+
+
+def _bundle(text: str) -> Path | None:
+    if not text:
+        return None
+    if not Path(text).is_file():
+        raise ValueError(f"no such file: {text}")
+    return Path(text)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings (see VARIABLES for the names users write in `.env`).
+    A plain dataclass, not a pydantic model: every command reads them, and pydantic's
+    import and model build cost about 0.1 s per command (`python -X importtime`)."""
 
     project_dir: Path
     env_file: Path
-    project: str = Field("", alias="DEVSTACK_PROJECT")
-    dev_mode: bool = Field(True, alias="DEVSTACK_DEV_MODE")
-    bind_address: str = Field("127.0.0.1", alias="DEVSTACK_BIND_ADDRESS")
-    postgres_port: int = Field(5433, alias="DEVSTACK_POSTGRES_PORT", ge=1, le=65535)
-    redis_port: int = Field(6379, alias="DEVSTACK_REDIS_PORT", ge=1, le=65535)
-    api_port: int = Field(8000, alias="DEVSTACK_API_PORT", ge=1, le=65535)
-    postgres_image: str = Field("postgres:17-alpine", alias="DEVSTACK_POSTGRES_IMAGE", min_length=1)
-    redis_image: str = Field("redis:7-alpine", alias="DEVSTACK_REDIS_IMAGE", min_length=1)
-    python_image: str = Field("python:3.12-slim", alias="DEVSTACK_PYTHON_IMAGE", min_length=1)
-    health_interval: float = Field(10.0, alias="DEVSTACK_HEALTH_INTERVAL", gt=0)
-    health_timeout: float = Field(5.0, alias="DEVSTACK_HEALTH_TIMEOUT", gt=0)
-    health_retries: int = Field(3, alias="DEVSTACK_HEALTH_RETRIES", ge=1)
-    timeout: float = Field(120.0, alias="DEVSTACK_TIMEOUT", gt=0)
-    ca_bundle: Path | None = Field(None, alias="DEVSTACK_CA_BUNDLE")
-    postgres_user: str = Field("devstack", alias="POSTGRES_USER", min_length=1)
-    postgres_password: str = Field(EXAMPLE_PASSWORD, alias="POSTGRES_PASSWORD", min_length=1)
-    postgres_db: str = Field("devstack", alias="POSTGRES_DB", min_length=1)
-    service_env: dict[str, str] = Field(default_factory=dict)
+    project: str = ""
+    dev_mode: bool = True
+    bind_address: str = "127.0.0.1"
+    postgres_port: int = 5433
+    redis_port: int = 6379
+    api_port: int = 8000
+    postgres_image: str = "postgres:17-alpine"
+    redis_image: str = "redis:7-alpine"
+    python_image: str = "python:3.12-slim"
+    health_interval: float = 10.0
+    health_timeout: float = 5.0
+    health_retries: int = 3
+    timeout: float = 120.0
+    ca_bundle: Path | None = None
+    postgres_user: str = "devstack"
+    postgres_password: str = EXAMPLE_PASSWORD
+    postgres_db: str = "devstack"
+    service_env: Mapping[str, str] = field(default_factory=dict)
 
-    @field_validator("bind_address")
-    @classmethod
-    def _ip(cls, value: str) -> str:
-        try:
-            return str(ipaddress.ip_address(value))
-        except ValueError:
-            raise ValueError(f"not an IP address: {value!r} (e.g. 127.0.0.1)") from None
-
-    @field_validator("project")
-    @classmethod
-    def _project(cls, value: str) -> str:
-        if value and not PROJECT_NAME.fullmatch(value):
-            raise ValueError(
-                f"{value!r} is not a valid project name: use lowercase letters, digits, '-' "
-                "and '_', starting with a letter or digit (at most 63 characters)"
-            )
-        return value
-
-    @field_validator("ca_bundle")
-    @classmethod
-    def _bundle(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"no such file: {value}")
-        return value
-
-    @model_validator(mode="after")
-    def _cross_checks(self) -> Settings:
-        # (clashing host ports are checked on the declared stack: declaration.check_ports)
+    def check(self) -> None:
+        """Checks across settings; ValueError with the reason. (Clashing host ports are
+        checked on the declared stack: declaration.check_ports.)"""
         if not self.is_loopback and self.postgres_password == EXAMPLE_PASSWORD:
             raise ValueError(
                 f"DEVSTACK_BIND_ADDRESS={self.bind_address} publishes Postgres beyond this "
                 "machine with the example POSTGRES_PASSWORD; set a real password first"
             )
-        return self
 
     @property
     def is_loopback(self) -> bool:
@@ -103,16 +150,35 @@ class Settings(BaseModel):
         return self.bind_address
 
 
+# Each variable users write in `.env` (or the environment): the setting it fills, and what turns
+# its text into the value or raises ValueError saying what is wrong.
+VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "DEVSTACK_PROJECT": ("project", _project),
+    "DEVSTACK_DEV_MODE": ("dev_mode", _flag),
+    "DEVSTACK_BIND_ADDRESS": ("bind_address", _ip),
+    "DEVSTACK_POSTGRES_PORT": ("postgres_port", _port),
+    "DEVSTACK_REDIS_PORT": ("redis_port", _port),
+    "DEVSTACK_API_PORT": ("api_port", _port),
+    "DEVSTACK_POSTGRES_IMAGE": ("postgres_image", _text),
+    "DEVSTACK_REDIS_IMAGE": ("redis_image", _text),
+    "DEVSTACK_PYTHON_IMAGE": ("python_image", _text),
+    "DEVSTACK_HEALTH_INTERVAL": ("health_interval", _positive),
+    "DEVSTACK_HEALTH_TIMEOUT": ("health_timeout", _positive),
+    "DEVSTACK_HEALTH_RETRIES": ("health_retries", _count),
+    "DEVSTACK_TIMEOUT": ("timeout", _positive),
+    "DEVSTACK_CA_BUNDLE": ("ca_bundle", _bundle),
+    "POSTGRES_USER": ("postgres_user", _text),
+    "POSTGRES_PASSWORD": ("postgres_password", _text),
+    "POSTGRES_DB": ("postgres_db", _text),
+}
+
+
 def default_project_name(project_dir: Path) -> str:
     """`<folder>-<6 hex of its absolute path>`: two checkouts in same-named folders differ."""
     resolved = project_dir.resolve()
     stem = re.sub(r"[^a-z0-9_-]+", "-", resolved.name.lower()).strip("-_") or "stack"
     digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:6]
     return f"{stem[:50]}-{digest}"
-
-
-def _known_keys() -> set[str]:
-    return {f.alias for f in Settings.model_fields.values() if f.alias}
 
 
 def load_settings(
@@ -122,41 +188,35 @@ def load_settings(
     env_path = env_file or project_dir / ".env"
     file_values = read_env_file(env_path, required=env_file is not None)
     environ = os.environ if environ is None else environ
-    known = _known_keys()
     for key in file_values:
-        if key.startswith(CHECKED_PREFIXES) and key not in known:
-            close = difflib.get_close_matches(key, sorted(known), n=1)
+        if key.startswith(CHECKED_PREFIXES) and key not in VARIABLES:
+            close = difflib.get_close_matches(key, sorted(VARIABLES), n=1)
             hint = f"did you mean {close[0]}?" if close else "see .env.example for valid keys"
             raise ConfigError(f"{env_path}: unknown setting {key}", hint=hint)
-    merged = {**file_values, **{k: v for k, v in environ.items() if k in known}}
+    hint = f"edit {env_path}; see .env.example"
+    values: dict[str, Any] = {}
+    for variable, (name, parse) in VARIABLES.items():
+        where = "the environment" if variable in environ else str(env_path)
+        text = environ.get(variable, file_values.get(variable))
+        if text is None:
+            continue
+        try:
+            values[name] = parse(text)
+        except ValueError as exc:
+            shown = "PASSWORD" not in variable and repr(text) not in str(exc)
+            got = f" (got {text!r})" if shown else ""
+            raise ConfigError(f"{variable} in {where}: {exc}{got}", hint=hint) from None
     service_env = {
         k: v
         for source in (file_values, environ)
         for k, v in source.items()
         if k.startswith(SERVICE_ENV_PREFIX)
     }
-    data: dict[str, Any] = {k: v for k, v in merged.items() if k in known}
-    data.update(project_dir=project_dir.resolve(), env_file=env_path, service_env=service_env)
+    settings = Settings(
+        project_dir=project_dir.resolve(), env_file=env_path, service_env=service_env, **values
+    )
     try:
-        return Settings.model_validate(data)
-    except ValidationError as exc:
-        raise _config_error(exc, env_path, file_values, environ) from None
-
-
-def _config_error(
-    exc: ValidationError, env_path: Path, file_values: Mapping[str, str], environ: Mapping[str, str]
-) -> ConfigError:
-    error = exc.errors()[0]
-    key = str(error["loc"][0]) if error["loc"] else ""
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if key in environ:
-        where = "the environment"
-    elif key in file_values:
-        where = str(env_path)
-    else:
-        where = str(env_path) if key else f"{env_path} (settings)"
-    subject = f"{key} in {where}" if key else where
-    secret = "PASSWORD" in key
-    shown = key and "input" in error and not secret and repr(error["input"]) not in message
-    got = f" (got {error['input']!r})" if shown else ""
-    return ConfigError(f"{subject}: {message}{got}", hint=f"edit {env_path}; see .env.example")
+        settings.check()
+    except ValueError as exc:
+        raise ConfigError(f"{env_path} (settings): {exc}", hint=hint) from None
+    return settings

@@ -146,7 +146,7 @@ CASES = [
 
 def render_case(tmp_path: Path, case: Case) -> Rendered:
     p = project(tmp_path, case.text)
-    stack = declare_stack(p.settings.model_copy(update={"dev_mode": False}))
+    stack = declare_stack(replace(p.settings, dev_mode=False))
     if case.jobs:
         stack = with_jobs(stack)
     return render(stack, options(secrets_from_env=case.secrets_from_env, replicas=2))
@@ -642,7 +642,7 @@ def refused(stack: Stack, *words: str) -> None:
 
 def prod_stack(tmp_path: Path) -> Stack:
     p = project(tmp_path)
-    return seed_only(declare_stack(p.settings.model_copy(update={"dev_mode": False})))
+    return seed_only(declare_stack(replace(p.settings, dev_mode=False)))
 
 
 def test_unknown_check_is_refused_naming_the_service(tmp_path: Path) -> None:

@@ -87,3 +87,28 @@ def test_default_project_name_differs_between_same_named_checkouts(tmp_path: Pat
     name_a, name_b = default_project_name(a), default_project_name(b)
     assert name_a.startswith("app-") and name_b.startswith("app-") and name_a != name_b
     assert default_project_name(tmp_path / "My Repo!").startswith("my-repo-")
+
+
+def test_each_variable_fills_its_setting(tmp_path: Path) -> None:
+    text = (
+        "DEVSTACK_PROJECT=shop\nDEVSTACK_DEV_MODE=off\nDEVSTACK_HEALTH_INTERVAL=2.5\n"
+        "DEVSTACK_HEALTH_RETRIES= 4\nPOSTGRES_DB=orders\nAI_AGENTS_LOG_LEVEL=debug\n"
+    )
+    s = settings(tmp_path, text, DEVSTACK_DEV_MODE="TRUE")
+    assert s.project_name == "shop" and s.project_dir == tmp_path.resolve()
+    assert s.dev_mode is True  # the environment wins, in any case
+    assert (s.health_interval, s.health_retries, s.postgres_db) == (2.5, 4, "orders")
+    assert dict(s.service_env) == {"AI_AGENTS_LOG_LEVEL": "debug"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("DEVSTACK_DEV_MODE=maybe\n", "DEVSTACK_DEV_MODE in {env}: should be true or false"),
+        ("DEVSTACK_API_PORT=80.5\n", "DEVSTACK_API_PORT in {env}: should be an integer"),
+        ("DEVSTACK_HEALTH_INTERVAL=soon\n", "should be a number (got 'soon')"),
+        ("POSTGRES_USER=\n", "POSTGRES_USER in {env}: should not be empty"),
+    ],
+)
+def test_values_that_do_not_parse(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected.format(env=tmp_path / ".env") in error_of(tmp_path, text)
