@@ -127,7 +127,7 @@ class DockerEngine:
         containers = self._json("GET", "/containers/json", action, {"all": True, "filters": query})
         networks = self._json("GET", "/networks", action, {"filters": query})
         volumes = self._json("GET", "/volumes", action, {"filters": query}).get("Volumes") or []
-        wanted = list(images)
+        wanted = list(dict.fromkeys(images))  # services often share an image
         image_rows = [row for ref in wanted if (row := self._image(ref))]
         # only `up` replaces images; other commands need not ask who uses them
         in_use = {c.get("Image", "") for c in containers} if wanted else set()

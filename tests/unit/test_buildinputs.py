@@ -274,6 +274,11 @@ def test_symlinks_are_inputs_as_links(tmp_path: Path) -> None:
         (["."], "a.txt", False),  # "for historical reasons, the pattern . is ignored"
         (["file?.txt", "[ab].cfg"], "file1.txt", True),
         (["[ab].cfg"], "c.cfg", False),
+        (["a/**/c"], "a/b/d/c/x.txt", True),  # `**` in the middle: any number of directories
+        (["a/**/c"], "a/c", True),
+        (["a/**/c"], "a/b/cc", False),
+        (["../x", "  y//z  "], "x/1", True),  # cleaned as Go's filepath.Clean cleans
+        (["../x", "  y//z  "], "y/z", True),
         ([], "anything", False),
     ],
 )
