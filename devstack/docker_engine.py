@@ -41,6 +41,67 @@ class LogStream:
             self._raw.close()
 
 
+def demultiplex(raw: bytes) -> bytes:
+    """The payloads of a non-TTY stream's frames (8-byte header: stream, 0, 0, 0, size as
+    4 bytes big-endian), stdout and stderr in the order written."""
+    out = bytearray()
+    at = 0
+    while at + 8 <= len(raw):
+        size = int.from_bytes(raw[at + 4 : at + 8], "big")
+        out += raw[at + 8 : at + 8 + size]
+        at += 8 + size
+    return bytes(out)
+
+
+def container_body(stack: Stack, service: Service, one_off: str = "") -> tuple[str, dict[str, Any]]:
+    """The container's name and the Engine API's create body for `service` (what docker-py's
+    create_container/create_host_config would send; tests/unit/test_docker_body.py checks it
+    against them), so creating containers needs no docker-py import."""
+    ports = () if one_off else service.ports
+    container_labels = labels.container_labels(
+        stack.project, service.name, service.config_fields(), service.config_hash()
+    )
+    name = stack.container_name(service.name)
+    if one_off:
+        container_labels[labels.ONE_OFF] = one_off
+        name = f"{name}-{one_off}"
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for port in ports:
+        bindings.setdefault(f"{port.container_port}/tcp", []).append(
+            {"HostIp": port.host_ip, "HostPort": str(port.host_port)}
+        )
+    host_config = {
+        "NetworkMode": "default",
+        "PortBindings": bindings,
+        "Mounts": [
+            {"Target": m.target, "Source": m.source, "Type": m.kind, "ReadOnly": m.read_only}
+            for m in service.mounts
+        ],
+    }
+    body: dict[str, Any] = {
+        "Image": service.image,
+        "Cmd": list(service.command) or None,
+        "Env": [f"{key}={value}" for key, value in service.environment],
+        "Labels": container_labels,
+        "ExposedPorts": {key: {} for key in bindings},
+        "HostConfig": host_config,
+        "NetworkingConfig": {"EndpointsConfig": {stack.network: {"Aliases": [service.name]}}},
+        "StopSignal": service.stop_signal,
+        "User": service.user or None,
+        "WorkingDir": service.working_dir or None,
+    }
+    if service.healthcheck:
+        hc = service.healthcheck
+        body["Healthcheck"] = {
+            "Test": list(hc.test),
+            "Interval": int(hc.interval * NANO),
+            "Timeout": int(hc.timeout * NANO),
+            "Retries": hc.retries,
+            "StartPeriod": int(hc.start_period * NANO),
+        }
+    return name, {key: value for key, value in body.items() if value is not None}
+
+
 class DockerEngine:
     """The operations devstack needs from a Docker engine. Plain request/response calls go
     over the standard library when the engine is a local unix socket (devstack.docker_socket),
@@ -105,9 +166,14 @@ class DockerEngine:
         return data
 
     def _json(
-        self, method: str, path: str, action: str, params: Mapping[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
     ) -> Any:
-        return json.loads(self._call(method, path, action, params) or b"null")
+        return json.loads(self._call(method, path, action, params, body) or b"null")
 
     def _found(self, path: str, action: str, params: Mapping[str, Any] | None = None) -> Any:
         """GET `path`'s JSON; None when the engine answers 404."""
@@ -203,10 +269,15 @@ class DockerEngine:
         stdin: bool,
         environment: list[str] | None = None,
     ) -> str:
-        with docker_errors("create an exec"):
-            created = self.api.exec_create(
-                container, argv, stdin=stdin, tty=tty, environment=environment
-            )
+        body = {
+            "Cmd": argv,
+            "AttachStdin": stdin,
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "Tty": tty,
+            "Env": environment,
+        }
+        created = self._json("POST", f"/containers/{container}/exec", "create an exec", body=body)
         return str(created["Id"])
 
     def exec_start(self, exec_id: str, tty: bool) -> ExecConnection:
@@ -231,19 +302,18 @@ class DockerEngine:
 
     def exec_exit_code(self, exec_id: str) -> int | None:
         """The exec's exit code; None while it still runs."""
-        with docker_errors("inspect an exec"):
-            data = self.api.exec_inspect(exec_id)
+        data = self._json("GET", f"/exec/{exec_id}/json", "inspect an exec")
         code = data.get("ExitCode")
         return None if data.get("Running") or code is None else int(code)
 
     def exec_run(self, container: str, argv: list[str]) -> tuple[int, str]:
-        """Run `argv` to completion in the container: exit code and combined output."""
+        """Run `argv` to completion in the container: exit code and combined output (the
+        engine streams it as the start call's body and closes when the command ends)."""
         exec_id = self.exec_create(container, argv, tty=False, stdin=False)
-        with docker_errors("run a command in a container"):
-            stream = self.api.exec_start(exec_id, stream=True)
-            output = b"".join(chunk for chunk in stream if isinstance(chunk, bytes))
+        action = "run a command in a container"
+        raw = self._call("POST", f"/exec/{exec_id}/start", action, body={"Detach": False})
         code = self.exec_exit_code(exec_id)
-        return (code if code is not None else -1), output.decode(errors="replace")
+        return (code if code is not None else -1), demultiplex(raw).decode(errors="replace")
 
     def read_file(self, container: str, path: str) -> str | None:
         """The file's content from the engine's archive endpoint (one round trip, no exec)."""
@@ -314,51 +384,14 @@ class DockerEngine:
     def create_container(self, stack: Stack, service: Service, one_off: str = "") -> str:
         """Create (not start) the container for `service`; returns its id. `one_off`: a name
         suffix for a container run once beside the service's own (no published ports)."""
-        import docker.types
-
-        api = self.api
-        ports = () if one_off else service.ports
-        host_config = api.create_host_config(
-            port_bindings={p.container_port: (p.host_ip, p.host_port) for p in ports},
-            mounts=[
-                docker.types.Mount(m.target, m.source, type=m.kind, read_only=m.read_only)
-                for m in service.mounts
-            ],
+        name, body = container_body(stack, service, one_off)
+        created = self._json(
+            "POST",
+            "/containers/create",
+            f"create container for {service.name}",
+            {"name": name},
+            body=body,
         )
-        endpoint = api.create_endpoint_config(aliases=[service.name])
-        healthcheck = None
-        if service.healthcheck:
-            hc = service.healthcheck
-            healthcheck = {
-                "test": list(hc.test),
-                "interval": int(hc.interval * NANO),
-                "timeout": int(hc.timeout * NANO),
-                "retries": hc.retries,
-                "start_period": int(hc.start_period * NANO),
-            }
-        container_labels = labels.container_labels(
-            stack.project, service.name, service.config_fields(), service.config_hash()
-        )
-        name = stack.container_name(service.name)
-        if one_off:
-            container_labels[labels.ONE_OFF] = one_off
-            name = f"{name}-{one_off}"
-        with docker_errors(f"create container for {service.name}"):
-            created = api.create_container(
-                service.image,
-                command=list(service.command) or None,
-                name=name,
-                environment=dict(service.environment),
-                labels=container_labels,
-                ports=[p.container_port for p in ports],
-                host_config=host_config,
-                networking_config=api.create_networking_config({stack.network: endpoint}),
-                healthcheck=healthcheck,
-                stop_signal=service.stop_signal,
-                user=service.user or None,
-                working_dir=service.working_dir or None,
-                detach=True,
-            )
         return str(created["Id"])
 
     def output(self, container: str) -> LogStream:

@@ -1,0 +1,71 @@
+"""The create body devstack sends equals what docker-py's helpers would build (the oracle)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.types
+import pytest
+
+from devstack.declaration import declare_stack
+from devstack.docker_engine import NANO, container_body
+from devstack.spec import Service, Stack
+
+from .helpers import settings
+
+
+def docker_py_config(stack: Stack, service: Service, one_off: str) -> dict[str, Any]:
+    """What docker-py 7's APIClient.create_container would send (no engine is contacted:
+    an explicit API version skips negotiation)."""
+    api = docker.APIClient(version="1.41")
+    ports = () if one_off else service.ports
+    hc = service.healthcheck
+    _, ours = container_body(stack, service, one_off)
+    return dict(
+        api.create_container_config(
+            service.image,
+            list(service.command) or None,
+            environment=dict(service.environment),
+            labels=ours["Labels"],  # labels are devstack's own (tests/unit/test_plan.py)
+            ports=[p.container_port for p in ports],
+            host_config=api.create_host_config(
+                port_bindings={p.container_port: (p.host_ip, p.host_port) for p in ports},
+                mounts=[
+                    docker.types.Mount(m.target, m.source, type=m.kind, read_only=m.read_only)
+                    for m in service.mounts
+                ],
+            ),
+            networking_config=api.create_networking_config(
+                {stack.network: api.create_endpoint_config(aliases=[service.name])}
+            ),
+            healthcheck=None
+            if hc is None
+            else {
+                "test": list(hc.test),
+                "interval": int(hc.interval * NANO),
+                "timeout": int(hc.timeout * NANO),
+                "retries": hc.retries,
+                "start_period": int(hc.start_period * NANO),
+            },
+            stop_signal=service.stop_signal,
+            user=service.user or None,
+            working_dir=service.working_dir or None,
+            detach=True,
+        )
+    )
+
+
+@pytest.mark.parametrize("dev", [True, False])
+@pytest.mark.parametrize("one_off", ["", "run-1"])
+def test_every_declared_service_matches_docker_py(tmp_path: Path, dev: bool, one_off: str) -> None:
+    stack = declare_stack(settings(tmp_path, f"DEVSTACK_DEV_MODE={dev}\n"))
+    for service in stack.services:
+        name, ours = container_body(stack, service, one_off)
+        theirs = docker_py_config(stack, service, one_off)
+        meaningful = {k: v for k, v in theirs.items() if v not in (None, False, [], {}, "")}
+        assert {k: v for k, v in ours.items() if k in meaningful} == meaningful, service.name
+        extra = {k: v for k, v in ours.items() if k not in meaningful}
+        assert all(v in ([], {}, None) for v in extra.values()), (service.name, extra)
+        assert name == stack.container_name(service.name) + (f"-{one_off}" if one_off else "")
