@@ -1,5 +1,7 @@
-"""The only module that calls docker-py: `DockerEngine`, thin and decision-free operations
-implementing the `devstack.engine.Engine` protocol.
+"""The only module that talks to Docker: `DockerEngine`, thin and decision-free operations
+implementing the `devstack.engine.Engine` protocol. Plain calls go through `_call` (the
+standard library on a local unix socket, see devstack.docker_socket; docker-py's session
+otherwise); streams, interactive exec, logs and builds through docker-py, imported on first use.
 
 Errors leave here as devstack errors (see errors.docker_errors)."""
 
