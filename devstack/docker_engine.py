@@ -226,6 +226,7 @@ class DockerEngine:
             exit_code=int(data.get("ExitCode") or 0),
             health=health.get("Status", ""),
             health_output=(log[-1].get("Output") or "").strip() if log else "",
+            started_at=data.get("StartedAt", ""),
         )
 
     def logs(self, container: str, tail: int = 20) -> str:

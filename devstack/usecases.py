@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -141,7 +141,27 @@ def up(
         result = executor.run(plan, timeout or project.settings.timeout, existing)
         if plan.changes:
             observed = engine.snapshot(stack.project)
+        _record_ready(project, engine, observed, result)
     return UpOutcome(stack, plan, result, observed)
+
+
+def _record_ready(project: Project, engine: Engine, observed: Observed, result: RunResult) -> None:
+    """Remember which running containers passed their check (see devstack.verdicts); only
+    those Docker still calls "starting" matter."""
+    from devstack import verdicts
+
+    def started(name: str) -> tuple[str, str]:
+        container = observed.containers[name]
+        return container.id, engine.state(container.id).started_at
+
+    names = [
+        name
+        for name in result.ready_after
+        if (c := observed.containers.get(name)) is not None and c.running and c.health == "starting"
+    ]
+    if names:
+        entries = dict(_each_at_once(started, names))
+        verdicts.record(project.settings.project_dir, project.stack.project, entries)
 
 
 def check_ports(engine: Engine, plan: Plan, observed: Observed) -> None:
@@ -188,8 +208,11 @@ def status(project: Project, engine: Engine) -> StatusReport:
     """One snapshot of the project, compared with the declaration (no build hashing).
     Containers whose first Docker health check is still pending are checked once by devstack
     itself, so a ready service reads "ready (probed)" instead of "starting"."""
+    from devstack import verdicts
+
     observed = engine.snapshot(project.stack.project)
-    probed = probe_starting(project.stack, observed, engine)
+    checked = verdicts.recorded(project.settings.project_dir, project.stack.project)
+    probed = probe_starting(project.stack, observed, engine, checked)
     errors = code_errors(project.stack, observed, engine)
     rows = status_rows(project.stack, observed, probed, errors)
     return StatusReport(project.stack.project, rows, observed, engine.endpoint)
@@ -211,8 +234,11 @@ def code_errors(stack: Stack, observed: Observed, engine: Engine) -> dict[str, s
     return {name: error for name, error in _each_at_once(read, names) if error}
 
 
-def probe_starting(stack: Stack, observed: Observed, engine: Engine) -> frozenset[str]:
-    """The services whose health is still "starting" but whose readiness check passes now."""
+def probe_starting(
+    stack: Stack, observed: Observed, engine: Engine, checked: Mapping[str, str] | None = None
+) -> frozenset[str]:
+    """The services whose health is still "starting" but that are ready: `up` found this
+    very start of the container ready (`checked`: id -> StartedAt), or its check passes now."""
     from devstack.checks import CheckTarget, NotReady
     from devstack.engine import ContainerState
 
@@ -221,6 +247,9 @@ def probe_starting(stack: Stack, observed: Observed, engine: Engine) -> frozense
         container = observed.containers[name]
         if check is None or check.waits_for_exit:
             return None
+        known = (checked or {}).get(container.id)
+        if known and engine.state(container.id).started_at == known:
+            return name
         state = ContainerState(container.state, 0, container.health, "")
         try:
             check.check(CheckTarget(engine, container.id, state, timeout=0.5))

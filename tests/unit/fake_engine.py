@@ -134,7 +134,11 @@ class FakeEngine:
         c = self._find(container)
         status = c.status()
         return ContainerState(
-            status, c.behaviour.exit_code if status == "exited" else 0, c.health, ""
+            status,
+            c.behaviour.exit_code if status == "exited" else 0,
+            c.health,
+            "",
+            started_at="" if c.started_at is None else repr(c.started_at),
         )
 
     def logs(self, container: str, tail: int = 20) -> str:

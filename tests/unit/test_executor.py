@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -189,3 +190,22 @@ def test_status_checks_a_container_whose_first_docker_check_is_pending() -> None
     assert probed == {"postgres"}
     row = status_rows(SEED, observed, probed)[0]
     assert row.health == "ready (probed)"
+
+
+def test_status_trusts_what_up_found_ready_until_the_container_restarts(tmp_path: Path) -> None:
+    from devstack import verdicts
+    from devstack.usecases import probe_starting
+
+    stack = replace(SEED, services=SEED.services[:1])
+    engine = FakeEngine()
+    run_up(engine, stack)
+    (container,) = engine.containers.values()
+    container.health = "health: starting"  # Docker has not checked yet
+    verdicts.record(tmp_path, "demo", {container.id: engine.state(container.id).started_at})
+    engine.behaviours["postgres"] = container.behaviour = Behaviour(ready_after=30)  # a probe fails
+    observed = engine.snapshot("demo", [])
+    checked = verdicts.recorded(tmp_path, "demo")
+    assert probe_starting(stack, observed, engine, checked) == {"postgres"}
+    engine.restart(container.id)  # another start of the same container: the record is stale
+    assert probe_starting(stack, observed, engine, checked) == frozenset()
+    assert verdicts.recorded(tmp_path, "other") == {}

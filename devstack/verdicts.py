@@ -1,0 +1,40 @@
+"""What `up` saw: the containers whose readiness check passed, each with the start time Docker
+gave it. On engines without a healthcheck `start_interval` (API < 1.44) Docker's first check
+comes a whole interval after the start; until then `status` shows such a container ready from
+this record instead of checking it again (an exec or a login per service). A restarted or
+recreated container no longer matches its entry. Kept beside the build cache."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from devstack.buildinputs import CACHE_DIR
+
+
+def _path(project_dir: Path, project: str) -> Path:
+    return project_dir / CACHE_DIR / f"ready-{project}.json"
+
+
+def record(project_dir: Path, project: str, started: Mapping[str, str]) -> None:
+    """Remember these containers (id -> Docker's StartedAt) as found ready; best effort (a
+    read-only checkout only costs `status` a check)."""
+    path = _path(project_dir, project)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(dict(started), sort_keys=True))
+        temporary.replace(path)
+    except OSError:
+        pass
+
+
+def recorded(project_dir: Path, project: str) -> dict[str, str]:
+    """The containers `up` last found ready (id -> StartedAt); {} when there is no record."""
+    try:
+        data = json.loads(_path(project_dir, project).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
