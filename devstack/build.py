@@ -34,6 +34,10 @@ CA_BUNDLE_PATH = "certs/devstack-ca-bundle.pem"
 RECIPE = "2"  # bump when the way images are built (or hashed) changes
 DIGEST_CACHE = "build-digests.json"
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
+_STAGE = re.compile(r"^FROM\s.*\sAS\s+(\S+)\s*$", re.IGNORECASE)
+_IMAGE_ID = re.compile(r"^ ---> ([0-9a-f]{12,64})\s*$")  # the image a step produced
+REUSE_ARG = "DEPS_FROM"  # the build arg that names the earlier build's `Build.reuse_stage` image
+MAX_REUSE_LAYERS = 100  # a longer chain of reused images starts afresh (overlay2 allows 128)
 # The legacy builder's own lines (layer ids, cleanup): kept for errors, not shown as progress.
 _BOOKKEEPING = (" ---> ", "---> ", "Removing intermediate container", "Successfully ")
 
@@ -151,6 +155,20 @@ def image_tag(build: Build) -> str:
     return f"{build.repository}:{build_hash(build)[:16]}"
 
 
+def reuse_reference(engine: Engine, build: Build) -> str:
+    """`<repository>-deps:<key>`: the tag of the latest `build.reuse_stage` image built from
+    the same Dockerfile, build args (and the images they name, by id) and CA bundle. Only the
+    files the stage copies from the context (e.g. pyproject.toml) may differ."""
+    digest = hashlib.sha256(f"recipe {RECIPE} stage {build.reuse_stage}".encode())
+    digest.update(b"\0dockerfile\0" + (build.context / build.dockerfile).read_bytes())
+    for name, value in build.args:
+        info = engine.image_info(value)
+        digest.update(f"\0arg\0{name}={value}\0{info[0] if info else ''}".encode())
+    if build.ca_bundle:
+        digest.update(b"\0ca\0" + build.ca_bundle.read_bytes())
+    return f"{build.repository}-deps:{digest.hexdigest()[:16]}"
+
+
 def _context_tar(build: Build) -> io.BytesIO:
     """The build context as sent: the build's inputs and the CA bundle, nothing else."""
     buffer = io.BytesIO()
@@ -183,12 +201,19 @@ def build_image(
     BuildFailed names the failing step and carries the last output lines."""
     last_lines: deque[str] = deque(maxlen=25)
     step, counter = "preparing the build context", ""
+    args = dict(build.args)
+    reuse, stage, stage_images = "", "", dict[str, str]()
+    if build.reuse_stage:
+        reuse = reuse_reference(engine, build)
+        previous = engine.image_info(reuse)
+        if previous and previous[1] <= MAX_REUSE_LAYERS:
+            args[REUSE_ARG] = previous[0]  # by id: a concurrent retag cannot swap it
     request = BuildRequest(
         context=_context_tar(build),
         dockerfile=build.dockerfile,
         target=build.target,
         tag=tag,
-        args=dict(build.args),
+        args=args,
         labels={labels.BUILD_HASH: tag.rpartition(":")[2], "devstack.managed": "true"},
     )
     for chunk in engine.build(request):
@@ -209,5 +234,12 @@ def build_image(
                 counter = f"{match.group(1)}/{match.group(2)}"
                 step = f"step {counter} ({match.group(3)[:80]})"
                 on_output(f"{counter} {match.group(3)}")
+                staged = _STAGE.match(match.group(3))
+                if staged or match.group(3).upper().startswith("FROM "):
+                    stage = staged.group(1).lower() if staged else ""
             elif not line.startswith(_BOOKKEEPING):
                 on_output(f"{counter} {line.strip()}")
+            elif (produced := _IMAGE_ID.match(line)) and stage:
+                stage_images[stage] = produced.group(1)
+    if reuse and build.reuse_stage.lower() in stage_images:
+        engine.tag_image(stage_images[build.reuse_stage.lower()], reuse)

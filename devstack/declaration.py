@@ -166,6 +166,7 @@ def declare_stack(settings: Settings) -> Stack:
         args=(("PYTHON_IMAGE", settings.python_image),),
         ca_bundle=settings.ca_bundle,
         repository=IMAGE_REPOSITORY,
+        reuse_stage="builder",  # a dependency change syncs the previous build's venv
     )
     api = Service(
         name="api",

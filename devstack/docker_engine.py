@@ -248,6 +248,23 @@ class DockerEngine:
         with contextlib.suppress(docker.errors.APIError):
             self.api.remove_image(reference, noprune=True)
 
+    def image_info(self, reference: str) -> tuple[str, int] | None:
+        """(id, number of layers) of a local image, None when there is none by that name."""
+        try:
+            with docker_errors(f"inspect image {reference}"):
+                found = self.api.inspect_image(reference)
+        except DockerApiError as exc:
+            if exc.status in {DockerApiError.NOT_FOUND, 400}:  # 400: not an image reference
+                return None
+            raise
+        return str(found["Id"]), len(found.get("RootFS", {}).get("Layers") or ())
+
+    def tag_image(self, image: str, reference: str) -> None:
+        """Point the tag `reference` at `image`, moving it if another image has it."""
+        repository, tag = parse_repository_tag(reference)
+        with docker_errors(f"tag image {image} as {reference}"):
+            self.api.tag(image, repository, tag=tag or "latest", force=True)
+
     # --- changing --------------------------------------------------------------------------
     def create_network(self, name: str, project: str) -> None:
         with docker_errors(f"create network {name}"):

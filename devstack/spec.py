@@ -67,6 +67,10 @@ class Build:
     args: tuple[tuple[str, str], ...] = ()
     ca_bundle: Path | None = None
     repository: str = "devstack/image"  # tagged <repository>:<hash of the inputs>
+    # A stage whose image the next build may start from (the Dockerfile's ARG DEPS_FROM): it
+    # is tagged <repository>-deps:<key> after each build. Not an input: the Dockerfile must
+    # build the same image content from it as from scratch (see the Dockerfile's builder).
+    reuse_stage: str = ""
 
 
 class Condition(StrEnum):

@@ -190,6 +190,14 @@ class FakeEngine:
         self._record("untag", reference)
         self.images.pop(reference, None)
 
+    def image_info(self, reference: str) -> tuple[str, int] | None:
+        image = self.images.get(reference)
+        return (image, 1) if image else None
+
+    def tag_image(self, image: str, reference: str) -> None:
+        self._record("tag", reference)
+        self.images[reference] = image
+
     # --- changing --------------------------------------------------------------------------
     def create_network(self, name: str, project: str) -> None:
         self._record("create_network", name)
