@@ -1,18 +1,22 @@
 # The devstack API image (also the worker's and the migrations job's). Stages:
 #   toolchain  uv (in its own venv) and the CA bundle: what installing needs, never shipped
 #   builder    the `service` extra resolved (uv pip compile) and synced into /opt/venv, exactly
-#   runtime    that venv + service/ + alembic/ (no compiler, no uv, no CA bundle, no .env)
-#   test-deps  installs the `service-test` extra into /opt/test-site (from builder)
-#   dev        runtime + /opt/test-site: what dev mode runs, and `devstack test` runs pytest in
+#   base       python + curl + the app user + the venv's anchor layer (see builder)
+#   runtime    base + the venv's delta + service/ + alembic/ (no compiler, no uv, no CA bundle,
+#              no .env)
+#   test-deps  the `service-test` extra synced into /opt/test-site, pinned to builder's versions
+#   dev        the runtime's files + /opt/test-site: what dev mode runs, and `devstack test` runs
+#              pytest in
 # The legacy builder (docker-py) builds every stage up to its target in file order, so the
 # dev-only stages come after `runtime`: a production build never installs test dependencies.
 # Build with an explicit target (`runtime` or `dev`); without one you get `dev`.
 ARG PYTHON_IMAGE=python:3.12-slim
-# Where the builder starts: this file's toolchain, or (devstack passes it) the builder image of
-# an earlier build of this same Dockerfile, build args and CA bundle. `uv pip sync` makes the
-# venv exactly the resolution either way (what is not in it is removed); starting from an
-# earlier venv only spares downloading and installing what did not change.
+# Where builder and test-deps start: this file's toolchain, or (devstack passes them) the
+# builder and test-deps images of an earlier build of this Dockerfile with the same build args
+# and CA bundle. `uv pip sync` makes each environment exactly its resolution either way (what
+# is not in it is removed): an earlier one only spares downloading and installing again.
 ARG DEPS_FROM=toolchain
+ARG TEST_DEPS_FROM=toolchain
 
 FROM ${PYTHON_IMAGE} AS toolchain
 
@@ -62,7 +66,7 @@ open("/tmp/requirements-test.txt", "w").write("\n".join(deps["service-test"]) + 
     && /opt/uv/bin/uv pip sync --python /opt/venv/bin/python /tmp/requirements.lock \
     && /opt/venv/bin/python /opt/venv_layers.py /opt/venv /opt/anchor /opt/delta
 
-FROM ${PYTHON_IMAGE} AS runtime
+FROM ${PYTHON_IMAGE} AS base
 
 # curl serves the container healthcheck that devstack configures (skipped if present).
 RUN if ! command -v curl >/dev/null 2>&1; then \
@@ -75,8 +79,8 @@ RUN if ! command -v curl >/dev/null 2>&1; then \
         --shell /usr/sbin/nologin app
 
 # No bytecode writes: in dev mode ./service, ./alembic and ./tests are bind-mounted read-only.
-# ALEMBIC_CONFIG: `alembic upgrade head` works from any directory. Everything up to here is
-# the same for every build; COPY ignores USER (the files are root's, read-only to the app).
+# ALEMBIC_CONFIG: `alembic upgrade head` works from any directory. COPY ignores USER: the files
+# below are root's, read-only to the app.
 WORKDIR /app
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -86,29 +90,45 @@ EXPOSE 8000
 USER 10001
 CMD ["uvicorn", "service.main:app", "--host", "0.0.0.0", "--port", "8000"]
 
-# The venv in two layers that together are exactly /opt/venv: the anchor (a cached layer while
-# it is unchanged) and what differs from it (what a dependency change adds).
+# The venv is two layers that together are exactly the builder's /opt/venv: the anchor (a
+# cached layer while it is unchanged) and the delta (what a dependency change adds; the
+# runtime and dev stages copy it).
 COPY --from=builder /opt/anchor /opt/venv
+
+FROM base AS runtime
+
 COPY --from=builder /opt/delta /opt/venv
 COPY service/ /app/service/
 COPY alembic/ /app/alembic/
 
-FROM builder AS test-deps
+FROM ${TEST_DEPS_FROM} AS test-deps
 
-# The test extra goes to its own directory, pinned to the versions already in /opt/venv:
+# The test extra goes to its own directory, pinned to the versions of the builder's resolution
+# and synced exactly (an earlier test-deps image, which devstack passes, only spares work):
 # the dev stage adds it behind the venv's site-packages (a .pth file), so the runtime's
-# packages stay the ones that run, and the dev image is the runtime image plus one layer.
+# packages stay the ones that run.
+COPY --from=builder /tmp/requirements.lock /tmp/requirements-test.txt /tmp/
 RUN if [ -s /tmp/certs/devstack-ca-bundle.pem ]; then \
         export SSL_CERT_FILE=/tmp/certs/devstack-ca-bundle.pem; \
     fi \
     && purelib="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
-    && /opt/uv/bin/uv pip install --python /opt/venv/bin/python --compile-bytecode \
-        --target /opt/dev-layer/opt/test-site \
-        --constraint /tmp/requirements.lock -r /tmp/requirements-test.txt \
-    && rm -rf /opt/dev-layer/opt/test-site/bin \
+    && /opt/uv/bin/uv pip compile --quiet --python /opt/venv/bin/python \
+        --constraint /tmp/requirements.lock --output-file /tmp/requirements-test.lock \
+        /tmp/requirements-test.txt \
+    && /opt/uv/bin/uv pip sync --python /opt/venv/bin/python \
+        --target /opt/dev-layer/opt/test-site /tmp/requirements-test.lock \
+    && /opt/venv/bin/python -c 'import compileall; \
+compileall.compile_dir("/opt/dev-layer/opt/test-site", quiet=2, workers=0)' \
     && mkdir -p "/opt/dev-layer$purelib" \
-    && echo /opt/test-site > "/opt/dev-layer$purelib/test-site.pth"
+    && if [ ! -s "/opt/dev-layer$purelib/test-site.pth" ]; then \
+        echo /opt/test-site > "/opt/dev-layer$purelib/test-site.pth"; \
+    fi
 
-FROM runtime AS dev
+# The runtime's layers with the test layer before the delta: a dependency change that leaves
+# the test extra's resolution alone reuses it.
+FROM base AS dev
 
 COPY --from=test-deps /opt/dev-layer/ /
+COPY --from=builder /opt/delta /opt/venv
+COPY service/ /app/service/
+COPY alembic/ /app/alembic/

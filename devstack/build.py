@@ -28,7 +28,7 @@ from devstack.buildinputs import CACHE_DIR, BuildInputs, parse_sources, resolve_
 from devstack.engine import BuildRequest, Engine
 from devstack.errors import BuildFailed, ConfigError
 from devstack.readiness import Cancelled
-from devstack.spec import Build
+from devstack.spec import Build, ReusedStage
 
 CA_BUNDLE_PATH = "certs/devstack-ca-bundle.pem"
 RECIPE = "2"  # bump when the way images are built (or hashed) changes
@@ -36,7 +36,6 @@ DIGEST_CACHE = "build-digests.json"
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
 _STAGE = re.compile(r"^FROM\s.*\sAS\s+(\S+)\s*$", re.IGNORECASE)
 _IMAGE_ID = re.compile(r"^ ---> ([0-9a-f]{12,64})\s*$")  # the image a step produced
-REUSE_ARG = "DEPS_FROM"  # the build arg that names the earlier build's `Build.reuse_stage` image
 MAX_REUSE_LAYERS = 100  # a longer chain of reused images starts afresh (overlay2 allows 128)
 # The legacy builder's own lines (layer ids, cleanup): kept for errors, not shown as progress.
 _BOOKKEEPING = (" ---> ", "---> ", "Removing intermediate container", "Successfully ")
@@ -155,18 +154,53 @@ def image_tag(build: Build) -> str:
     return f"{build.repository}:{build_hash(build)[:16]}"
 
 
-def reuse_reference(engine: Engine, build: Build) -> str:
-    """`<repository>-deps:<key>`: the tag of the latest `build.reuse_stage` image built from
-    the same Dockerfile, build args (and the images they name, by id) and CA bundle. Only the
-    files the stage copies from the context (e.g. pyproject.toml) may differ."""
-    digest = hashlib.sha256(f"recipe {RECIPE} stage {build.reuse_stage}".encode())
+def _reuse_key(engine: Engine, build: Build) -> str:
+    """What must be equal for an earlier build's stage images to be a valid start: the
+    Dockerfile, the build args (and the images they name, by id) and the CA bundle."""
+    digest = hashlib.sha256(f"recipe {RECIPE}".encode())
     digest.update(b"\0dockerfile\0" + (build.context / build.dockerfile).read_bytes())
     for name, value in build.args:
         info = engine.image_info(value)
         digest.update(f"\0arg\0{name}={value}\0{info[0] if info else ''}".encode())
     if build.ca_bundle:
         digest.update(b"\0ca\0" + build.ca_bundle.read_bytes())
-    return f"{build.repository}-deps:{digest.hexdigest()[:16]}"
+    return digest.hexdigest()[:16]
+
+
+def _reads_digest(build: Build, reused: ReusedStage, cache: DigestCache) -> str:
+    """A digest of the build-input files under `reused.reads`."""
+    digest = hashlib.sha256()
+    for rel in build_inputs(build).files:
+        if any(rel == path or rel.startswith(path.rstrip("/") + "/") for path in reused.reads):
+            digest.update(f"\0{rel}\0{cache.digest(build.context / rel, rel)}".encode())
+    return digest.hexdigest()[:16]
+
+
+def reuse_args(engine: Engine, build: Build) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """The build args naming the stage images to start from, and per reused stage the tags to
+    set after the build: (its latest image, the base it was built from for these files).
+
+    Tags `<repository>-deps:<key>-<stage>` (latest) and `...-<stage>-<digest of its reads>`:
+    with unchanged reads the same base is passed again (a cached stage); with new reads the
+    latest image is (an incremental install); with neither, nothing (the Dockerfile's default).
+    """
+    args: dict[str, str] = {}
+    tags: dict[str, tuple[str, str]] = {}
+    if not build.reuse:
+        return args, tags
+    key = _reuse_key(engine, build)
+    cache = DigestCache(build.context / CACHE_DIR / DIGEST_CACHE)
+    for reused in build.reuse:
+        latest = f"{build.repository}-deps:{key}-{reused.stage}"
+        based = f"{latest}-{_reads_digest(build, reused, cache)}"
+        tags[reused.stage.lower()] = (latest, based)
+        for candidate in (based, latest):
+            info = engine.image_info(candidate)
+            if info and info[1] <= MAX_REUSE_LAYERS:
+                args[reused.arg] = info[0]  # by id: a concurrent retag cannot swap it
+                break
+    cache.save()
+    return args, tags
 
 
 def _context_tar(build: Build) -> io.BytesIO:
@@ -201,13 +235,10 @@ def build_image(
     BuildFailed names the failing step and carries the last output lines."""
     last_lines: deque[str] = deque(maxlen=25)
     step, counter = "preparing the build context", ""
-    args = dict(build.args)
-    reuse, stage, stage_images = "", "", dict[str, str]()
-    if build.reuse_stage:
-        reuse = reuse_reference(engine, build)
-        previous = engine.image_info(reuse)
-        if previous and previous[1] <= MAX_REUSE_LAYERS:
-            args[REUSE_ARG] = previous[0]  # by id: a concurrent retag cannot swap it
+    reuse, retag = reuse_args(engine, build)
+    args = dict(build.args) | reuse
+    stage = ""
+    stage_images: dict[str, list[str]] = {}  # stage -> its base and the image of each step
     request = BuildRequest(
         context=_context_tar(build),
         dockerfile=build.dockerfile,
@@ -240,6 +271,8 @@ def build_image(
             elif not line.startswith(_BOOKKEEPING):
                 on_output(f"{counter} {line.strip()}")
             elif (produced := _IMAGE_ID.match(line)) and stage:
-                stage_images[stage] = produced.group(1)
-    if reuse and build.reuse_stage.lower() in stage_images:
-        engine.tag_image(stage_images[build.reuse_stage.lower()], reuse)
+                stage_images.setdefault(stage, []).append(produced.group(1))
+    for name, (latest, based) in retag.items():
+        if name in stage_images:
+            engine.tag_image(stage_images[name][-1], latest)
+            engine.tag_image(stage_images[name][0], based)
