@@ -37,6 +37,7 @@ _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
 _STAGE = re.compile(r"^FROM\s.*\sAS\s+(\S+)\s*$", re.IGNORECASE)
 _IMAGE_ID = re.compile(r"^ ---> ([0-9a-f]{12,64})\s*$")  # the image a step produced
 MAX_REUSE_LAYERS = 100  # a longer chain of reused images starts afresh (overlay2 allows 128)
+KEEP_REUSE_BASES = 6  # per reused stage: the bases of the latest builds with other reads
 # The legacy builder's own lines (layer ids, cleanup): kept for errors, not shown as progress.
 _BOOKKEEPING = (" ---> ", "---> ", "Removing intermediate container", "Successfully ")
 
@@ -276,3 +277,20 @@ def build_image(
         if name in stage_images:
             engine.tag_image(stage_images[name][-1], latest)
             engine.tag_image(stage_images[name][0], based)
+            _forget_old_bases(engine, latest)
+
+
+def _forget_old_bases(engine: Engine, latest: str) -> None:
+    """Untag all but the newest KEEP_REUSE_BASES `<latest>-<reads digest>` tags (the images
+    stay while a kept one is built on them)."""
+    repository = latest.rpartition(":")[0]
+    bases = sorted(
+        (
+            (created, reference)
+            for reference, created in engine.image_tags(repository).items()
+            if reference.startswith(latest + "-")
+        ),
+        reverse=True,
+    )
+    for _, reference in bases[KEEP_REUSE_BASES:]:
+        engine.remove_image_tag(reference)

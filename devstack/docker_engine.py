@@ -265,6 +265,18 @@ class DockerEngine:
         with docker_errors(f"tag image {image} as {reference}"):
             self.api.tag(image, repository, tag=tag or "latest", force=True)
 
+    def image_tags(self, repository: str) -> dict[str, int]:
+        """Every `repository:tag` reference that exists locally, with its image's creation
+        time (Unix seconds)."""
+        with docker_errors(f"list the images of {repository}"):
+            found = self.api.images(name=repository)
+        return {
+            reference: int(image.get("Created") or 0)
+            for image in found
+            for reference in image.get("RepoTags") or ()
+            if reference.rpartition(":")[0] == repository
+        }
+
     # --- changing --------------------------------------------------------------------------
     def create_network(self, name: str, project: str) -> None:
         with docker_errors(f"create network {name}"):

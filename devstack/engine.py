@@ -163,6 +163,10 @@ class Engine(Protocol):
     def tag_image(self, image: str, reference: str) -> None:
         """Point the tag `reference` (repository:tag) at `image` (an id), moving it if set."""
 
+    def image_tags(self, repository: str) -> dict[str, int]:
+        """Every `repository:tag` reference that exists locally, with its image's creation
+        time (Unix seconds)."""
+
     # --- changing --------------------------------------------------------------------------
     def create_network(self, name: str, project: str) -> None:
         """Create the project's bridge network."""

@@ -14,9 +14,11 @@ files are written), so a fresh and an incremental install compile the same way.
 from __future__ import annotations
 
 import compileall
+import importlib.util
 import os
 import shutil
 import stat
+import struct
 import subprocess
 import sys
 import sysconfig
@@ -65,10 +67,31 @@ def clear(directory: Path) -> None:
             child.unlink()
 
 
+def compile_bytecode(site: Path) -> None:
+    """Write the .pyc of every module whose .pyc is missing or stale, as compileall does (a
+    process per core when there are many; a failure only costs import speed)."""
+    stale = []
+    for source in site.rglob("*.py"):
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        try:
+            header = cached.read_bytes()[8:16]
+            info = source.stat()
+        except OSError:
+            stale.append(source)
+            continue
+        expected = struct.pack("<II", int(info.st_mtime) & 0xFFFFFFFF, info.st_size & 0xFFFFFFFF)
+        if header != expected:
+            stale.append(source)
+    if len(stale) > 200:
+        compileall.compile_dir(site, quiet=2, workers=0)
+    else:
+        for source in stale:
+            compileall.compile_file(source, quiet=2)
+
+
 def main(venv: Path, anchor: Path, delta: Path) -> None:
     """Compile bytecode, then make ANCHOR + DELTA equal VENV (see the module docstring)."""
-    purelib = sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)})
-    compileall.compile_dir(purelib, quiet=2, workers=0)  # failures only cost import speed
+    compile_bytecode(Path(sysconfig.get_path("purelib", vars={"base": str(venv)})))
     new, old = scan(venv), scan(anchor)
     changed: list[str] = []
     changed_bytes = 0

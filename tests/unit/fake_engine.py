@@ -198,6 +198,9 @@ class FakeEngine:
         self._record("tag", reference)
         self.images[reference] = image
 
+    def image_tags(self, repository: str) -> dict[str, int]:
+        return {ref: 0 for ref in self.images if ref.rpartition(":")[0] == repository}
+
     # --- changing --------------------------------------------------------------------------
     def create_network(self, name: str, project: str) -> None:
         self._record("create_network", name)

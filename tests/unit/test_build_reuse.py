@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devstack.build import MAX_REUSE_LAYERS, build_image, image_tag
+from devstack.build import KEEP_REUSE_BASES, MAX_REUSE_LAYERS, build_image, image_tag
 from devstack.engine import BuildRequest
 from devstack.spec import Build, ReusedStage
 
@@ -38,6 +38,7 @@ class LegacyBuilder(FakeEngine):
 
     requests: list[BuildRequest] = field(default_factory=list)
     layers: dict[str, int] = field(default_factory=dict)
+    created: dict[str, int] = field(default_factory=dict)
 
     def image_info(self, reference: str) -> tuple[str, int] | None:
         image = self.images.get(reference)
@@ -64,6 +65,14 @@ class LegacyBuilder(FakeEngine):
 
     def tag_image(self, image: str, reference: str) -> None:
         self.images[reference] = image
+        self.created[reference] = len(self.requests)  # the newest build's tags are the newest
+
+    def image_tags(self, repository: str) -> dict[str, int]:
+        return {
+            ref: self.created.get(ref, 0)
+            for ref in self.images
+            if ref.rpartition(":")[0] == repository
+        }
 
 
 def context(root: Path) -> Build:
@@ -168,3 +177,13 @@ def test_a_build_without_reuse_passes_and_tags_nothing(tmp_path: Path) -> None:
     plain = Build(context=tmp_path, args=spec.args, repository=spec.repository)
     assert build(engine, plain) == {"BASE": "python:3.12"}
     assert deps_tags(engine) == {}
+
+
+def test_only_the_newest_bases_keep_their_tags(tmp_path: Path) -> None:
+    engine, spec = LegacyBuilder(), context(tmp_path)
+    for index in range(KEEP_REUSE_BASES + 3):
+        edit(tmp_path / "pyproject.toml", f"[project]\n# version {index}\n")
+        build(engine, spec)
+    tags = deps_tags(engine)
+    assert len([ref for ref in tags if ref.endswith("-builder")]) == 1
+    assert len(tags) == 1 + KEEP_REUSE_BASES
