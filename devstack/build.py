@@ -5,7 +5,11 @@ image by that hash, and build only when no image has the tag. Only those files a
 File digests are remembered in .devstack-cache/ by size, mtime, ctime, inode and mode: a file
 is read again only when one of those changed. The CA bundle (DEVSTACK_CA_BUNDLE) is added to
 the context as certs/devstack-ca-bundle.pem, which the Dockerfile's builder stage trusts for
-pip and the final stage never copies."""
+pip and the final stage never copies.
+
+Stages named in `Build.reuse` start from their image of an earlier build (a build arg names
+it; see ReusedStage and reuse_args): a dependency change syncs the previous environment
+instead of installing everything again. That choice never enters the hash."""
 
 from __future__ import annotations
 
