@@ -285,8 +285,8 @@ def build_image(
 
 
 def _forget_old_bases(engine: Engine, latest: str) -> None:
-    """Untag all but the newest KEEP_REUSE_BASES `<latest>-<reads digest>` tags (the images
-    stay while a kept one is built on them)."""
+    """Untag all but the KEEP_REUSE_BASES most recently set `<latest>-<reads digest>` tags
+    (each build sets its own again; the images stay while a kept one is built on them)."""
     repository = latest.rpartition(":")[0]
     bases = sorted(
         (

@@ -9,6 +9,7 @@ import contextlib
 import os
 import socket
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import docker
@@ -266,16 +267,27 @@ class DockerEngine:
             self.api.tag(image, repository, tag=tag or "latest", force=True)
 
     def image_tags(self, repository: str) -> dict[str, int]:
-        """Every `repository:tag` reference that exists locally, with its image's creation
-        time (Unix seconds)."""
+        """Every `repository:tag` reference that exists locally, with the last time its image
+        was tagged (Unix seconds; a tag set again counts as new)."""
         with docker_errors(f"list the images of {repository}"):
             found = self.api.images(name=repository)
-        return {
-            reference: int(image.get("Created") or 0)
-            for image in found
-            for reference in image.get("RepoTags") or ()
-            if reference.rpartition(":")[0] == repository
-        }
+            tagged: dict[str, int] = {}
+            for image in found:
+                references = [
+                    reference
+                    for reference in image.get("RepoTags") or ()
+                    if reference.rpartition(":")[0] == repository
+                ]
+                if not references:
+                    continue
+                details = self.api.inspect_image(image["Id"])
+                when = str((details.get("Metadata") or {}).get("LastTagTime") or "")[:19]
+                try:
+                    seconds = int(datetime.fromisoformat(when).replace(tzinfo=UTC).timestamp())
+                except ValueError:
+                    seconds = int(image.get("Created") or 0)
+                tagged.update(dict.fromkeys(references, seconds))
+        return tagged
 
     # --- changing --------------------------------------------------------------------------
     def create_network(self, name: str, project: str) -> None:

@@ -164,8 +164,8 @@ class Engine(Protocol):
         """Point the tag `reference` (repository:tag) at `image` (an id), moving it if set."""
 
     def image_tags(self, repository: str) -> dict[str, int]:
-        """Every `repository:tag` reference that exists locally, with its image's creation
-        time (Unix seconds)."""
+        """Every `repository:tag` reference that exists locally, with the last time its image
+        was tagged (Unix seconds; a tag set again counts as new)."""
 
     # --- changing --------------------------------------------------------------------------
     def create_network(self, name: str, project: str) -> None:

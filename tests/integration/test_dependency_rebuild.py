@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,10 +20,13 @@ from devstack.build import build_image, image_tag
 from devstack.docker_engine import DockerEngine
 from devstack.spec import Build
 
-from .conftest import Project
+from .conftest import Project, inherited_settings
 from .test_build_inputs import api_build
 from .test_faults import copy_repo
 
+PYTHON_IMAGE = inherited_settings().get(
+    "DEVSTACK_PYTHON_IMAGE", "devstack-local/python:3.11-bookworm"
+)
 # Prints one line per file of the venv and the test site (bytecode: only whether it is valid
 # for its source as it is in the image, since its bytes embed the install's timestamps).
 MANIFEST = r"""
@@ -135,3 +139,21 @@ def test_a_production_build_has_no_test_site_and_no_toolchain(
         remove=True,
     )
     assert found.decode().split() == ["/opt/venv"]
+
+
+def test_image_tags_tell_when_an_old_image_was_tagged(
+    engine: DockerEngine, docker_client: docker.DockerClient
+) -> None:
+    """The reuse tags are kept by when they were last set, not by when the image was built
+    (a base used again may be an old image)."""
+    old = docker_client.images.get(PYTHON_IMAGE)
+    repository = f"devstack-test-deps-{secrets.token_hex(4)}/tags"
+    try:
+        before = time.time()
+        engine.tag_image(old.id, f"{repository}:a")
+        tagged = engine.image_tags(repository)
+        assert list(tagged) == [f"{repository}:a"]
+        assert tagged[f"{repository}:a"] >= int(before) - 1
+    finally:
+        engine.remove_image_tag(f"{repository}:a")
+    assert engine.image_tags(repository) == {}
