@@ -298,7 +298,7 @@ def ensure_image(client: Any, image: str, python_image: str, ca_bundle: str | No
         shutil.copy(REPO / ".dockerignore", ctx / ".dockerignore")
         shutil.copy(REPO / "pyproject.toml", ctx / "pyproject.toml")
         shutil.copytree(REPO / "certs", ctx / "certs", ignore=shutil.ignore_patterns("*.pem"))
-        for name in ("service", "alembic"):
+        for name in ("service", "alembic", "image-build"):
             shutil.copytree(REPO / name, ctx / name, ignore=shutil.ignore_patterns("__pycache__"))
         if ca_bundle and Path(ca_bundle).is_file():
             shutil.copy(ca_bundle, ctx / "certs" / "devstack-ca-bundle.pem")

@@ -63,7 +63,15 @@ BENCH = REPO / "bench"
 COMPOSE_FILE = BENCH / "compose.yaml"
 RESULTS = BENCH / "results"
 # The build inputs copied into the temporary trees (what the Dockerfile and devstack read).
-COPIED = ("Dockerfile", ".dockerignore", "pyproject.toml", "certs", "service", "alembic")
+COPIED = (
+    "Dockerfile",
+    ".dockerignore",
+    "pyproject.toml",
+    "certs",
+    "service",
+    "alembic",
+    "image-build",
+)
 # Files the scenarios edit (in the tools' copies only).
 EDITED_FILE = "service/main.py"  # up-source-change appends a comment here
 RELOAD_FILE = "service/routes/meta.py"  # hot-reload appends a route to this module's `router`

@@ -5,7 +5,11 @@ image by that hash, and build only when no image has the tag. Only those files a
 File digests are remembered in .devstack-cache/ by size, mtime, ctime, inode and mode: a file
 is read again only when one of those changed. The CA bundle (DEVSTACK_CA_BUNDLE) is added to
 the context as certs/devstack-ca-bundle.pem, which the Dockerfile's builder stage trusts for
-pip and the final stage never copies."""
+pip and the final stage never copies.
+
+Stages named in `Build.reuse` start from their image of an earlier build (a build arg names
+it; see ReusedStage and reuse_args): a dependency change syncs the previous environment
+instead of installing everything again. That choice never enters the hash."""
 
 from __future__ import annotations
 
@@ -28,12 +32,16 @@ from devstack.buildinputs import CACHE_DIR, BuildInputs, parse_sources, resolve_
 from devstack.engine import BuildRequest, Engine
 from devstack.errors import BuildFailed, ConfigError
 from devstack.readiness import Cancelled
-from devstack.spec import Build
+from devstack.spec import Build, ReusedStage
 
 CA_BUNDLE_PATH = "certs/devstack-ca-bundle.pem"
 RECIPE = "2"  # bump when the way images are built (or hashed) changes
 DIGEST_CACHE = "build-digests.json"
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
+_STAGE = re.compile(r"^FROM\s.*\sAS\s+(\S+)\s*$", re.IGNORECASE)
+_IMAGE_ID = re.compile(r"^ ---> ([0-9a-f]{12,64})\s*$")  # the image a step produced
+MAX_REUSE_LAYERS = 100  # a longer chain of reused images starts afresh (overlay2 allows 128)
+KEEP_REUSE_BASES = 6  # per reused stage: the bases of the latest builds with other reads
 # The legacy builder's own lines (layer ids, cleanup): kept for errors, not shown as progress.
 _BOOKKEEPING = (" ---> ", "---> ", "Removing intermediate container", "Successfully ")
 
@@ -151,6 +159,55 @@ def image_tag(build: Build) -> str:
     return f"{build.repository}:{build_hash(build)[:16]}"
 
 
+def _reuse_key(engine: Engine, build: Build) -> str:
+    """What must be equal for an earlier build's stage images to be a valid start: the
+    Dockerfile, the build args (and the images they name, by id) and the CA bundle."""
+    digest = hashlib.sha256(f"recipe {RECIPE}".encode())
+    digest.update(b"\0dockerfile\0" + (build.context / build.dockerfile).read_bytes())
+    for name, value in build.args:
+        info = engine.image_info(value)
+        digest.update(f"\0arg\0{name}={value}\0{info[0] if info else ''}".encode())
+    if build.ca_bundle:
+        digest.update(b"\0ca\0" + build.ca_bundle.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _reads_digest(build: Build, reused: ReusedStage, cache: DigestCache) -> str:
+    """A digest of the build-input files under `reused.reads`."""
+    digest = hashlib.sha256()
+    for rel in build_inputs(build).files:
+        if any(rel == path or rel.startswith(path.rstrip("/") + "/") for path in reused.reads):
+            digest.update(f"\0{rel}\0{cache.digest(build.context / rel, rel)}".encode())
+    return digest.hexdigest()[:16]
+
+
+def reuse_args(engine: Engine, build: Build) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """The build args naming the stage images to start from, and per reused stage the tags to
+    set after the build: (its latest image, the base it was built from for these files).
+
+    Tags `<repository>-deps:<key>-<stage>` (latest) and `...-<stage>-<digest of its reads>`:
+    with unchanged reads the same base is passed again (a cached stage); with new reads the
+    latest image is (an incremental install); with neither, nothing (the Dockerfile's default).
+    """
+    args: dict[str, str] = {}
+    tags: dict[str, tuple[str, str]] = {}
+    if not build.reuse:
+        return args, tags
+    key = _reuse_key(engine, build)
+    cache = DigestCache(build.context / CACHE_DIR / DIGEST_CACHE)
+    for reused in build.reuse:
+        latest = f"{build.repository}-deps:{key}-{reused.stage}"
+        based = f"{latest}-{_reads_digest(build, reused, cache)}"
+        tags[reused.stage.lower()] = (latest, based)
+        for candidate in (based, latest):
+            info = engine.image_info(candidate)
+            if info and info[1] <= MAX_REUSE_LAYERS:
+                args[reused.arg] = info[0]  # by id: a concurrent retag cannot swap it
+                break
+    cache.save()
+    return args, tags
+
+
 def _context_tar(build: Build) -> io.BytesIO:
     """The build context as sent: the build's inputs and the CA bundle, nothing else."""
     buffer = io.BytesIO()
@@ -183,12 +240,16 @@ def build_image(
     BuildFailed names the failing step and carries the last output lines."""
     last_lines: deque[str] = deque(maxlen=25)
     step, counter = "preparing the build context", ""
+    reuse, retag = reuse_args(engine, build)
+    args = dict(build.args) | reuse
+    stage = ""
+    stage_images: dict[str, list[str]] = {}  # stage -> its base and the image of each step
     request = BuildRequest(
         context=_context_tar(build),
         dockerfile=build.dockerfile,
         target=build.target,
         tag=tag,
-        args=dict(build.args),
+        args=args,
         labels={labels.BUILD_HASH: tag.rpartition(":")[2], "devstack.managed": "true"},
     )
     for chunk in engine.build(request):
@@ -209,5 +270,31 @@ def build_image(
                 counter = f"{match.group(1)}/{match.group(2)}"
                 step = f"step {counter} ({match.group(3)[:80]})"
                 on_output(f"{counter} {match.group(3)}")
+                staged = _STAGE.match(match.group(3))
+                if staged or match.group(3).upper().startswith("FROM "):
+                    stage = staged.group(1).lower() if staged else ""
             elif not line.startswith(_BOOKKEEPING):
                 on_output(f"{counter} {line.strip()}")
+            elif (produced := _IMAGE_ID.match(line)) and stage:
+                stage_images.setdefault(stage, []).append(produced.group(1))
+    for name, (latest, based) in retag.items():
+        if name in stage_images:
+            engine.tag_image(stage_images[name][-1], latest)
+            engine.tag_image(stage_images[name][0], based)
+            _forget_old_bases(engine, latest)
+
+
+def _forget_old_bases(engine: Engine, latest: str) -> None:
+    """Untag all but the KEEP_REUSE_BASES most recently set `<latest>-<reads digest>` tags
+    (each build sets its own again; the images stay while a kept one is built on them)."""
+    repository = latest.rpartition(":")[0]
+    bases = sorted(
+        (
+            (created, reference)
+            for reference, created in engine.image_tags(repository).items()
+            if reference.startswith(latest + "-")
+        ),
+        reverse=True,
+    )
+    for _, reference in bases[KEEP_REUSE_BASES:]:
+        engine.remove_image_tag(reference)

@@ -23,6 +23,7 @@ from devstack.spec import (
     Link,
     Mount,
     Port,
+    ReusedStage,
     Service,
     Shortcut,
     Stack,
@@ -43,6 +44,8 @@ WORKER_READY = (
     'read -r pid start < /tmp/celery-worker.ready && stat=$(cat /proc/"$pid"/stat) '
     '&& set -- ${stat##*") "} && [ "${20}" = "$start" ]',
 )
+# What the Dockerfile's toolchain, builder and test-deps stages copy from the context.
+DEPENDENCY_INPUTS = ("certs", "image-build", "pyproject.toml")
 UNBUILT = f"{IMAGE_REPOSITORY}:unbuilt"  # replaced by the content-addressed tag before use
 
 
@@ -166,6 +169,11 @@ def declare_stack(settings: Settings) -> Stack:
         args=(("PYTHON_IMAGE", settings.python_image),),
         ca_bundle=settings.ca_bundle,
         repository=IMAGE_REPOSITORY,
+        # a dependency change syncs the previous build's environments (Dockerfile)
+        reuse=(
+            ReusedStage("builder", "DEPS_FROM", DEPENDENCY_INPUTS),
+            ReusedStage("test-deps", "TEST_DEPS_FROM", DEPENDENCY_INPUTS),
+        ),
     )
     api = Service(
         name="api",

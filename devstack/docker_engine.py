@@ -12,6 +12,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from devstack import labels
@@ -374,6 +375,48 @@ class DockerEngine:
         """Drop a tag, keeping its parent layers (the build cache); ignore if still in use."""
         with contextlib.suppress(DockerApiError):
             self._call("DELETE", f"/images/{reference}", "remove an image", {"noprune": True})
+
+    def image_info(self, reference: str) -> tuple[str, int] | None:
+        """(id, number of layers) of a local image, None when there is none by that name."""
+        try:
+            with docker_errors(f"inspect image {reference}"):
+                found = self.api.inspect_image(reference)
+        except DockerApiError as exc:
+            if exc.status in {DockerApiError.NOT_FOUND, 400}:  # 400: not an image reference
+                return None
+            raise
+        return str(found["Id"]), len(found.get("RootFS", {}).get("Layers") or ())
+
+    def tag_image(self, image: str, reference: str) -> None:
+        """Point the tag `reference` at `image`, moving it if another image has it."""
+        from docker.utils import parse_repository_tag
+
+        repository, tag = parse_repository_tag(reference)
+        with docker_errors(f"tag image {image} as {reference}"):
+            self.api.tag(image, repository, tag=tag or "latest", force=True)
+
+    def image_tags(self, repository: str) -> dict[str, int]:
+        """Every `repository:tag` reference that exists locally, with the last time its image
+        was tagged (Unix seconds; a tag set again counts as new)."""
+        with docker_errors(f"list the images of {repository}"):
+            found = self.api.images(name=repository)
+            tagged: dict[str, int] = {}
+            for image in found:
+                references = [
+                    reference
+                    for reference in image.get("RepoTags") or ()
+                    if reference.rpartition(":")[0] == repository
+                ]
+                if not references:
+                    continue
+                details = self.api.inspect_image(image["Id"])
+                when = str((details.get("Metadata") or {}).get("LastTagTime") or "")[:19]
+                try:
+                    seconds = int(datetime.fromisoformat(when).replace(tzinfo=UTC).timestamp())
+                except ValueError:
+                    seconds = int(image.get("Created") or 0)
+                tagged.update(dict.fromkeys(references, seconds))
+        return tagged
 
     # --- changing --------------------------------------------------------------------------
     def create_network(self, name: str, project: str) -> None:

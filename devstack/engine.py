@@ -162,6 +162,16 @@ class Engine(Protocol):
     def remove_image_tag(self, reference: str) -> None:
         """Drop a tag, keeping parent layers (the build cache); ignore if still in use."""
 
+    def image_info(self, reference: str) -> tuple[str, int] | None:
+        """(id, number of layers) of a local image, None when there is none by that name."""
+
+    def tag_image(self, image: str, reference: str) -> None:
+        """Point the tag `reference` (repository:tag) at `image` (an id), moving it if set."""
+
+    def image_tags(self, repository: str) -> dict[str, int]:
+        """Every `repository:tag` reference that exists locally, with the last time its image
+        was tagged (Unix seconds; a tag set again counts as new)."""
+
     # --- changing --------------------------------------------------------------------------
     def create_network(self, name: str, project: str) -> None:
         """Create the project's bridge network."""

@@ -58,6 +58,20 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class ReusedStage:
+    """A Dockerfile stage whose image from an earlier build the next build may start from,
+    passed as build arg `arg`. `reads`: the context paths the stage (and those it is built
+    from) copies; while their files are unchanged, the base the earlier build used is passed
+    again, so the stage is a cached no-op. Which image is passed only decides how much work
+    the build does, never what the image holds: the Dockerfile must make the same files from
+    any of them as from scratch (see its builder stage)."""
+
+    stage: str
+    arg: str
+    reads: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Build:
     """How to build an image: the build inputs that the build hash covers."""
 
@@ -67,6 +81,7 @@ class Build:
     args: tuple[tuple[str, str], ...] = ()
     ca_bundle: Path | None = None
     repository: str = "devstack/image"  # tagged <repository>:<hash of the inputs>
+    reuse: tuple[ReusedStage, ...] = ()  # not inputs: see ReusedStage
 
 
 class Condition(StrEnum):

@@ -26,7 +26,7 @@ def copy_repo(target: Path) -> Path:
     target.mkdir(parents=True)
     for name in ("Dockerfile", ".dockerignore", "pyproject.toml"):
         shutil.copy2(REPO_ROOT / name, target / name)
-    for name in ("certs", "service", "alembic"):
+    for name in ("certs", "service", "alembic", "image-build"):
         shutil.copytree(
             REPO_ROOT / name,
             target / name,

@@ -198,6 +198,17 @@ class FakeEngine:
         self._record("untag", reference)
         self.images.pop(reference, None)
 
+    def image_info(self, reference: str) -> tuple[str, int] | None:
+        image = self.images.get(reference)
+        return (image, 1) if image else None
+
+    def tag_image(self, image: str, reference: str) -> None:
+        self._record("tag", reference)
+        self.images[reference] = image
+
+    def image_tags(self, repository: str) -> dict[str, int]:
+        return {ref: 0 for ref in self.images if ref.rpartition(":")[0] == repository}
+
     # --- changing --------------------------------------------------------------------------
     def create_network(self, name: str, project: str) -> None:
         self._record("create_network", name)

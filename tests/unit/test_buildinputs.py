@@ -23,6 +23,7 @@ def test_the_repos_dockerfile_reads_pyproject_certs_service_and_alembic() -> Non
     assert sorted(sources((REPO_ROOT / "Dockerfile").read_text())) == [
         "alembic",
         "certs",
+        "image-build/venv_layers.py",
         "pyproject.toml",
         "service",
     ]
