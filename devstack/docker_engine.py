@@ -471,6 +471,15 @@ class DockerEngine:
             if exc.status != DockerApiError.NOT_FOUND:
                 raise
 
+    def discard_container(self, container: str) -> None:
+        """Kill (no graceful stop) and remove, with its anonymous volumes, in one call."""
+        params = {"force": True, "v": True}
+        try:
+            self._call("DELETE", f"/containers/{container}", "remove a container", params)
+        except DockerApiError as exc:
+            if exc.status != DockerApiError.NOT_FOUND:
+                raise
+
     def remove_network(self, name: str) -> None:
         self._call("DELETE", f"/networks/{name}", f"remove network {name}")
 

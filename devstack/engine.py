@@ -198,6 +198,9 @@ class Engine(Protocol):
     def remove_container(self, container: str) -> None:
         """Stop gracefully, then remove with its anonymous volumes; absent is fine."""
 
+    def discard_container(self, container: str) -> None:
+        """Kill and remove at once, with its anonymous volumes; absent is fine."""
+
     def remove_network(self, name: str) -> None:
         """Remove a network."""
 

@@ -230,6 +230,12 @@ class Executor:
         self.engine.remove_container(op.name)
         self.report(Event(subject, REMOVED, op.name))
 
+    def _discard_container(self, op: Operation, _deadline: float) -> None:
+        subject = op.service_name or op.name
+        self.report(Event(subject, REMOVING, op.cause))
+        self.engine.discard_container(op.name)
+        self.report(Event(subject, REMOVED, op.name))
+
     def _remove_network(self, op: Operation, _deadline: float) -> None:
         self.report(Event(op.name, REMOVING))
         self.engine.remove_network(op.name)
@@ -257,6 +263,7 @@ HANDLERS: dict[tuple[Action, str], Handler] = {
     (Action.RESTART, "container"): Executor._restart,
     (Action.WAIT, "ready"): Executor._wait,
     (Action.REMOVE, "container"): Executor._remove_container,
+    (Action.DISCARD, "container"): Executor._discard_container,
     (Action.REMOVE, "network"): Executor._remove_network,
     (Action.REMOVE, "volume"): Executor._remove_volume,
     (Action.KEEP, "volume"): Executor._keep_volume,

@@ -26,6 +26,7 @@ class Action(StrEnum):
     WAIT = "wait"
     KEEP = "keep"
     REMOVE = "remove"
+    DISCARD = "discard"  # remove at once, without a graceful stop: all it could keep goes too
 
 
 @dataclass(frozen=True)
@@ -286,7 +287,10 @@ def explain_drift(service: Service, current: ObservedContainer) -> str:
 def plan_down(
     stack: Stack, observed: Observed, volumes: bool, services: list[str] | None = None
 ) -> Plan:
-    """Remove containers (dependents first), then the network, then volumes only if asked."""
+    """Remove containers (dependents first), then the network, then volumes only if asked.
+    With the volumes, a container that can keep nothing outside them (no writable bind
+    mount) is discarded at once, all in parallel: a graceful stop and a final flush would
+    only write what is about to be deleted."""
     known = set(stack.names)
     if services:
         order = stack.dependents(services)
@@ -297,17 +301,18 @@ def plan_down(
     ops = []
     for name in present:
         service = stack.service(name) if name in known else None
+        discard = volumes and not services and service is not None and _keeps_nothing(service)
         dependents = [
             _key("remove", s.name)
             for s in stack.services
-            if name in s.dependency_names and s.name in present
+            if name in s.dependency_names and s.name in present and not discard
         ]
         ops.append(
             Operation(
-                Action.REMOVE,
+                Action.DISCARD if discard else Action.REMOVE,
                 "container",
                 observed.containers[name].name,
-                "down",
+                "--volumes: its data goes too" if discard else "down",
                 service,
                 tuple(dependents),
                 key=_key("remove", name),
@@ -327,6 +332,11 @@ def plan_down(
             cause = "data kept; --volumes deletes it"
             ops.append(Operation(Action.KEEP, "volume", volume, cause, key=key))
     return Plan(tuple(ops))
+
+
+def _keeps_nothing(service: Service) -> bool:
+    """Whether everything `service` can write is in named volumes (no writable bind mount)."""
+    return all(m.kind == "volume" or m.read_only for m in service.mounts)
 
 
 def plan_restart(stack: Stack, observed: Observed, services: list[str]) -> Plan:

@@ -251,6 +251,14 @@ class FakeEngine:
         self._record("remove", c.service.name)
         del self.containers[c.id]
 
+    def discard_container(self, container: str) -> None:
+        try:
+            c = self._find(container)
+        except DockerApiError:
+            return
+        self._record("discard", c.service.name)
+        del self.containers[c.id]
+
     def remove_network(self, name: str) -> None:
         self._record("remove_network", name)
         self.networks.pop(name, None)

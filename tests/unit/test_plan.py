@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from devstack.plan import Action, plan_down, plan_up
+from devstack.spec import Mount
 
 from .helpers import container_row, observed, stack
 
@@ -125,11 +127,28 @@ def test_down_without_volumes_keeps_data(tmp_path: Path) -> None:
 
 def test_down_with_volumes(tmp_path: Path) -> None:
     s = stack(tmp_path)
-    text = str(plan_down(s, observed(s, ALL_RUNNING), volumes=True))
-    assert text.splitlines()[-2:] == [
+    plan = plan_down(s, observed(s, ALL_RUNNING), volumes=True)
+    assert str(plan).splitlines()[-2:] == [
         "remove    volume     demo_pgdata                  (--volumes)",
         "remove    volume     demo_redisdata               (--volumes)",
     ]
+    # all that the containers could keep goes too: no graceful stop, no order among them
+    containers = plan.of_kind("container")
+    assert {op.action for op in containers} == {Action.DISCARD}
+    assert all(op.after == () for op in containers)
+    (network,) = plan.of_kind("network")
+    assert set(network.after) == {op.key for op in containers}
+
+
+def test_down_with_volumes_stops_gracefully_what_writes_outside_them(tmp_path: Path) -> None:
+    s = stack(tmp_path)
+    api = s.service("api")
+    writes = replace(api, mounts=(*api.mounts, Mount(str(tmp_path), "/app/uploads", "bind")))
+    s = replace(s, services=tuple(writes if x.name == "api" else x for x in s.services))
+    plan = plan_down(s, observed(s, ALL_RUNNING), volumes=True)
+    actions = {op.service_name: op.action for op in plan.of_kind("container")}
+    assert actions.pop("api") is Action.REMOVE
+    assert set(actions.values()) == {Action.DISCARD}
 
 
 def test_down_on_nothing_has_no_changes(tmp_path: Path) -> None:
