@@ -324,6 +324,16 @@ class DockerEngine:
         with docker_errors("restart a container"):
             self.api.restart(container, timeout=timeout)
 
+    def signal(self, container: str, signal: str) -> None:
+        """Send `signal` (e.g. "SIGUSR2") to the container's main process; a container that
+        is not running (409) or gone (404) is ignored."""
+        try:
+            with docker_errors("signal a container"):
+                self.api.kill(container, signal=signal)
+        except DockerApiError as exc:
+            if exc.status not in {DockerApiError.NOT_FOUND, DockerApiError.CONFLICT}:
+                raise
+
     def stop(self, container: str, timeout: int = 10) -> None:
         with docker_errors("stop a container"):
             self.api.stop(container, timeout=timeout)

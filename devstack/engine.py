@@ -180,6 +180,9 @@ class Engine(Protocol):
     def restart(self, container: str, timeout: int = 10) -> None:
         """Restart a container (graceful stop first)."""
 
+    def signal(self, container: str, signal: str) -> None:
+        """Send `signal` ("SIGUSR2") to its main process; not running or gone is ignored."""
+
     def remove_container(self, container: str) -> None:
         """Stop gracefully, then remove with its anonymous volumes; absent is fine."""
 

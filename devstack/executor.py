@@ -207,6 +207,12 @@ class Executor:
         self.report(Event(op.service_name, STARTING, "restarting"))
         self.engine.restart(self.containers[op.service_name])
 
+    def _release(self, op: Operation, _deadline: float) -> None:
+        service = op.service
+        assert service is not None and service.held is not None
+        self.report(Event(service.name, STARTING, f"released ({op.cause})"))
+        self.engine.signal(self.containers[service.name], service.held.signal)
+
     def _wait(self, op: Operation, deadline: float) -> None:
         service = op.service
         assert service is not None
@@ -219,6 +225,9 @@ class Executor:
             self.cancel,
             lambda seen: self.report(Event(service.name, WAITING, seen)),
             fresh=op.fresh,
+            # a signal sent before the gate listened is lost: re-sent until ready (a ready
+            # op comes after the service's dependencies, so after its release's too)
+            release=service.held.signal if service.held else None,
         )
 
     def _drop_image(self, op: Operation, _deadline: float) -> None:
@@ -255,6 +264,7 @@ HANDLERS: dict[tuple[Action, str], Handler] = {
     (Action.RECREATE, "container"): Executor._create_container,
     (Action.START, "start"): Executor._start,
     (Action.RESTART, "container"): Executor._restart,
+    (Action.RELEASE, "release"): Executor._release,
     (Action.WAIT, "ready"): Executor._wait,
     (Action.REMOVE, "container"): Executor._remove_container,
     (Action.REMOVE, "network"): Executor._remove_network,
