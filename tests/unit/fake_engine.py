@@ -29,6 +29,7 @@ class Behaviour:
     exit_after: float | None = None  # seconds after start; None: runs until stopped
     exit_code: int = 0
     health: str = ""
+    lost_signals: int = 0  # signals dropped (sent before a held service's gate listened)
 
 
 @dataclass
@@ -242,6 +243,9 @@ class FakeEngine:
         if c.status() != "running":
             return
         self._record("signal", c.service.name)
+        if c.behaviour.lost_signals > 0:
+            c.behaviour.lost_signals -= 1
+            return
         held = c.service.held
         if held is not None and signal == held.signal and c.released_at is None:
             self._record("released", c.service.name)
