@@ -180,6 +180,9 @@ class Engine(Protocol):
     def restart(self, container: str, timeout: int = 10) -> None:
         """Restart a container (graceful stop first)."""
 
+    def stop(self, container: str, timeout: int = 10) -> None:
+        """Stop a container gracefully (SIGKILL after `timeout` s)."""
+
     def signal(self, container: str, signal: str) -> None:
         """Send `signal` ("SIGUSR2") to its main process; not running or gone is ignored."""
 

@@ -8,6 +8,7 @@ failure cancels the rest: waits stop at once, running engine calls finish or are
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -17,7 +18,7 @@ from graphlib import TopologicalSorter
 
 from devstack.build import build_image
 from devstack.engine import Engine
-from devstack.errors import DockerApiError, ImageUnavailable, ResourceConflict
+from devstack.errors import DevstackError, DockerApiError, ImageUnavailable, ResourceConflict
 from devstack.plan import Action, Operation, Plan
 from devstack.progress import (
     BUILDING,
@@ -71,6 +72,7 @@ class Executor:
         finished: queue.Queue[tuple[str, BaseException | None]] = queue.Queue()
         running = 0
         failure: BaseException | None = None
+        done: set[str] = set()
 
         def work(op: Operation) -> None:
             try:
@@ -98,6 +100,7 @@ class Executor:
                 running -= 1
                 if error is None:
                     sorter.done(key)
+                    done.add(key)
                 elif not isinstance(error, Cancelled):
                     failure = error
                     op = operations[key]
@@ -109,6 +112,7 @@ class Executor:
         if failure is not None:
             self.cancel.set()
             self._drain(finished, running)
+            self._stop_unreleased(plan, done)
             raise failure
         if sorter.is_active():  # cancelled from outside before everything ran
             self._drain(finished, running)
@@ -125,6 +129,15 @@ class Executor:
             except queue.Empty:
                 return
             running -= 1
+
+    def _stop_unreleased(self, plan: Plan, done: set[str]) -> None:
+        """A failed run stops the held containers it started but never released (e.g. the
+        API behind a failed migrations job): none stays up without ever running its program.
+        Their gate exits at once on the stop signal."""
+        for op in plan.operations:
+            if op.action is Action.RELEASE and op.key not in done and op.after[0] in done:
+                with contextlib.suppress(DevstackError):
+                    self.engine.stop(self.containers[op.service_name], timeout=5)
 
     # --- one operation ---------------------------------------------------------------------
     def _do(self, op: Operation, deadline: float) -> None:

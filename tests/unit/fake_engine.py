@@ -238,6 +238,13 @@ class FakeEngine:
         if c.released_at is not None:
             c.released_at = c.started_at
 
+    def stop(self, container: str, timeout: int = 10) -> None:
+        c = self._find(container)
+        self._record("stop", c.service.name)
+        c.behaviour.exit_after, c.behaviour.exit_code = 0.0, 143
+        if c.program_started is None:  # never released: the gate exits on the stop signal
+            c.released_at = time.monotonic()
+
     def signal(self, container: str, signal: str) -> None:
         c = self._find(container)
         if c.status() != "running":

@@ -239,6 +239,8 @@ def test_a_failed_job_never_releases_the_held_api_and_fails_up() -> None:
     assert engine.happened("start", "api")  # started early, held
     assert not engine.happened("signal", "api") and not engine.happened("signal", "worker")
     assert not engine.happened("released", "api")
+    # and stopped: nothing stays up that never ran its program
+    assert engine.happened("stop", "api") and engine.happened("stop", "worker")
 
 
 def test_a_release_lost_before_the_gate_listened_is_sent_again() -> None:
