@@ -8,11 +8,13 @@ service's container (spec.Held) and makes it the container's command::
 
 1. The release signal (SIGUSR2 by default; neither uvicorn nor Celery uses it) and the stop
    signals are blocked first thing, so a signal sent from now on is kept pending, not lost.
-2. The ``--preload`` modules are imported (one that cannot be imported is skipped, with one
-   log line: the program reports it properly).
-3. Unless ``--marker`` exists (this container was released once: ``docker restart`` or an
-   engine restart must not hold it again), it waits for the release signal. SIGTERM/SIGINT
-   while held exit at once (a held PID 1 would otherwise ignore ``docker stop``).
+2. The ``--preload`` modules are imported in order (one that cannot be imported is skipped,
+   with one log line: the program reports it properly), until the release arrives: a release
+   never waits for a preload (list what every run needs first).
+3. It waits for the release signal. SIGTERM/SIGINT while held exit at once (a held PID 1
+   would otherwise ignore ``docker stop``). When ``--marker`` exists (this container was
+   released once: ``docker restart`` or an engine restart must not hold it again), steps 2
+   and 3 are skipped.
 4. It writes the marker, ignores later release signals (devstack re-sends the release until
    the service is ready: the gate is idempotent), restores the stop signals and runs the
    program: ``python -m MOD ...`` and ``python SCRIPT ...`` IN this process with runpy (the
@@ -89,10 +91,15 @@ def in_process(program: Sequence[str]) -> tuple[str, str, list[str]] | None:
     return None
 
 
-def preload(names: Sequence[str]) -> None:
-    """Import `names`; one that fails is skipped with one log line."""
+def preload(names: Sequence[str], waiting: set[signal.Signals] | None = None) -> None:
+    """Import `names` in order; one that fails is skipped with one log line. Once one of the
+    `waiting` signals is pending (released already), stop: the program imports the rest
+    itself if it needs them, which is never later than importing them here first."""
     started, before = time.perf_counter(), len(sys.modules)
-    for name in names:
+    for index, name in enumerate(names):
+        if waiting and waiting & signal.sigpending():
+            log(f"released while preloading: {len(names) - index} modules left to the program")
+            break
         try:
             importlib.import_module(name)
         except ImportError as exc:
@@ -103,10 +110,7 @@ def preload(names: Sequence[str]) -> None:
 
 
 def hold(release: signal.Signals, marker: str) -> None:
-    """Wait for `release` unless `marker` exists; exit on a stop signal."""
-    if marker and os.path.exists(marker):
-        log(f"released before ({marker} exists): not holding")
-        return
+    """Wait for `release`, then write `marker`; exit on a stop signal."""
     log(f"held until {release.name}")
     held_at = time.perf_counter()
     got = signal.sigwait({release, *STOP_SIGNALS})
@@ -147,8 +151,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     first = os.path.dirname(os.path.realpath(how[1])) if how and how[0] == "path" else os.getcwd()
     if sys.path and os.path.realpath(sys.path[0] or ".") == THIS_DIR:
         sys.path[0] = first
-    preload([name.strip() for name in options.preload.split(",") if name.strip()])
-    hold(release, options.marker)
+    if options.marker and os.path.exists(options.marker):
+        # released before (`docker restart`): run at once, importing only what it needs
+        log(f"released before ({options.marker} exists): not holding")
+    else:
+        preload([name.strip() for name in options.preload.split(",") if name.strip()], blocked)
+        hold(release, options.marker)
     signal.signal(release, signal.SIG_IGN)  # later releases (re-sent until ready) do nothing
     with contextlib.suppress(OSError):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)

@@ -30,11 +30,12 @@ sys.exit(int(sys.argv[1]))
 """
 
 
-def start(tmp_path: Path, *program: str) -> subprocess.Popen[str]:
+def start(
+    tmp_path: Path, *program: str, preload: str = "xml.dom.minidom,no_such_module"
+) -> subprocess.Popen[str]:
     marker = tmp_path / "released"
-    preload = ("--preload", "xml.dom.minidom,no_such_module")
     return subprocess.Popen(
-        [sys.executable, str(GATE), *preload, "--marker", str(marker), "--", *program],
+        [sys.executable, str(GATE), "--preload", preload, "--marker", str(marker), "--", *program],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -78,10 +79,10 @@ def test_holds_until_released_then_runs_the_module_in_its_own_process(program: P
         "still running",
     ]
     assert (program / "released").exists()
-    # released once (the marker): a restart runs at once
+    # released once (the marker): a restart runs at once, with no preloads
     again = start(program, sys.executable, "-m", "pkg.prog", "0")
     out, err = again.communicate(timeout=DEADLINE)
-    assert again.returncode == 0 and "released before" in err and "running True" in out
+    assert again.returncode == 0 and "released before" in err and "running False" in out
 
 
 def test_a_script_runs_in_process_and_anything_else_is_execed(program: Path) -> None:
@@ -107,3 +108,17 @@ def test_a_stop_signal_while_held_exits_at_once(program: Path) -> None:
     out, err = proc.communicate(timeout=DEADLINE)
     assert proc.returncode == 143 and out == "" and "SIGTERM while held" in err
     assert not (program / "released").exists()
+
+
+def test_a_release_during_the_preloads_stops_them(program: Path) -> None:
+    # the first preload sends the release itself: the next one is left to the program
+    (program / "pkg" / "sender.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGUSR2)\n"
+    )
+    proc = start(
+        program, sys.executable, "-m", "pkg.prog", "0", preload="pkg.sender,xml.dom.minidom"
+    )
+    out, err = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == 0, err
+    assert "released while preloading: 1 modules left" in err
+    assert out.startswith("running False ")
