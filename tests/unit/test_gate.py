@@ -122,3 +122,18 @@ def test_a_release_during_the_preloads_stops_them(program: Path) -> None:
     assert proc.returncode == 0, err
     assert "released while preloading: 1 modules left" in err
     assert out.startswith("running False ")
+
+
+def test_the_program_exits_as_under_python_atexit_and_traceback_included(program: Path) -> None:
+    (program / "pkg" / "fails.py").write_text(
+        "import atexit\n"
+        "atexit.register(lambda: print('atexit ran', flush=True))\n"
+        "print('buffered, not flushed')\n"
+        "raise ValueError('boom')\n"
+    )
+    (program / "released").write_text("")  # released before: runs at once
+    proc = start(program, sys.executable, "-m", "pkg.fails")
+    out, err = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == 1
+    assert out.splitlines() == ["buffered, not flushed", "atexit ran"]
+    assert "Traceback" in err and "ValueError: boom" in err
