@@ -207,8 +207,8 @@ def _start_and_ready(
             shown=False,
         )
         return [ready]
-    # A held service's new container starts with its first dependencies and holds; its
-    # release waits for what must come before its program (e.g. the migrations job).
+    # A held service's new container starts once its dependencies' containers were started
+    # and holds; its release waits for what must come before its program (e.g. the job).
     # A stopped one may have been released before (then it would not hold): strict order.
     early_hold = service.held is not None and container.action in {
         Action.CREATE,
@@ -223,6 +223,9 @@ def _start_and_ready(
             before_start.append(_key("start", dependency.service))
         elif early_hold and dependency.before_start:
             before_release.append(_key("ready", dependency.service))
+            if dep is not None and dep.action is not Action.KEEP:
+                # after its start call: the dependency's own start comes first
+                before_start.append(_key("start", dependency.service))
         else:
             before_start.append(_key("ready", dependency.service))
     causes = [f"{d.service} {d.condition.value}" for d in service.depends_on if d.before_start]

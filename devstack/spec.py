@@ -93,9 +93,10 @@ class Held:
     its program until devstack releases it (`devstack/gate.py`, mounted at `gate`, wraps the
     command): the interpreter start and the `preload` imports overlap the dependencies' start.
 
-    Its container starts as soon as its `before_start=False` dependencies allow; the release
-    (signal `signal`) is sent once its `before_start` dependencies are satisfied and re-sent
-    until it is ready, so the ordering those dependencies declare still holds for its program.
+    A new container starts once its dependencies' containers were started (Postgres' start
+    call goes first); the release (signal `signal`) is sent once its `before_start`
+    dependencies are satisfied and re-sent until it is ready, so the ordering those
+    dependencies declare still holds for its program.
     A container released once (the gate's `marker` exists) is not held again on restart."""
 
     preload: tuple[str, ...] = ()

@@ -191,12 +191,14 @@ def test_held_services_start_with_postgres_and_are_released_after_what_they_need
     s = stack(tmp_path)  # dev mode: the job, the API and the worker are held
     graph = plan_up(s, observed(s, network=False, volumes=False, images=False)).graph()
     lines = set(graph.splitlines())
-    assert "start:migrate <- container:migrate  [start]" in lines
+    assert "start:migrate <- container:migrate, start:postgres  [start]" in lines
     assert "release:migrate <- start:migrate, ready:postgres  [release]" in lines
-    assert "start:api <- container:api, start:postgres, start:redis  [start]" in lines
+    start = "start:api <- container:api, start:postgres, start:redis, start:migrate"
+    assert f"{start}  [start]" in lines
     assert "release:api <- start:api, ready:migrate  [release]" in lines
     assert "ready:api <- release:api, ready:postgres, ready:redis, ready:migrate  [wait]" in lines
-    assert "start:worker <- container:worker  [start]" in lines
+    start = "start:worker <- container:worker, start:postgres, start:redis, start:migrate"
+    assert f"{start}  [start]" in lines
     release = "release:worker <- start:worker, ready:postgres, ready:redis, ready:migrate"
     assert f"{release}  [release]" in lines
 
