@@ -56,7 +56,7 @@ from devstack.docker_engine import DockerEngine  # noqa: E402
 from devstack.envfile import read_env_file  # noqa: E402
 from devstack.errors import DevstackError  # noqa: E402
 from devstack.lock import lock_path  # noqa: E402
-from devstack.spec import Condition, Service, Stack  # noqa: E402
+from devstack.spec import DEFAULT_CPU_SHARES, Condition, Service, Stack  # noqa: E402
 from devstack.usecases import Project, load_project, resolve_images  # noqa: E402
 
 BENCH = REPO / "bench"
@@ -531,6 +531,8 @@ def measure_floor(
                     _wait_event(ready[name], failed, deadline)
                 times[f"{service.name}_release_call"] = time.perf_counter() - start
                 engine.signal(container, service.held.signal)
+                if service.held.cpu_shares:  # back to the default weight, as devstack does
+                    engine.set_cpu_shares(container, DEFAULT_CPU_SHARES)
             signal = service.held.signal if service.held else ""
             own = poll_ready(engine, container, service, deadline, signal)
             for dependency in service.depends_on:  # ready only once its dependencies are

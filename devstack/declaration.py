@@ -56,6 +56,9 @@ WORKER_PRELOAD = (
     *("kombu.exceptions", "kombu.transport.redis", "redis", "pydantic", "pydantic_settings"),
     "watchfiles",
 )
+# A held service's CPU weight until released (Docker's default: 1024): its imports take what
+# Postgres' initdb leaves on a small machine instead of slowing it down.
+HELD_CPU_SHARES = 128
 CODE_ERROR_FILE = "/tmp/devstack-code-error"  # where a dev server writes a code error
 IMAGE_REPOSITORY = "devstack/api"  # built images are tagged devstack/api:<hash of inputs>
 # the service's own tests, run inside the stack (no cache or bytecode written: read-only tree)
@@ -186,7 +189,7 @@ def declare_stack(settings: Settings) -> Stack:
     # Dev mode: the migrations job, the API and the worker start with Postgres and hold after
     # their imports until what they need is there (the gate is mounted; the runtime image of
     # production mode has no mounts, so there every service starts in the declared order).
-    api_held = Held(preload=API_PRELOAD) if dev else None
+    api_held = Held(preload=API_PRELOAD, cpu_shares=HELD_CPU_SHARES) if dev else None
     serve = ["service.main:app", "--host", "0.0.0.0", "--port", "8000"]
     if dev:  # reloads in ~0.1 s and answers 503 with the error while the code is broken
         command = ["python", devserver.target, *serve, "--watch", source.target]
@@ -236,7 +239,7 @@ def declare_stack(settings: Settings) -> Stack:
     )
     alembic = Mount(str(settings.project_dir / "alembic"), "/app/alembic", "bind", read_only=True)
     migrate_cmd = MIGRATE_CMD
-    migrate_held = Held(preload=MIGRATE_PRELOAD) if dev else None
+    migrate_held = Held(preload=MIGRATE_PRELOAD, cpu_shares=HELD_CPU_SHARES) if dev else None
     migrate = Service(
         name="migrate",
         title="Migrations",
@@ -301,7 +304,7 @@ def declare_stack(settings: Settings) -> Stack:
     celery = "celery -A service.worker worker --loglevel INFO --concurrency 2"
     celery += " --without-mingle --without-gossip"  # mingle alone costs a second per start
     restarted = ("--command", celery, "--watch", source.target, "--ready-pattern", r"\bready\.")
-    worker_held = Held(preload=WORKER_PRELOAD) if dev else None
+    worker_held = Held(preload=WORKER_PRELOAD, cpu_shares=HELD_CPU_SHARES) if dev else None
     worker_errors = ("--error-file", CODE_ERROR_FILE)
     worker = Service(
         name="worker",

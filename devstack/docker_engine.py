@@ -262,7 +262,9 @@ class DockerEngine:
         suffix for a container run once beside the service's own (no published ports)."""
         api = self.api
         ports = () if one_off else service.ports
+        held = None if one_off else service.held
         host_config = api.create_host_config(
+            cpu_shares=held.cpu_shares if held and held.cpu_shares else None,
             port_bindings={p.container_port: (p.host_ip, p.host_port) for p in ports},
             mounts=[
                 docker.types.Mount(m.target, m.source, type=m.kind, read_only=m.read_only)
@@ -333,6 +335,11 @@ class DockerEngine:
         except DockerApiError as exc:
             if exc.status not in {DockerApiError.NOT_FOUND, DockerApiError.CONFLICT}:
                 raise
+
+    def set_cpu_shares(self, container: str, shares: int) -> None:
+        """Change a running container's CPU weight (Docker's cpu_shares; 1024 is the default)."""
+        with docker_errors("update a container's CPU weight"):
+            self.api.update_container(container, cpu_shares=shares)
 
     def stop(self, container: str, timeout: int = 10) -> None:
         with docker_errors("stop a container"):

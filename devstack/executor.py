@@ -35,7 +35,7 @@ from devstack.progress import (
     Reporter,
 )
 from devstack.readiness import Cancelled, wait_ready
-from devstack.spec import Stack
+from devstack.spec import DEFAULT_CPU_SHARES, Stack
 
 GRACE = 5.0  # seconds a cancelled run waits for its running operations to notice
 
@@ -224,7 +224,11 @@ class Executor:
         service = op.service
         assert service is not None and service.held is not None
         self.report(Event(service.name, STARTING, f"released ({op.cause})"))
-        self.engine.signal(self.containers[service.name], service.held.signal)
+        container = self.containers[service.name]
+        self.engine.signal(container, service.held.signal)
+        if service.held.cpu_shares:  # the program runs at the default weight
+            with contextlib.suppress(DevstackError):  # an optimization only
+                self.engine.set_cpu_shares(container, DEFAULT_CPU_SHARES)
 
     def _wait(self, op: Operation, deadline: float) -> None:
         service = op.service

@@ -87,6 +87,9 @@ class Dependency:
     before_start: bool = True
 
 
+DEFAULT_CPU_SHARES = 1024  # Docker's default CPU weight of a container
+
+
 @dataclass(frozen=True)
 class Held:
     """A service whose container starts with its first dependencies and holds before running
@@ -100,6 +103,10 @@ class Held:
     A container released once (the gate's `marker` exists) is not held again on restart."""
 
     preload: tuple[str, ...] = ()
+    # its CPU weight while held (Docker's cpu_shares, default 1024; 0: unchanged): its imports
+    # yield the CPU to the dependencies it overlaps (Postgres' initdb); the release restores
+    # the default
+    cpu_shares: int = 0
     gate: str = "/opt/devstack/gate.py"  # where the gate script is mounted in the container
     signal: str = "SIGUSR2"
     marker: str = "/tmp/devstack-released"

@@ -245,6 +245,10 @@ class FakeEngine:
         if c.program_started is None:  # never released: the gate exits on the stop signal
             c.released_at = time.monotonic()
 
+    def set_cpu_shares(self, container: str, shares: int) -> None:
+        c = self._find(container)
+        self._record("cpu_shares", f"{c.service.name}={shares}")
+
     def signal(self, container: str, signal: str) -> None:
         c = self._find(container)
         if c.status() != "running":

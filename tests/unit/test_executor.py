@@ -194,7 +194,7 @@ def test_status_checks_a_container_whose_first_docker_check_is_pending() -> None
 def held_stack() -> Stack:
     from devstack.checks import Completed
 
-    held = Held(preload=("heavy",))
+    held = Held(preload=("heavy",), cpu_shares=128)
     migrate = replace(
         service("migrate", Dependency("postgres"), one_shot=True),
         readiness=Completed(),
@@ -230,6 +230,8 @@ def test_held_services_start_with_the_first_wave_and_run_only_once_released() ->
     assert engine.when("released", "api") >= job_done
     assert engine.when("released", "worker") >= job_done
     assert ready["api"] >= ready["migrate"] >= ready["postgres"]
+    # held at a low CPU weight (Docker's cpu_shares), the default once released
+    assert engine.when("cpu_shares", "api=1024") >= engine.when("released", "api")
 
 
 def test_a_failed_job_never_releases_the_held_api_and_fails_up() -> None:
