@@ -56,7 +56,7 @@ from devstack.docker_engine import DockerEngine  # noqa: E402
 from devstack.envfile import read_env_file  # noqa: E402
 from devstack.errors import DevstackError  # noqa: E402
 from devstack.lock import lock_path  # noqa: E402
-from devstack.spec import Condition, Service, Stack  # noqa: E402
+from devstack.spec import DEFAULT_CPU_SHARES, Condition, Service, Stack  # noqa: E402
 from devstack.usecases import Project, load_project, resolve_images  # noqa: E402
 
 BENCH = REPO / "bench"
@@ -469,9 +469,12 @@ def _wait_event(event: threading.Event, failed: threading.Event, deadline: float
             raise TimeoutError("a dependency was not ready before the deadline")
 
 
-def poll_ready(engine: DockerEngine, container: str, service: Service, deadline: float) -> float:
+def poll_ready(
+    engine: DockerEngine, container: str, service: Service, deadline: float, release: str = ""
+) -> float:
     """Run `service`'s declared readiness check every POLL s until it passes (a one-shot job:
-    until it completed; no check: at once); the perf_counter when it did."""
+    until it completed; no check: at once); the perf_counter when it did. `release`: a held
+    service's release signal, re-sent before every attempt (as devstack does)."""
     check: ReadinessCheck | None = service.readiness
     if check is None and service.one_shot:
         check = Completed()
@@ -483,6 +486,8 @@ def poll_ready(engine: DockerEngine, container: str, service: Service, deadline:
         now = time.perf_counter()
         if check.waits_for_exit or now - state_at >= STATE_EVERY:
             state, state_at = engine.state(container), now
+        if release and state.status == "running":
+            engine.signal(container, release)
         if state.status in {"exited", "dead"} and not check.waits_for_exit:
             raise BenchError(
                 f"{service.name} exited with code {state.exit_code} while starting:\n"
@@ -504,9 +509,11 @@ def measure_floor(
 ) -> dict[str, float]:
     """Create every declared service's container with devstack's engine and start it as the
     declaration orders (after its dependencies that must be ready before it starts; with those
-    it may start beside), or all at once (`parallel`). Each service's time is when its own
-    readiness check passed and its dependencies were ready (s from the first engine call);
-    `floor` is the last of them."""
+    it may start beside), or all at once (`parallel`). A held service (`Service.held`) starts
+    once its dependencies were started and is released (its signal, re-sent until ready) once
+    its `before_start` ones are ready, as devstack's plan does. Each
+    service's time is when its own readiness check passed and its dependencies were ready (s
+    from the first engine call); `floor` is the last of them."""
     start = time.perf_counter()
     deadline = start + FLOOR_DEADLINE
     engine.create_network(stack.network, stack.project)
@@ -521,16 +528,28 @@ def measure_floor(
     def run(service: Service) -> None:
         try:
             container = engine.create_container(stack, service)
+            release_after = []
             for dependency in service.depends_on:
                 early = not dependency.before_start and dependency.condition is Condition.READY
                 if parallel and not service.one_shot and dependency.condition is Condition.READY:
                     continue  # "all at once", but a job still needs what it runs against
+                if service.held is not None and dependency.before_start:
+                    release_after.append(dependency.service)  # held until it is ready
+                    early = True  # but started once the dependency's start call returned
                 events = started if early else ready
                 _wait_event(events[dependency.service], failed, deadline)
             start_call = time.perf_counter()
             engine.start(container)
             started[service.name].set()
-            own = poll_ready(engine, container, service, deadline)
+            if service.held is not None:
+                for name in release_after:
+                    _wait_event(ready[name], failed, deadline)
+                times[f"{service.name}_release_call"] = time.perf_counter() - start
+                engine.signal(container, service.held.signal)
+                if service.held.cpu_shares:  # back to the default weight, as devstack does
+                    engine.set_cpu_shares(container, DEFAULT_CPU_SHARES)
+            signal = service.held.signal if service.held else ""
+            own = poll_ready(engine, container, service, deadline, signal)
             for dependency in service.depends_on:  # ready only once its dependencies are
                 _wait_event(ready[dependency.service], failed, deadline)
             dependencies = [times[d.service] for d in service.depends_on]

@@ -20,6 +20,7 @@ from devstack.spec import (
     Condition,
     Dependency,
     Healthcheck,
+    Held,
     Link,
     Mount,
     Port,
@@ -30,6 +31,35 @@ from devstack.spec import (
 )
 
 DEVSERVER = Path(__file__).with_name("devserver.py")  # mounted into dev-mode servers
+GATE = Path(__file__).with_name("gate.py")  # mounted into dev-mode held services (spec.Held)
+# What each held service imports while its dependencies start (third-party only for the
+# servers: devserver forks fresh servers on change, so project code is never preloaded
+# there). Chosen with `python -X importtime` in the API image: the rest of a cold start.
+# In order of need (the gate stops preloading once released): the job at head needs only
+# asyncpg; with migrations to run, Alembic and SQLAlchemy (about a second, cold).
+MIGRATE_PRELOAD = (
+    *("asyncpg", "alembic.config", "alembic.command", "alembic.script"),
+    *("alembic.runtime.migration", "alembic.runtime.environment", "alembic.context"),
+    *("alembic.op", "logging.config", "sqlalchemy", "sqlalchemy.ext.asyncio"),
+    *("sqlalchemy.dialects.postgresql.asyncpg", "service.config", "service.models"),
+    "service.migrations",
+)
+API_PRELOAD = (
+    *("fastapi", "fastapi.routing", "starlette.applications", "pydantic", "pydantic_settings"),
+    *("asyncpg", "redis.asyncio", "redis.retry", "redis.backoff", "redis.exceptions", "h11"),
+    *("celery", "kombu.exceptions", "uvicorn", "uvicorn.main", "uvicorn.config"),
+    *("uvicorn.protocols.http.h11_impl", "uvicorn.lifespan.on", "uvicorn.loops.asyncio"),
+    "watchfiles",
+)
+WORKER_PRELOAD = (
+    *("celery", "celery.signals", "celery.bin.celery", "celery.apps.worker", "celery.worker"),
+    *("celery.worker.consumer", "celery.concurrency.prefork", "billiard.pool", "kombu"),
+    *("kombu.exceptions", "kombu.transport.redis", "redis", "pydantic", "pydantic_settings"),
+    "watchfiles",
+)
+# A held service's CPU weight until released (Docker's default: 1024): its imports take what
+# Postgres' initdb leaves on a small machine instead of slowing it down.
+HELD_CPU_SHARES = 128
 CODE_ERROR_FILE = "/tmp/devstack-code-error"  # where a dev server writes a code error
 IMAGE_REPOSITORY = "devstack/api"  # built images are tagged devstack/api:<hash of inputs>
 # the service's own tests, run inside the stack (no cache or bytecode written: read-only tree)
@@ -46,6 +76,7 @@ WORKER_READY = (
 )
 # What the Dockerfile's toolchain, builder and test-deps stages copy from the context.
 DEPENDENCY_INPUTS = ("certs", "image-build", "pyproject.toml")
+MIGRATE_CMD = ("python", "-m", "service.migrate")  # at head: answers in ~0.15 s
 UNBUILT = f"{IMAGE_REPOSITORY}:unbuilt"  # replaced by the content-addressed tag before use
 
 
@@ -157,10 +188,16 @@ def declare_stack(settings: Settings) -> Stack:
     dev = settings.dev_mode
     source = Mount(str(settings.project_dir / "service"), "/app/service", "bind", read_only=True)
     devserver = Mount(str(DEVSERVER), "/opt/devstack/devserver.py", "bind", read_only=True)
+    gate = Mount(str(GATE), Held().gate, "bind", read_only=True)
+    # Dev mode: the migrations job, the API and the worker start with Postgres and hold after
+    # their imports until what they need is there (the gate is mounted; the runtime image of
+    # production mode has no mounts, so there every service starts in the declared order).
+    api_held = Held(preload=API_PRELOAD, cpu_shares=HELD_CPU_SHARES) if dev else None
     serve = ["service.main:app", "--host", "0.0.0.0", "--port", "8000"]
     if dev:  # reloads in ~0.1 s and answers 503 with the error while the code is broken
         command = ["python", devserver.target, *serve, "--watch", source.target]
         command += ["--error-file", CODE_ERROR_FILE]
+        command = list(api_held.wrap(command)) if api_held else command
     else:
         command = ["uvicorn", *serve]
     build = Build(
@@ -184,7 +221,8 @@ def declare_stack(settings: Settings) -> Stack:
         ports=(
             Port(bind, settings.api_port, 8000, "DEVSTACK_API_PORT", url="http://{host}:{port}"),
         ),
-        mounts=(source, devserver) if dev else (),
+        mounts=(source, devserver, gate) if dev else (),
+        held=api_held,
         healthcheck=replace(health, test=("CMD", "curl", "-fsS", "http://localhost:8000/health")),
         # Its pool and Redis client are lazy and /health answers 200 only once both answer:
         # it starts with its dependencies, so its interpreter start overlaps theirs.
@@ -208,7 +246,8 @@ def declare_stack(settings: Settings) -> Stack:
         links=(Link(), Link("docs {url}/docs")),
     )
     alembic = Mount(str(settings.project_dir / "alembic"), "/app/alembic", "bind", read_only=True)
-    migrate_cmd = ("python", "-m", "service.migrate")  # at head: answers in ~0.15 s
+    migrate_cmd = MIGRATE_CMD
+    migrate_held = Held(preload=MIGRATE_PRELOAD, cpu_shares=HELD_CPU_SHARES) if dev else None
     migrate = Service(
         name="migrate",
         title="Migrations",
@@ -219,8 +258,9 @@ def declare_stack(settings: Settings) -> Stack:
             *api.environment,
             ("DEVSTACK_MIGRATIONS", migrations_digest(settings.project_dir)[:16]),
         ),
-        command=migrate_cmd,
-        mounts=(source, alembic) if dev else (),
+        command=migrate_held.wrap(migrate_cmd) if migrate_held else migrate_cmd,
+        mounts=(source, alembic, gate) if dev else (),
+        held=migrate_held,
         depends_on=(Dependency("postgres"),),
         readiness=Completed(),
         one_shot=True,
@@ -272,6 +312,8 @@ def declare_stack(settings: Settings) -> Stack:
     celery = "celery -A service.worker worker --loglevel INFO --concurrency 2"
     celery += " --without-mingle --without-gossip"  # mingle alone costs a second per start
     restarted = ("--command", celery, "--watch", source.target, "--ready-pattern", r"\bready\.")
+    worker_held = Held(preload=WORKER_PRELOAD, cpu_shares=HELD_CPU_SHARES) if dev else None
+    worker_errors = ("--error-file", CODE_ERROR_FILE)
     worker = Service(
         name="worker",
         title="Worker",
@@ -279,11 +321,12 @@ def declare_stack(settings: Settings) -> Stack:
         build=build,  # the API's image: one build serves both
         environment=api.environment,
         command=(
-            ("python", devserver.target, *restarted, "--error-file", CODE_ERROR_FILE)
-            if dev
+            worker_held.wrap(("python", devserver.target, *restarted, *worker_errors))
+            if worker_held
             else tuple(celery.split())
         ),
-        mounts=(source, devserver) if dev else (),
+        mounts=(source, devserver, gate) if dev else (),
+        held=worker_held,
         healthcheck=replace(health, test=("CMD", *WORKER_READY)),
         depends_on=(Dependency("postgres"), Dependency("redis"), after_migrations),
         # the worker_ready signal's file, written by the live Celery process: it consumes
@@ -321,7 +364,10 @@ def migrations_job(stack: Stack, settings: Settings, database: str) -> Service:
     service = stack.service("migrate")
     url = database_url(replace(settings, postgres_db=database))
     environment = {**dict(service.environment), "AI_AGENTS_DATABASE_URL": url}
-    return replace(service, environment=tuple(sorted(environment.items())))
+    # run once, to completion: not held (nothing would release it)
+    return replace(
+        service, environment=tuple(sorted(environment.items())), command=MIGRATE_CMD, held=None
+    )
 
 
 def check_ports(stack: Stack, settings: Settings) -> None:

@@ -16,7 +16,11 @@ container and run as a script, so it imports nothing from devstack. Two modes:
 
 ``devserver.py --command 'celery -A service.worker worker' --watch /app/service``
     Runs the command, restarts it on change; when it exits with an error (a Python traceback
-    or a non-zero code) the summary is recorded.
+    or a non-zero code) the summary is recorded. A Python program of this interpreter
+    (``python -m MOD ...``, ``python SCRIPT ...`` or a console script such as ``celery``) runs
+    in a forked child with runpy, so what the supervisor imported (``--preload``, or what the
+    process that runs the supervisor preloaded: devstack's gate.py) is not imported again on
+    each restart; any other command is exec'd.
 
 In both modes the one-line summary (``SyntaxError: ... (service/routes/meta.py:74)``) is
 written to ``--error-file`` while the code is broken and removed once it works again.
@@ -26,6 +30,7 @@ SIGTERM/SIGINT stop the child gracefully and exit 0. Never writes bytecode.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import ctypes
 import errno
@@ -34,9 +39,11 @@ import importlib
 import json
 import os
 import re
+import runpy
 import select
 import selectors
 import shlex
+import shutil
 import signal
 import socket
 import sys
@@ -360,6 +367,80 @@ def summarize_output(lines: Sequence[str], project: Project) -> str | None:
             summary = f"{one_line(summary, SUMMARY_MAX - len(where) - 3)} ({where})"
         return one_line(summary)
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# A command that is a Python program of this interpreter runs in a forked child
+
+
+def _is_this_python(word: str) -> bool:
+    """Whether `word` (``python``, ``/opt/venv/bin/python3``) is this interpreter: the same
+    file in the same directory (a venv's python links to the base one's file)."""
+    path = shutil.which(word)
+    if path is None:
+        return False
+    try:
+        same = os.path.samefile(path, sys.executable)
+    except OSError:
+        return False
+    return same and os.path.dirname(os.path.abspath(path)) == os.path.dirname(sys.executable)
+
+
+def _script_interpreter(path: str) -> str | None:
+    """The interpreter a ``#!`` line names (``#!/usr/bin/env python3`` -> ``python3``)."""
+    try:
+        with open(path, "rb") as handle:
+            first = handle.readline(512)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode("utf-8", "replace").split()
+    if words and os.path.basename(words[0]) == "env":
+        words = words[1:]
+    return words[0] if words else None
+
+
+def python_program(command: Sequence[str]) -> tuple[str, str, list[str]] | None:
+    """``("module", MOD, argv)`` or ``("path", SCRIPT, argv)`` when `command` runs a program
+    of this interpreter with no interpreter options (``python -m MOD``, ``python SCRIPT``, a
+    console script whose ``#!`` names this interpreter); None when it must be exec'd."""
+    if not command:
+        return None
+    if _is_this_python(command[0]):
+        if len(command) >= 3 and command[1] == "-m":
+            return "module", command[2], [command[2], *command[3:]]
+        if len(command) >= 2 and not command[1].startswith("-"):
+            return "path", command[1], list(command[1:])
+        return None
+    script = shutil.which(command[0])
+    interpreter = _script_interpreter(script) if script else None
+    if script and interpreter and _is_this_python(interpreter):
+        return "path", script, [script, *command[1:]]
+    return None
+
+
+def run_python_program(kind: str, target: str, argv: list[str]) -> int:
+    """Run a program as its interpreter would (sys.argv, sys.path[0], ``__main__``) in this
+    process; its exit code (an uncaught exception prints its traceback: exit 1)."""
+    sys.argv = argv
+    sys.path.insert(0, os.getcwd() if kind == "module" else os.path.dirname(target))
+    try:
+        if kind == "module":
+            runpy.run_module(target, run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(target, run_name="__main__")
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        sys.stderr.write(f"{exc.code}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -973,22 +1054,36 @@ class Supervisor:
         self.current = child
 
     def start_command(self) -> None:
-        """Fork and exec the command in its own process group, its output piped through us."""
+        """Fork the command in its own process group, its output piped through us: a Python
+        program of this interpreter runs in the child with runpy (the supervisor's imports
+        are reused), anything else is exec'd."""
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+        program = python_program(self.options.command)
         pid = self._fork()
         if pid == 0:
+            code = 127
             try:
                 os.setpgid(0, 0)
                 os.dup2(out_w, 1)
                 os.dup2(err_w, 2)
+                os.close(out_w)
+                os.close(err_w)
                 os.chdir(self.options.app_dir)
-                os.execvpe(self.options.command[0], list(self.options.command), env)
+                if program is None:
+                    os.execvpe(self.options.command[0], list(self.options.command), env)
+                os.environ.update(env)
+                code = run_python_program(*program)
+                with contextlib.suppress(BaseException):
+                    atexit._run_exitfuncs()  # what the interpreter does at exit (logging...)
             except BaseException as exc:
                 os.write(2, f"devserver: cannot run {self.options.command[0]}: {exc}\n".encode())
             finally:
-                os._exit(127)
+                with contextlib.suppress(BaseException):
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                os._exit(code)
         os.close(out_w)
         os.close(err_w)
         for fd in (out_r, err_r):
@@ -997,7 +1092,8 @@ class Supervisor:
         self.output_tail.clear()
         self._adopt(child)
         self.current = child
-        log(f"started {shlex.join(self.options.command)} (pid {pid})")
+        how = "in a forked child" if program else "exec'd"
+        log(f"started {shlex.join(self.options.command)} ({how}, pid {pid})")
 
     def start_current(self, forced: CodeError | None = None) -> None:
         """Start the server or the command."""
@@ -1270,8 +1366,8 @@ class Supervisor:
         self.install_signals()
         if not self.options.command:
             self.bind()
-            if self.options.preload:
-                self.preload_now(self.options.preload)
+        if self.options.preload:
+            self.preload_now(self.options.preload)
         self.start_watcher()
         self.start_current()
         while not self.exiting:

@@ -73,8 +73,10 @@ def container_body(stack: Stack, service: Service, one_off: str = "") -> tuple[s
         bindings.setdefault(f"{port.container_port}/tcp", []).append(
             {"HostIp": port.host_ip, "HostPort": str(port.host_port)}
         )
+    held = None if one_off else service.held
     host_config = {
         "NetworkMode": "default",
+        **({"CpuShares": held.cpu_shares} if held and held.cpu_shares else {}),
         "PortBindings": bindings,
         "Mounts": [
             {"Target": m.target, "Source": m.source, "Type": m.kind, "ReadOnly": m.read_only}
@@ -457,6 +459,21 @@ class DockerEngine:
     def restart(self, container: str, timeout: int = 10) -> None:
         params = {"t": timeout}
         self._call("POST", f"/containers/{container}/restart", "restart a container", params)
+
+    def signal(self, container: str, signal: str) -> None:
+        """Send `signal` (e.g. "SIGUSR2") to the container's main process; a container that
+        is not running (409) or gone (404) is ignored."""
+        try:
+            params = {"signal": signal}
+            self._call("POST", f"/containers/{container}/kill", "signal a container", params)
+        except DockerApiError as exc:
+            if exc.status not in {DockerApiError.NOT_FOUND, DockerApiError.CONFLICT}:
+                raise
+
+    def set_cpu_shares(self, container: str, shares: int) -> None:
+        """Change a running container's CPU weight (Docker's cpu_shares; 1024 is the default)."""
+        action = "update a container's CPU weight"
+        self._call("POST", f"/containers/{container}/update", action, body={"CpuShares": shares})
 
     def stop(self, container: str, timeout: int = 10) -> None:
         self._call("POST", f"/containers/{container}/stop", "stop a container", {"t": timeout})

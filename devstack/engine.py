@@ -195,6 +195,15 @@ class Engine(Protocol):
     def restart(self, container: str, timeout: int = 10) -> None:
         """Restart a container (graceful stop first)."""
 
+    def stop(self, container: str, timeout: int = 10) -> None:
+        """Stop a container gracefully (SIGKILL after `timeout` s)."""
+
+    def set_cpu_shares(self, container: str, shares: int) -> None:
+        """Change a container's CPU weight (Docker's cpu_shares; 1024 is the default)."""
+
+    def signal(self, container: str, signal: str) -> None:
+        """Send `signal` ("SIGUSR2") to its main process; not running or gone is ignored."""
+
     def remove_container(self, container: str) -> None:
         """Stop gracefully, then remove with its anonymous volumes; absent is fine."""
 

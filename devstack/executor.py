@@ -8,6 +8,7 @@ failure cancels the rest: waits stop at once, running engine calls finish or are
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -17,7 +18,7 @@ from graphlib import TopologicalSorter
 
 from devstack.build import build_image
 from devstack.engine import Engine
-from devstack.errors import DockerApiError, ImageUnavailable, ResourceConflict
+from devstack.errors import DevstackError, DockerApiError, ImageUnavailable, ResourceConflict
 from devstack.plan import Action, Operation, Plan
 from devstack.progress import (
     BUILDING,
@@ -34,7 +35,7 @@ from devstack.progress import (
     Reporter,
 )
 from devstack.readiness import Cancelled, wait_ready
-from devstack.spec import Stack
+from devstack.spec import DEFAULT_CPU_SHARES, Stack
 
 GRACE = 5.0  # seconds a cancelled run waits for its running operations to notice
 
@@ -71,6 +72,7 @@ class Executor:
         finished: queue.Queue[tuple[str, BaseException | None]] = queue.Queue()
         running = 0
         failure: BaseException | None = None
+        done: set[str] = set()
 
         def work(op: Operation) -> None:
             try:
@@ -98,6 +100,7 @@ class Executor:
                 running -= 1
                 if error is None:
                     sorter.done(key)
+                    done.add(key)
                 elif not isinstance(error, Cancelled):
                     failure = error
                     op = operations[key]
@@ -109,6 +112,7 @@ class Executor:
         if failure is not None:
             self.cancel.set()
             self._drain(finished, running)
+            self._stop_unreleased(plan, done)
             raise failure
         if sorter.is_active():  # cancelled from outside before everything ran
             self._drain(finished, running)
@@ -125,6 +129,15 @@ class Executor:
             except queue.Empty:
                 return
             running -= 1
+
+    def _stop_unreleased(self, plan: Plan, done: set[str]) -> None:
+        """A failed run stops the held containers it started but never released (e.g. the
+        API behind a failed migrations job): none stays up without ever running its program.
+        Their gate exits at once on the stop signal."""
+        for op in plan.operations:
+            if op.action is Action.RELEASE and op.key not in done and op.after[0] in done:
+                with contextlib.suppress(DevstackError):
+                    self.engine.stop(self.containers[op.service_name], timeout=5)
 
     # --- one operation ---------------------------------------------------------------------
     def _do(self, op: Operation, deadline: float) -> None:
@@ -207,6 +220,16 @@ class Executor:
         self.report(Event(op.service_name, STARTING, "restarting"))
         self.engine.restart(self.containers[op.service_name])
 
+    def _release(self, op: Operation, _deadline: float) -> None:
+        service = op.service
+        assert service is not None and service.held is not None
+        self.report(Event(service.name, STARTING, f"released ({op.cause})"))
+        container = self.containers[service.name]
+        self.engine.signal(container, service.held.signal)
+        if service.held.cpu_shares:  # the program runs at the default weight
+            with contextlib.suppress(DevstackError):  # an optimization only
+                self.engine.set_cpu_shares(container, DEFAULT_CPU_SHARES)
+
     def _wait(self, op: Operation, deadline: float) -> None:
         service = op.service
         assert service is not None
@@ -219,6 +242,9 @@ class Executor:
             self.cancel,
             lambda seen: self.report(Event(service.name, WAITING, seen)),
             fresh=op.fresh,
+            # a signal sent before the gate listened is lost: re-sent until ready (a ready
+            # op comes after the service's dependencies, so after its release's too)
+            release=service.held.signal if service.held else None,
         )
 
     def _drop_image(self, op: Operation, _deadline: float) -> None:
@@ -261,6 +287,7 @@ HANDLERS: dict[tuple[Action, str], Handler] = {
     (Action.RECREATE, "container"): Executor._create_container,
     (Action.START, "start"): Executor._start,
     (Action.RESTART, "container"): Executor._restart,
+    (Action.RELEASE, "release"): Executor._release,
     (Action.WAIT, "ready"): Executor._wait,
     (Action.REMOVE, "container"): Executor._remove_container,
     (Action.DISCARD, "container"): Executor._discard_container,

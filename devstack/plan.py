@@ -23,6 +23,7 @@ class Action(StrEnum):
     RECREATE = "recreate"
     START = "start"
     RESTART = "restart"
+    RELEASE = "release"  # let a held service's program run (spec.Held)
     WAIT = "wait"
     KEEP = "keep"
     REMOVE = "remove"
@@ -34,7 +35,7 @@ class Operation:
     """One node of the plan: `action` on `kind` `name`, because of `cause`, after `after`."""
 
     action: Action
-    kind: str  # image | network | volume | container | ready
+    kind: str  # image | network | volume | container | start | release | ready
     name: str
     cause: str
     service: Service | None = None
@@ -207,37 +208,64 @@ def _start_and_ready(
             shown=False,
         )
         return [ready]
-    before_start = []
+    # A held service's new container starts once its dependencies' containers were started
+    # and holds; its release waits for what must come before its program (e.g. the job).
+    # A stopped one may have been released before (then it would not hold): strict order.
+    early_hold = service.held is not None and container.action in {
+        Action.CREATE,
+        Action.RECREATE,
+    }
+    before_start: list[str] = []
+    before_release: list[str] = []
     for dependency in service.depends_on:
         dep = container_ops.get(dependency.service)
         early = not dependency.before_start and dependency.condition is Condition.READY
         if early and dep is not None and dep.action is not Action.KEEP:
             before_start.append(_key("start", dependency.service))
+        elif early_hold and dependency.before_start:
+            before_release.append(_key("ready", dependency.service))
+            if dep is not None and dep.action is not Action.KEEP:
+                # after its start call: the dependency's own start comes first
+                before_start.append(_key("start", dependency.service))
         else:
             before_start.append(_key("ready", dependency.service))
     causes = [f"{d.service} {d.condition.value}" for d in service.depends_on if d.before_start]
+    after_causes = "after " + ", ".join(causes) if causes else "no dependencies"
     start = Operation(
         Action.START,
         "start",
         container.name,
-        "after " + ", ".join(causes) if causes else "no dependencies",
+        f"held until {', '.join(causes)}" if early_hold and causes else after_causes,
         service,
         (container.key, *before_start),
         key=_key("start", service.name),
         shown=False,
     )
+    ops = [start]
+    if service.held is not None:
+        release = Operation(
+            Action.RELEASE,
+            "release",
+            container.name,
+            after_causes,
+            service,
+            (start.key, *before_release),
+            key=_key("release", service.name),
+            shown=False,
+        )
+        ops.append(release)
     ready = Operation(
         Action.WAIT,
         "ready",
         container.name,
         service_check(service),
         service,
-        (start.key, *deps_ready),
+        (ops[-1].key, *deps_ready),
         key=ready_key,
         shown=False,
         fresh=True,
     )
-    return [start, ready]
+    return [*ops, ready]
 
 
 def service_check(service: Service) -> str:

@@ -49,10 +49,13 @@ def wait_ready(
     cancel: threading.Event,
     on_attempt: Callable[[str], None] | None = None,
     fresh: bool = True,
+    release: str | None = None,
 ) -> None:
     """Block until `service`'s readiness check passes; raise ServiceFailed, HealthTimeout or
     Cancelled. `fresh`: the container was (re)started by this run, so Docker's health status
-    is its own; a kept container's old "unhealthy" does not count (its check decides)."""
+    is its own; a kept container's old "unhealthy" does not count (its check decides).
+    `release`: a held service's release signal, sent again before each attempt while the
+    container runs (one lost before its gate listened must not hold it forever)."""
     check = service.readiness
     if check is None:
         return
@@ -69,6 +72,8 @@ def wait_ready(
         if cancel.is_set():
             raise Cancelled
         state = engine.state(container)
+        if release and state.status == "running":
+            engine.signal(container, release)
         if state.status in {"exited", "dead"} and not check.waits_for_exit:
             raise fail(
                 f"{service.name} exited with code {state.exit_code} while starting",

@@ -102,6 +102,36 @@ class Dependency:
     before_start: bool = True
 
 
+DEFAULT_CPU_SHARES = 1024  # Docker's default CPU weight of a container
+
+
+@dataclass(frozen=True)
+class Held:
+    """A service whose container starts with its first dependencies and holds before running
+    its program until devstack releases it (`devstack/gate.py`, mounted at `gate`, wraps the
+    command): the interpreter start and the `preload` imports overlap the dependencies' start.
+
+    A new container starts once its dependencies' containers were started (Postgres' start
+    call goes first); the release (signal `signal`) is sent once its `before_start`
+    dependencies are satisfied and re-sent until it is ready, so the ordering those
+    dependencies declare still holds for its program.
+    A container released once (the gate's `marker` exists) is not held again on restart."""
+
+    preload: tuple[str, ...] = ()
+    # its CPU weight while held (Docker's cpu_shares, default 1024; 0: unchanged): its imports
+    # yield the CPU to the dependencies it overlaps (Postgres' initdb); the release restores
+    # the default
+    cpu_shares: int = 0
+    gate: str = "/opt/devstack/gate.py"  # where the gate script is mounted in the container
+    signal: str = "SIGUSR2"
+    marker: str = "/tmp/devstack-released"
+
+    def wrap(self, command: Sequence[str]) -> tuple[str, ...]:
+        """`command` run through the gate (a python program runs in the gate's process)."""
+        options = ("--preload", ",".join(self.preload), "--marker", self.marker)
+        return ("python", self.gate, *options, "--signal", self.signal, "--", *command)
+
+
 @dataclass(frozen=True)
 class Shortcut:
     """A command word (`psql`) that runs `prefix + (args or default)` in the service.
@@ -178,6 +208,8 @@ class Service:
     # a one-shot service's dry run (e.g. `migrate check`): its first line explains `--plan`
     plan_command: tuple[str, ...] = ()
     cluster: ClusterHints = field(default_factory=ClusterHints)
+    # starts early and holds until released (its command is wrapped by `held.wrap`)
+    held: Held | None = None
 
     @property
     def dependency_names(self) -> tuple[str, ...]:
@@ -223,6 +255,9 @@ class Stack:
     def __post_init__(self) -> None:
         names = [s.name for s in self.services]
         for service in self.services:
+            if service.held is not None and service.readiness is None:
+                # its release is re-sent until its check passes
+                raise ValueError(f"{service.name} is held but has no readiness check")
             for dependency in service.depends_on:
                 if dependency.service not in names:
                     raise ValueError(f"{service.name} depends on undeclared {dependency.service}")

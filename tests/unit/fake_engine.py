@@ -1,6 +1,8 @@
 """An in-memory engine behind the `Engine` protocol, for testing the executor, readiness and
 use cases without Docker. Each service has a scripted behaviour: how long after its start it
-becomes ready, or when it exits and with which code. Every call is recorded with a timestamp."""
+becomes ready, or when it exits and with which code. Every call is recorded with a timestamp.
+A held service's container (spec.Held) runs its program, and so counts those times, only from
+its release signal on; released once, it is not held again when (re)started (the marker)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ class Behaviour:
     exit_after: float | None = None  # seconds after start; None: runs until stopped
     exit_code: int = 0
     health: str = ""
+    lost_signals: int = 0  # signals dropped (sent before a held service's gate listened)
 
 
 @dataclass
@@ -38,20 +41,27 @@ class FakeContainer:
     behaviour: Behaviour
     started_at: float | None = None
     health: str = ""
+    released_at: float | None = None  # a held service's release (its program's start)
+
+    @property
+    def program_started(self) -> float | None:
+        """When the program began: at start, or for a held service at its release."""
+        return self.started_at if self.service.held is None else self.released_at
 
     def status(self) -> str:
         if self.started_at is None:
             return "created"
-        after = self.behaviour.exit_after
-        if after is not None and time.monotonic() - self.started_at >= after:
+        after, began = self.behaviour.exit_after, self.program_started
+        if after is not None and began is not None and time.monotonic() - began >= after:
             return "exited"
         return "running"
 
     def ready(self) -> bool:
+        began = self.program_started
         return (
-            self.started_at is not None
+            began is not None
             and self.status() == "running"
-            and time.monotonic() - self.started_at >= self.behaviour.ready_after
+            and time.monotonic() - began >= self.behaviour.ready_after
         )
 
 
@@ -237,11 +247,39 @@ class FakeEngine:
         self._record("start", c.service.name)
         c.started_at = time.monotonic()
         c.health = c.behaviour.health
+        if c.released_at is not None:  # released once: the gate's marker lets it run
+            c.released_at = c.started_at
 
     def restart(self, container: str, timeout: int = 10) -> None:
         c = self._find(container)
         self._record("restart", c.service.name)
         c.started_at = time.monotonic()
+        if c.released_at is not None:
+            c.released_at = c.started_at
+
+    def stop(self, container: str, timeout: int = 10) -> None:
+        c = self._find(container)
+        self._record("stop", c.service.name)
+        c.behaviour.exit_after, c.behaviour.exit_code = 0.0, 143
+        if c.program_started is None:  # never released: the gate exits on the stop signal
+            c.released_at = time.monotonic()
+
+    def set_cpu_shares(self, container: str, shares: int) -> None:
+        c = self._find(container)
+        self._record("cpu_shares", f"{c.service.name}={shares}")
+
+    def signal(self, container: str, signal: str) -> None:
+        c = self._find(container)
+        if c.status() != "running":
+            return
+        self._record("signal", c.service.name)
+        if c.behaviour.lost_signals > 0:
+            c.behaviour.lost_signals -= 1
+            return
+        held = c.service.held
+        if held is not None and signal == held.signal and c.released_at is None:
+            self._record("released", c.service.name)
+            c.released_at = time.monotonic()
 
     def remove_container(self, container: str) -> None:
         try:

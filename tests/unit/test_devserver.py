@@ -385,6 +385,49 @@ def test_command_mode_reports_a_traceback_and_recovers(project: Path) -> None:
         running.poll(gone(pid), 5.0, f"child {pid} gone")
 
 
+SCRIPT = """\
+import os
+import sys
+
+print("worker ready", "xml.dom.minidom" in sys.modules, os.getppid(), sys.argv[1:], flush=True)
+import signal
+
+signal.pause()
+"""
+
+
+@pytest.mark.parametrize("kind", ["module", "console-script"])
+def test_command_mode_runs_a_python_program_in_a_forked_child_with_the_preloads(
+    project: Path, kind: str
+) -> None:
+    (project / "devapp" / "preloaded.py").write_text(SCRIPT)
+    script = project / "bin" / "tool"  # a console script of this interpreter, like `celery`
+    script.parent.mkdir()
+    script.write_text(f"#!{sys.executable}\n{SCRIPT}")
+    script.chmod(0o755)
+    command = f"{sys.executable} -m devapp.preloaded a b" if kind == "module" else f"{script} a b"
+    running = launch(project, "--command", command, "--preload", "xml.dom.minidom")
+    try:
+        line = running.poll(
+            lambda: re.search(r"worker ready .*", running.log_text()), START_DEADLINE, "ready"
+        ).group(0)
+        # forked by the supervisor (not exec'd): the supervisor's imports are there
+        assert line == f"worker ready True {running.proc.pid} ['a', 'b']"
+        assert "in a forked child" in running.log_text()
+    finally:
+        assert stop(running) == 0
+
+
+def test_command_mode_execs_what_is_not_a_python_program(project: Path) -> None:
+    command = "sh -c 'echo worker ready; exec sleep 60'"
+    running = launch(project, "--command", command, "--ready-pattern", r"^worker ready")
+    try:
+        running.poll(lambda: "worker ready" in running.log_text() or None, START_DEADLINE, "ready")
+        assert "exec'd" in running.log_text()
+    finally:
+        assert stop(running) == 0
+
+
 # -- pure helpers ------------------------------------------------------------------------------
 
 CELERY_LIKE_OUTPUT = """\

@@ -31,6 +31,7 @@ def docker_py_config(stack: Stack, service: Service, one_off: str) -> dict[str, 
             labels=ours["Labels"],  # labels are devstack's own (tests/unit/test_plan.py)
             ports=[p.container_port for p in ports],
             host_config=api.create_host_config(
+                cpu_shares=service.held.cpu_shares if service.held and not one_off else None,
                 port_bindings={p.container_port: (p.host_ip, p.host_port) for p in ports},
                 mounts=[
                     docker.types.Mount(m.target, m.source, type=m.kind, read_only=m.read_only)

@@ -14,7 +14,7 @@ from devstack.errors import ServiceFailed
 from devstack.executor import Executor
 from devstack.plan import plan_restart, plan_up
 from devstack.readiness import Cancelled
-from devstack.spec import Condition, Dependency, Service, Stack
+from devstack.spec import Condition, Dependency, Held, Service, Stack
 
 from .fake_engine import Behaviour, FakeEngine, Scripted
 
@@ -209,3 +209,80 @@ def test_status_trusts_what_up_found_ready_until_the_container_restarts(tmp_path
     engine.restart(container.id)  # another start of the same container: the record is stale
     assert probe_starting(stack, observed, engine, checked) == frozenset()
     assert verdicts.recorded(tmp_path, "other") == {}
+
+
+def held_stack() -> Stack:
+    from devstack.checks import Completed
+
+    held = Held(preload=("heavy",), cpu_shares=128)
+    migrate = replace(
+        service("migrate", Dependency("postgres"), one_shot=True),
+        readiness=Completed(),
+        held=held,
+    )
+    api = replace(
+        service(
+            "api",
+            Dependency("postgres", before_start=False),
+            Dependency("migrate", Condition.COMPLETED),
+        ),
+        held=held,
+    )
+    worker = replace(service("worker", Dependency("migrate", Condition.COMPLETED)), held=held)
+    return make_stack(service("postgres"), migrate, api, worker)
+
+
+def test_held_services_start_with_the_first_wave_and_run_only_once_released() -> None:
+    engine = FakeEngine(
+        {
+            "postgres": Behaviour(ready_after=0.3),
+            "migrate": Behaviour(exit_after=0.2),
+            "api": Behaviour(ready_after=0.05),
+        }
+    )
+    ready = run_up(engine, held_stack())
+    postgres = engine.when("start", "postgres")
+    for name in ("migrate", "api", "worker"):  # imports overlap Postgres' start
+        assert engine.when("start", name) < postgres + 0.15, name
+    # the job runs only once Postgres is ready, the API and worker once the job completed
+    assert engine.when("released", "migrate") >= postgres + 0.3
+    job_done = engine.when("released", "migrate") + 0.2
+    assert engine.when("released", "api") >= job_done
+    assert engine.when("released", "worker") >= job_done
+    assert ready["api"] >= ready["migrate"] >= ready["postgres"]
+    # held at a low CPU weight (Docker's cpu_shares), the default once released
+    assert engine.when("cpu_shares", "api=1024") >= engine.when("released", "api")
+
+
+def test_a_failed_job_never_releases_the_held_api_and_fails_up() -> None:
+    engine = FakeEngine({"migrate": Behaviour(exit_after=0.1, exit_code=3)})
+    with pytest.raises(ServiceFailed, match="migrate: exited with code 3"):
+        run_up(engine, held_stack())
+    assert engine.happened("start", "api")  # started early, held
+    assert not engine.happened("signal", "api") and not engine.happened("signal", "worker")
+    assert not engine.happened("released", "api")
+    # and stopped: nothing stays up that never ran its program
+    assert engine.happened("stop", "api") and engine.happened("stop", "worker")
+
+
+def test_a_release_lost_before_the_gate_listened_is_sent_again() -> None:
+    engine = FakeEngine({"migrate": Behaviour(exit_after=0.05), "api": Behaviour(lost_signals=3)})
+    ready = run_up(engine, held_stack())
+    assert "api" in ready and engine.happened("released", "api")
+
+
+def test_a_kept_released_container_is_not_held_and_a_restarted_one_runs_at_once() -> None:
+    engine = FakeEngine({"migrate": Behaviour(exit_after=0.05)})
+    stack = held_stack()
+    run_up(engine, stack)
+    calls = len(engine.calls)
+    again = run_up(engine, stack)  # the job runs again; the API and worker are kept
+    assert "api" in again
+    kept = ("api", "worker")
+    assert not [c for c in engine.calls[calls:] if c[1:] in {("start", n) for n in kept}]
+    assert not [c for c in engine.calls[calls:] if c[1:] in {("released", n) for n in kept}]
+    observed = engine.snapshot("demo", [])
+    existing = {n: c.id for n, c in observed.containers.items()}
+    Executor(engine, stack, lambda e: None).run(plan_restart(stack, observed, ["api"]), 5, existing)
+    api = next(c for c in engine.containers.values() if c.service.name == "api")
+    assert api.ready()  # the marker: a restart is not held again

@@ -202,3 +202,36 @@ def test_a_replaced_image_is_dropped_only_when_nobody_else_uses_it(tmp_path: Pat
     assert dropped in drops(frozenset({"demo-api"}))
     assert dropped not in drops(frozenset({"demo-api", "other-project-api"}))
     assert dropped not in drops(frozenset({"demo-api"}), built=False)  # not devstack's image
+
+
+def test_held_services_start_with_postgres_and_are_released_after_what_they_need(
+    tmp_path: Path,
+) -> None:
+    s = stack(tmp_path)  # dev mode: the job, the API and the worker are held
+    graph = plan_up(s, observed(s, network=False, volumes=False, images=False)).graph()
+    lines = set(graph.splitlines())
+    assert "start:migrate <- container:migrate, start:postgres  [start]" in lines
+    assert "release:migrate <- start:migrate, ready:postgres  [release]" in lines
+    start = "start:api <- container:api, start:postgres, start:redis, start:migrate"
+    assert f"{start}  [start]" in lines
+    assert "release:api <- start:api, ready:migrate  [release]" in lines
+    assert "ready:api <- release:api, ready:postgres, ready:redis, ready:migrate  [wait]" in lines
+    start = "start:worker <- container:worker, start:postgres, start:redis, start:migrate"
+    assert f"{start}  [start]" in lines
+    release = "release:worker <- start:worker, ready:postgres, ready:redis, ready:migrate"
+    assert f"{release}  [release]" in lines
+
+
+def test_a_stopped_held_container_starts_in_order_and_a_kept_one_is_not_released(
+    tmp_path: Path,
+) -> None:
+    # A stopped container may have been released before (its gate would not hold it): it
+    # starts after its dependencies, as without holding. A running one is kept: no release.
+    s = stack(tmp_path)
+    plan = plan_up(s, observed(s, {**ALL_RUNNING, "api": "exited"}))
+    lines = set(plan.graph().splitlines())
+    start = "start:api <- container:api, ready:postgres, ready:redis, ready:migrate"
+    assert f"{start}  [start]" in lines
+    assert "release:api <- start:api  [release]" in lines
+    assert not any(line.startswith("release:worker") for line in lines)
+    assert not any(line.startswith("start:worker") for line in lines)

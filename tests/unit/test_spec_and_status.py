@@ -33,11 +33,30 @@ def test_dev_mode_bind_mounts_service_read_only(tmp_path: Path) -> None:
     assert {(m.kind, m.target, m.read_only) for m in api.mounts} == {
         ("bind", "/app/service", True),
         ("bind", "/opt/devstack/devserver.py", True),
+        ("bind", "/opt/devstack/gate.py", True),
     }
     assert api.build is not None and api.build.target == "dev"
     prod = stack(tmp_path, "DEVSTACK_DEV_MODE=false\n").service("api")
-    assert prod.command[0] == "uvicorn" and prod.mounts == ()
+    assert prod.command[0] == "uvicorn" and prod.mounts == () and prod.held is None
     assert prod.build is not None and prod.build.target == "runtime"
+
+
+def test_dev_mode_holds_the_job_api_and_worker_behind_the_gate(tmp_path: Path) -> None:
+    dev = stack(tmp_path)
+    for name in ("migrate", "api", "worker"):
+        service = dev.service(name)
+        assert service.held is not None, name
+        gate = service.command.index(service.held.gate)
+        assert service.command[:gate] == ("python",)
+        assert service.command[service.command.index("--") + 1] == "python", name
+        assert ("bind", service.held.gate, True) in {
+            (m.kind, m.target, m.read_only) for m in service.mounts
+        }
+    assert not any(m.startswith("service.") for m in dev.service("api").held.preload)  # type: ignore[union-attr]
+    for name in ("postgres", "redis"):
+        assert dev.service(name).held is None
+    prod_stack = stack(tmp_path, "DEVSTACK_DEV_MODE=false\n")
+    assert all(s.held is None for s in prod_stack.services)
 
 
 def test_api_env_derived_and_passed_through(tmp_path: Path) -> None:
