@@ -106,7 +106,7 @@ def wait_ready(
 
     retrying = Retrying(
         retry=retry_if_exception_type(NotReady),
-        wait=wait_exponential(multiplier=0.02, min=0.02, max=0.1),
+        wait=wait_exponential(multiplier=0.02, min=0.02, max=0.05),
         stop=lambda _: cancel.is_set() or time.monotonic() >= deadline,
         sleep=_interruptible(cancel),
         reraise=True,
