@@ -206,8 +206,8 @@ class StatusReport:
 
 def status(project: Project, engine: Engine) -> StatusReport:
     """One snapshot of the project, compared with the declaration (no build hashing).
-    Containers whose first Docker health check is still pending are checked once by devstack
-    itself, so a ready service reads "ready (probed)" instead of "starting"."""
+    A container whose first Docker health check is still pending reads "ready (probed)" when
+    `up` found this start of it ready, or else when devstack's own check passes now."""
     from devstack import verdicts
 
     observed = engine.snapshot(project.stack.project)
