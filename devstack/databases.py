@@ -284,10 +284,17 @@ class ClonePool:
         return self._submit(self._do(make))
 
     def take(self) -> str:
-        """A fresh clone's name (the prefetched one), and start making the next."""
+        """A fresh clone's name (the prefetched one), and start making the next. The server
+        answers before the name is handed out: a clone made before a Postgres restart (by an
+        earlier test) is only usable once the restarted server accepts connections."""
+
+        async def answers(conn: Any) -> None:
+            await conn.fetchval("SELECT 1")
+
         future = self._next or self._make()
         self._next = None
         name: str = future.result()
+        self._submit(self._do(answers)).result()
         self._next = self._make()
         return name
 
