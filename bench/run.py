@@ -510,10 +510,10 @@ def measure_floor(
     """Create every declared service's container with devstack's engine and start it as the
     declaration orders (after its dependencies that must be ready before it starts; with those
     it may start beside), or all at once (`parallel`). A held service (`Service.held`) starts
-    once its dependencies were started and is released (its signal, re-sent until ready) once
-    its `before_start` ones are ready, as devstack's plan does. Each
-    service's time is when its own readiness check passed and its dependencies were ready (s
-    from the first engine call); `floor` is the last of them."""
+    once its dependencies that are not held themselves were started and is released (its
+    signal, re-sent until ready) once its `before_start` ones are ready, as devstack's plan
+    does. Each service's time is when its own readiness check passed and its dependencies
+    were ready (s from the first engine call); `floor` is the last of them."""
     start = time.perf_counter()
     deadline = start + FLOOR_DEADLINE
     engine.create_network(stack.network, stack.project)
@@ -535,6 +535,8 @@ def measure_floor(
                     continue  # "all at once", but a job still needs what it runs against
                 if service.held is not None and dependency.before_start:
                     release_after.append(dependency.service)  # held until it is ready
+                    if stack.service(dependency.service).held is not None:
+                        continue  # held ones start side by side, not one after another
                     early = True  # but started once the dependency's start call returned
                 events = started if early else ready
                 _wait_event(events[dependency.service], failed, deadline)

@@ -224,8 +224,10 @@ def _start_and_ready(
             before_start.append(_key("start", dependency.service))
         elif early_hold and dependency.before_start:
             before_release.append(_key("ready", dependency.service))
-            if dep is not None and dep.action is not Action.KEEP:
-                # after its start call: the dependency's own start comes first
+            held_too = dep is not None and dep.service is not None and dep.service.held
+            if dep is not None and dep.action is not Action.KEEP and not held_too:
+                # after its start call: the dependency's own start comes first (a held one's
+                # start is no earlier than this one's would be: no chain of start calls)
                 before_start.append(_key("start", dependency.service))
         else:
             before_start.append(_key("ready", dependency.service))
