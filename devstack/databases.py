@@ -403,27 +403,21 @@ class Snapshot:
 
 def current_branch(project_dir: Path) -> str:
     """The checked-out git branch (the default snapshot name)."""
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(project_dir), "rev-parse", "--abbrev-ref", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        out = ""
+    out = _git(project_dir, "rev-parse", "--abbrev-ref", "HEAD")
     if not out or out == "HEAD":
         raise ConfigError("no git branch to name the snapshot after", hint="give a NAME")
     return re.sub(r"[^A-Za-z0-9_]", "_", out)
 
 
 def _git_commit(project_dir: Path) -> str:
+    return _git(project_dir, "rev-parse", "--short", "HEAD")
+
+
+def _git(project_dir: Path, *args: str) -> str:
+    """`git -C project_dir ARGS`'s output, stripped; "" when git is missing or fails."""
     try:
         return subprocess.run(
-            ["git", "-C", str(project_dir), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
+            ["git", "-C", str(project_dir), *args], capture_output=True, text=True, check=True
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ""
