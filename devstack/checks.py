@@ -225,3 +225,56 @@ class Completed(ReadinessCheck):
     def describe(self) -> str:
         """`completed (exit 0)`."""
         return "completed (exit 0)"
+
+
+@dataclass(frozen=True)
+class TcpConnect(ReadinessCheck):
+    """Something listens on `port` inside the container (its /proc/net/tcp{,6}): a connect
+    to the published port is no check, since docker-proxy accepts with nothing behind it."""
+
+    port: int
+
+    def check(self, target: CheckTarget) -> None:
+        """Ready when a socket in the container's network namespace listens on the port."""
+        code, output = target.engine.exec_run(
+            target.container, ["cat", "/proc/net/tcp", "/proc/net/tcp6"]
+        )
+        if code != 0 and not output:
+            raise NotReady(f"cannot read the container's sockets (exit {code})")
+        if listening_ports(output) & {self.port}:
+            return
+        raise NotReady(f"nothing listens on port {self.port} yet")
+
+    def describe(self) -> str:
+        """E.g. `TCP listener on port 1025 (in the container)`."""
+        return f"TCP listener on port {self.port} (in the container)"
+
+
+def listening_ports(proc_net_tcp: str) -> set[int]:
+    """The local ports in LISTEN state (0A) in /proc/net/tcp-formatted text."""
+    ports: set[int] = set()
+    for line in proc_net_tcp.splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == "0A" and ":" in fields[1]:
+            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+@dataclass(frozen=True)
+class LogLine(ReadinessCheck):
+    """The container's output has a line matching `pattern` (a regular expression)."""
+
+    pattern: str
+    tail: int = 500  # how many of the last lines are searched
+
+    def check(self, target: CheckTarget) -> None:
+        """Ready once a matching line was logged."""
+        import re
+
+        if re.search(self.pattern, target.engine.logs(target.container, tail=self.tail), re.M):
+            return
+        raise NotReady(f"no log line matching {self.pattern!r} yet")
+
+    def describe(self) -> str:
+        """E.g. `log line /ready to accept/`."""
+        return f"log line /{self.pattern}/"

@@ -42,6 +42,14 @@ EXAMPLES = {
 }
 
 
+def image_option(text: str) -> tuple[str, str]:
+    """An argparse type: `SERVICE=REF`."""
+    name, sep, ref = text.partition("=")
+    if not sep or not name or not ref:
+        raise argparse.ArgumentTypeError(f"expected SERVICE=REF (got {text!r})")
+    return name, ref
+
+
 def seconds(text: str) -> float:
     """An argparse type: a number of seconds greater than 0."""
     try:
@@ -53,11 +61,11 @@ def seconds(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(project_dir: Path | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m devstack",
-        description="Bring up the declared stack (PostgreSQL, Redis, migrations, the API and its "
-        "worker) as one healthy local stack.",
+        description="Bring up the stack your project declares in stack.py (e.g. PostgreSQL, "
+        "Redis, migrations, an API and its worker) as one healthy local stack.",
         epilog="exit codes: 0 ok, 1 failure, 2 bad input or usage, 130 interrupted (Ctrl-C), "
         "143 SIGTERM, 129 SIGHUP",
     )
@@ -81,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--timeout", type=seconds, help="seconds to wait for health (default 120)")
     up.add_argument("--plan", action="store_true", help="print what would change, change nothing")
     up.add_argument("--quiet", action="store_true", help="plain lines, no live display")
+    up.add_argument(
+        "--with",
+        dest="groups",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="also the services of this optional group (repeatable; or DEVSTACK_WITH in .env)",
+    )
 
     status = command("status", "show the stack's containers, health, ports and uptime")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -107,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     exec_ = command("exec", "run a command in a service's container; exits with its code")
     exec_.add_argument("service", metavar="SERVICE")
     exec_.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD...")
-    for name, help_text, example in _shortcuts():
+    for name, help_text, example in _shortcuts(project_dir or Path.cwd()):
         shortcut = commands.add_parser(
             name,
             help=help_text,
@@ -140,10 +156,19 @@ def _add_export(export: argparse.ArgumentParser) -> None:
     export.add_argument("--out", type=Path, default=Path("k8s"), metavar="DIR", help="default k8s")
     export.add_argument("--namespace", metavar="NS", help="default: the project name")
     export.add_argument(
+        "--image",
+        dest="images",
+        action="append",
+        default=[],
+        type=image_option,
+        metavar="SERVICE=REF",
+        help="a built service's image in a registry the cluster can pull (repeatable; services "
+        "built the same way share it)",
+    )
+    export.add_argument(
         "--api-image",
         metavar="REF",
-        help="required: the API image in a registry the cluster "
-        "can pull (used by every service built from the Dockerfile)",
+        help="the image of every built service, when the stack builds one image",
     )
     export.add_argument(
         "--replicas", type=count, default=1, metavar="N", help="pods per HTTP service (default 1)"
@@ -177,20 +202,41 @@ def count(text: str) -> int:
 
 
 @functools.cache
-def _shortcuts() -> tuple[tuple[str, str, str], ...]:
-    """The exec shortcuts the stack declares: (command word, help, example); declared once
-    per process (the parser and the pass-through check both need them)."""
-    from devstack.declaration import declared_shortcuts
+def _shortcuts(project_dir: Path) -> tuple[tuple[str, str, str], ...]:
+    """The exec shortcuts the project's stack declares: (command word, help, example),
+    declared with the default settings, once per process. None when the stack file cannot be
+    declared: the command then reports why."""
+    from devstack.errors import DevstackError
+    from devstack.settings import Settings
+    from devstack.stackfile import declare
 
-    return tuple((s.name, s.help, s.example or s.name) for s in declared_shortcuts())
+    try:
+        stack = declare(Settings(project_dir=project_dir.resolve(), env_file=project_dir / ".env"))
+    except DevstackError:
+        return ()
+    return tuple((s.name, s.help, s.example or s.name) for x in stack.services for s in x.shortcuts)
+
+
+def _project_dir(argv: list[str]) -> Path:
+    """`--project-dir`'s value in `argv` (before parsing: the shortcuts depend on it)."""
+    for index, word in enumerate(argv):
+        if word == "--project-dir" and index + 1 < len(argv):
+            return Path(argv[index + 1])
+        if word.startswith("--project-dir="):
+            return Path(word.partition("=")[2])
+    return Path.cwd()
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Parse; for exec and the shortcuts, everything after the command word (and SERVICE)
     is passed through untouched, options included (`psql -c 'SELECT 1'`)."""
-    parser = build_parser()
+    project_dir = _project_dir(argv)
+    parser = build_parser(project_dir)
     args, extra = parser.parse_known_args(argv)
-    passthrough = {"exec", *(name for name, _, _ in _shortcuts())}  # args go to the command
+    passthrough = {
+        "exec",
+        *(name for name, _, _ in _shortcuts(project_dir)),
+    }  # args go to the command
     if args.command not in passthrough:
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -282,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
 def _project(args: argparse.Namespace) -> Project:
     from devstack.usecases import load_project
 
-    project = load_project(args.project_dir, args.env_file)
+    project = load_project(args.project_dir, args.env_file, getattr(args, "groups", ()))
     project.check_services(getattr(args, "services", None) or [])
     return project
 
@@ -430,6 +476,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     options = ExportOptions(
         out=args.out,
         api_image=args.api_image,
+        images=tuple(args.images),
         namespace=args.namespace,
         replicas=args.replicas,
         secrets_from_env=args.secrets_from_env,

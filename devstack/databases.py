@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from devstack.declaration import migrations_digest, migrations_job
 from devstack.errors import ConfigError, DevstackError
 from devstack.settings import Settings
+from devstack.spec import Migrations, Service, Stack, url_part
 
 T = TypeVar("T")
 TEMPLATE_PREFIX = "dst_tpl_"
@@ -57,23 +57,19 @@ class Server:
     port: int
     user: str
     password: str
-    database: str  # the application's database (POSTGRES_DB)
+    database: str  # the application's database
 
     @classmethod
     def of(cls, settings: Settings) -> Server:
-        """The stack's Postgres as published on the host."""
+        """The stack's application database (what its Postgres recipe offers), as published
+        on the host."""
+        _, database = _declared(settings).app_database()
         return cls(
-            settings.probe_host,
-            settings.postgres_port,
-            settings.postgres_user,
-            settings.postgres_password,
-            settings.postgres_db,
+            settings.probe_host, database.port, database.user, database.password, database.name
         )
 
     def dsn(self, database: str | None = None) -> str:
         """A libpq/asyncpg DSN for `database` (default: the application's)."""
-        from devstack.declaration import url_part
-
         host = f"[{self.host}]" if ":" in self.host else self.host
         return (
             f"postgresql://{url_part(self.user)}:{url_part(self.password)}@{host}:{self.port}/"
@@ -157,20 +153,59 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _declared(settings: Settings) -> Stack:
+    """The stack these settings declare; ConfigError when it has no application database."""
+    from devstack.usecases import project_of
+
+    stack = project_of(settings).stack
+    try:
+        stack.app_database()
+    except LookupError as exc:
+        raise ConfigError(
+            str(exc), hint="the `db` commands and the pytest plugin need one"
+        ) from None
+    return stack
+
+
 # --- migrations and templates --------------------------------------------------------------
-def template_name(project_dir: Path) -> str:
-    """The template database for the current migrations."""
-    return TEMPLATE_PREFIX + migrations_digest(project_dir)[:12]
+def template_name(settings: Settings) -> str:
+    """The template database for the current migrations (keyed by their files' digest)."""
+    _, migrations = _migrations(_declared(settings))
+    return TEMPLATE_PREFIX + migrations.digest(settings.project_dir)[:12]
+
+
+def _migrations(stack: Stack) -> tuple[Service, Migrations]:
+    try:
+        return stack.migrations_job()
+    except LookupError as exc:
+        raise ConfigError(
+            str(exc), hint="the `db` commands and the pytest plugin need one"
+        ) from None
+
+
+def migrations_job(stack: Stack, database: str) -> Service:
+    """The stack's migrations job aimed at `database` instead of the application's, run once
+    to completion (not held: nothing would release it)."""
+    from dataclasses import replace
+
+    service, migrations = _migrations(stack)
+    url = migrations.url.format(database=url_part(database))
+    environment = {**dict(service.environment), migrations.database_env: url}
+    return replace(
+        service,
+        environment=tuple(sorted(environment.items())),
+        command=migrations.command,
+        held=None,
+    )
 
 
 def migrate(settings: Settings, database: str) -> None:
-    """`alembic upgrade head` on `database`, in a one-off container of the migrate service
-    (its image, the stack's network); MigrationFailed with Alembic's output on failure."""
-    from devstack.usecases import connect, load_project, resolve_images, run_quietly
+    """Migrate `database` to head, in a one-off container of the stack's migrations job
+    (its image, the stack's network); MigrationFailed with its output on failure."""
+    from devstack.usecases import connect, project_of, resolve_images, run_quietly
 
-    project = load_project(settings.project_dir, settings.env_file)
-    stack = resolve_images(project.stack)
-    service = migrations_job(stack, settings, database)
+    stack = resolve_images(project_of(settings).stack)
+    service = migrations_job(stack, database)
     code, output = run_quietly(connect(), stack, service, service.command)
     if code != 0:
         lines = [line for line in output.strip().splitlines() if line.strip()]
@@ -188,7 +223,7 @@ def ensure_template(settings: Settings, lock_dir: Path | None = None) -> str:
     leaves a template behind). One builder at a time per template, across processes."""
     from filelock import FileLock
 
-    name = template_name(settings.project_dir)
+    name = template_name(settings)
     server = Server.of(settings)
     lock_dir = lock_dir or Path(os.environ.get("TMPDIR", "/tmp"))
     lock = FileLock(str(lock_dir / f"devstack-{settings.project_name}-{name}.lock"))
@@ -470,7 +505,8 @@ class Done:
 def snapshot(settings: Settings, name: str, force: bool = False) -> Done:
     """Copy the application's database into snapshot `name` (replacing an older one)."""
     target = snapshot_database(name)
-    source = settings.postgres_db
+    server = Server.of(settings)
+    source = server.database
     comment = json.dumps(
         {
             "devstack": "snapshot",
@@ -496,13 +532,14 @@ def snapshot(settings: Settings, name: str, force: bool = False) -> Done:
         await _seal(conn, target, comment)
         return disconnected
 
-    return Done(target, _run(Server.of(settings), work))
+    return Done(target, _run(server, work))
 
 
 def restore(settings: Settings, name: str, force: bool = False) -> Done:
     """Replace the application's database by a copy of snapshot `name`."""
     source = snapshot_database(name)
-    target = settings.postgres_db
+    server = Server.of(settings)
+    target = server.database
 
     async def work(conn: Any) -> int:
         if not await _exists(conn, source):
@@ -563,7 +600,8 @@ def list_snapshots(settings: Settings) -> list[Snapshot]:
 
 def reset(settings: Settings, force: bool = False) -> Done:
     """Drop the application's database and re-create it from the migrations."""
-    target = settings.postgres_db
+    server = Server.of(settings)
+    target = server.database
 
     async def work(conn: Any) -> int:
         disconnected = 0

@@ -25,7 +25,7 @@ import json
 import math
 import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -77,7 +77,8 @@ class RenderOptions:
     """What the cluster needs that the declaration does not say."""
 
     namespace: str
-    api_image: str  # the image every service built from the Dockerfile runs
+    api_image: str = ""  # the image of built services not in `images`
+    images: Mapping[str, str] = field(default_factory=dict)  # built service -> reference
     replicas: int = 1  # for Deployments that serve through a Service
     secrets_from_env: bool = False  # real values in secret.yaml (else placeholders)
     kubectl_image: str = DEFAULT_KUBECTL_IMAGE  # what waits for Jobs
@@ -236,15 +237,13 @@ class _Renderer:
     # -- checks on the declaration ------------------------------------------------------------
 
     def _collect_secret_values(self) -> None:
-        # variables named as secrets first: their names label the values in placeholders
+        # declared secrets, then variables named as secrets: their names label the values
+        for name, value in self.stack.secrets:
+            self.secrets.add_value(value, name)
         for service in self.stack.services:
             for name, value in self._environment(service):
                 if SECRET_NAMES.search(name.upper()):
                     self.secrets.add_value(value, name)
-        for service in self.stack.services:
-            for check in (service.readiness, service.liveness):
-                if isinstance(check, PostgresLogin):
-                    self.secrets.add_value(check.password, f"{service.name}-password")
 
     def _check_volumes(self) -> None:
         owners: dict[str, str] = {}
@@ -330,7 +329,9 @@ class _Renderer:
         }
 
     def image(self, service: Service) -> str:
-        return self.options.api_image if service.build is not None else service.image
+        if service.build is None:
+            return service.image
+        return self.options.images.get(service.name, self.options.api_image)
 
     def _environment(self, service: Service) -> list[tuple[str, str]]:
         # DEVSTACK_* values only steer the local stack (e.g. the migration files' digest)

@@ -15,12 +15,10 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from devstack.declaration import declare_stack
 from devstack.errors import ConfigError, DevstackError
 from devstack.k8s import DEFAULT_KUBECTL_IMAGE, Rendered, RenderOptions, dns_label, render
-from devstack.settings import EXAMPLE_PASSWORD
 from devstack.spec import Stack
-from devstack.usecases import Project
+from devstack.usecases import Project, project_of
 
 MARKER = ".devstack-export.json"
 GENERATOR = "python -m devstack export k8s"
@@ -45,7 +43,8 @@ class ExportOptions:
     """The command line's choices for `export k8s`."""
 
     out: Path
-    api_image: str | None
+    api_image: str | None  # every built image (the stack's only build), as before --image
+    images: tuple[tuple[str, str], ...] = ()  # `--image NAME=REF`: a built service's image
     namespace: str | None = None
     replicas: int = 1
     secrets_from_env: bool = False
@@ -78,38 +77,67 @@ def check_namespace(namespace: str) -> str:
 
 def production_stack(project: Project) -> Stack:
     """The stack as production runs it: the dev-mode switches (reload, source mounts) off."""
-    return declare_stack(replace(project.settings, dev_mode=False))
+    return project_of(replace(project.settings, dev_mode=False)).stack
+
+
+def built_images(stack: Stack, options: ExportOptions) -> dict[str, str]:
+    """The registry reference of every service built on this machine: its own `--image
+    NAME=REF`, else that of a service built the same way, else `--api-image`."""
+    given = {name: check_image(ref, f"--image {name}=") for name, ref in options.images}
+    built = [s for s in stack.services if s.build is not None]
+    for name in given:
+        if name not in {s.name for s in built}:
+            raise ConfigError(
+                f"--image {name}=...: {name} is not a service built from the project",
+                hint=f"built services: {', '.join(s.name for s in built) or 'none'}",
+            )
+    fallback = check_image(options.api_image, "--api-image") if options.api_image else ""
+    if fallback and len({s.build for s in built}) > 1:
+        raise ConfigError(
+            "--api-image is ambiguous: this stack builds more than one image",
+            hint="name each with --image SERVICE=REF",
+        )
+    images: dict[str, str] = {}
+    for service in built:
+        same = [given[s.name] for s in built if s.build == service.build and s.name in given]
+        ref = given.get(service.name) or (same[0] if same else fallback)
+        if not ref:
+            raise ConfigError(
+                f"export k8s needs the image of {service.name} as the cluster pulls it "
+                "(devstack builds it on this machine only; the cluster needs it in a registry "
+                "it can reach)",
+                hint=f"push the built image and name it, e.g. --image {service.name}="
+                f"{IMAGE_EXAMPLE} (or --api-image REF for the stack's only build)",
+            )
+        images[service.name] = ref
+    return images
 
 
 def export_k8s(project: Project, options: ExportOptions) -> Rendered:
     """The manifests for `project` (nothing written); ConfigError on bad input."""
-    if not options.api_image:
-        raise ConfigError(
-            "export k8s needs --api-image: the API image as the cluster pulls it (devstack "
-            "builds it on this machine only; the cluster needs it in a registry it can reach)",
-            hint=f"push the built image and name it, e.g. --api-image {IMAGE_EXAMPLE}",
-        )
-    api_image = check_image(options.api_image, "--api-image")
+    stack = production_stack(project)
+    images = built_images(stack, options)
     kubectl_image = check_image(options.kubectl_image, "--kubectl-image")
     namespace = check_namespace(options.namespace or dns_label(project.stack.project))
     if options.replicas < 1:
         raise ConfigError(f"--replicas must be at least 1 (got {options.replicas})")
     settings = project.settings
-    if options.secrets_from_env and settings.postgres_password == EXAMPLE_PASSWORD:
+    example = [name for name in stack.example_secrets]
+    if options.secrets_from_env and example:
         raise ConfigError(
-            "--secrets-from-env would put the example POSTGRES_PASSWORD into the cluster",
-            hint=f"set a real POSTGRES_PASSWORD in {settings.env_file}, or leave out "
+            f"--secrets-from-env would put the example {example[0]} into the cluster",
+            hint=f"set a real {example[0]} in {settings.env_file}, or leave out "
             "--secrets-from-env and create the Secret yourself",
         )
     render_options = RenderOptions(
         namespace=namespace,
-        api_image=api_image,
+        images=images,
         replicas=options.replicas,
         secrets_from_env=options.secrets_from_env,
         kubectl_image=kubectl_image,
         wait_timeout=settings.timeout,
     )
-    return render(production_stack(project), render_options)
+    return render(stack, render_options)
 
 
 # --- writing ---------------------------------------------------------------------------------

@@ -38,7 +38,6 @@ import pytest
 from devstack.errors import DevstackError
 
 RUN_KEY = "devstack_run"  # the run id, handed from the controller to xdist workers
-REDIS_FIRST_DB, REDIS_DATABASES = 3, 16  # the service: 0 cache, 1 broker, 2 task results
 REDIS_CLAIM = "devstack:pytest:redis-db:{}"  # in db 0: which run/worker holds database N
 REDIS_FALLBACK_DB = 0
 
@@ -166,11 +165,10 @@ def ensure_stack(
     """Reuse a running stack that matches the declaration; else bring it up. Returns whether
     this run started it (nothing of it ran before) and what had drifted."""
     from devstack import usecases
-    from devstack.declaration import declare_stack
     from devstack.plan import plan_up
     from devstack.ui import make_console, plain_reporter
 
-    project = usecases.Project(settings, declare_stack(settings))
+    project = usecases.project_of(settings)
     engine = usecases.connect()
     stack = usecases.resolve_images(project.stack)
     observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
@@ -206,10 +204,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if config.getoption("devstack_keep"):
         return
     from devstack import usecases
-    from devstack.declaration import declare_stack
     from devstack.ui import make_console, plain_reporter
 
-    project = usecases.Project(state.settings, declare_stack(state.settings))
+    project = usecases.project_of(state.settings)
     with contextlib.suppress(DevstackError):
         usecases.down(project, usecases.connect(), plain_reporter(make_console(stderr=True)))
 
@@ -300,9 +297,23 @@ class RedisSlot:
     claim: str
 
 
-def _redis_base(settings: Any) -> str:
+def _redis(settings: Any, required: bool = True) -> tuple[str, list[int]]:
+    """The stack's Redis as the host reaches it, and the numbered databases no service of
+    the stack declares it uses (the ones handed out to test workers). Without a Redis in the
+    stack: UsageError, or ("", []) when not `required`."""
+    from devstack.usecases import project_of
+
+    stack = project_of(settings).stack
+    try:
+        _, store = stack.key_value_store()
+    except LookupError as exc:
+        if not required:
+            return "", []
+        raise pytest.UsageError(f"devstack: {exc} (the devstack_redis fixtures need one)") from None
     host = settings.probe_host
-    return f"redis://{f'[{host}]' if ':' in host else host}:{settings.redis_port}"
+    used = stack.key_value_dbs_used() | {REDIS_FALLBACK_DB}
+    free = [n for n in range(store.databases) if n not in used]
+    return f"redis://{f'[{host}]' if ':' in host else host}:{store.port}", free
 
 
 def _release_dead_redis_claims(settings: Any) -> None:
@@ -310,9 +321,12 @@ def _release_dead_redis_claims(settings: Any) -> None:
 
     from devstack.databases import pid_alive
 
-    client = redis.Redis.from_url(f"{_redis_base(settings)}/0")
+    base, free = _redis(settings, required=False)
+    if not base:
+        return
+    client = redis.Redis.from_url(f"{base}/{REDIS_FALLBACK_DB}")
     try:
-        for n in range(REDIS_FIRST_DB, REDIS_DATABASES):
+        for n in free:
             owner = client.get(REDIS_CLAIM.format(n))
             if owner is not None:
                 pid = str(owner, "utf-8") if isinstance(owner, bytes) else str(owner)
@@ -331,11 +345,11 @@ def devstack_redis_slot(
     back to a key prefix in db 0 when all are taken; released (and emptied) at the end."""
     import redis
 
-    base = _redis_base(devstack_stack.settings)
+    base, free = _redis(devstack_stack.settings)
     owner = f"{devstack_stack.run_id}_{_worker(request)}"
-    admin = redis.Redis.from_url(f"{base}/0")
+    admin = redis.Redis.from_url(f"{base}/{REDIS_FALLBACK_DB}")
     slot = RedisSlot(f"{base}/{REDIS_FALLBACK_DB}", REDIS_FALLBACK_DB, f"dst:{owner}:", "")
-    for n in range(REDIS_FIRST_DB, REDIS_DATABASES):
+    for n in free:
         try:
             claimed = admin.set(REDIS_CLAIM.format(n), owner, nx=True)
         except redis.ResponseError:  # fewer databases configured

@@ -1,6 +1,10 @@
-"""devstack's settings: `.env` (plus the process environment, which wins) validated into one
-immutable object before anything touches Docker. Every error names the variable and its file.
-"""
+"""devstack's settings: `.env` (plus the process environment, which wins) validated before
+anything touches Docker. Every error names the variable and where it came from.
+
+Two kinds of keys: devstack's own (`CORE`: project name, dev mode, bind address, health
+checks, timeout, CA bundle, groups), read here; and the keys the project's stack declares
+(ports, images, credentials), read through `Env` while `stack.py` runs. Unknown keys with a
+checked prefix are reported once the declaration is known (`Env.check_unknown`)."""
 
 from __future__ import annotations
 
@@ -12,21 +16,20 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from devstack.envfile import read_env_file
 from devstack.errors import ConfigError
 
-EXAMPLE_PASSWORD = "devstack-example-password"
+T = TypeVar("T")
 PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-SERVICE_ENV_PREFIX = "AI_AGENTS_"
-# Prefixes whose unknown keys in .env are reported as likely typos.
-CHECKED_PREFIXES = ("DEVSTACK_", "POSTGRES_")
+CORE_PREFIX = "DEVSTACK_"  # unknown keys with this prefix (or a declared key's) are typos
 TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
 FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
 
 
-def _port(text: str) -> int:
+def parse_port(text: str) -> int:
+    """A TCP port, 1-65535."""
     return int(_number(text, int, low=1, high=65535))
 
 
@@ -60,14 +63,16 @@ def _number(
     return value
 
 
-def _flag(text: str) -> bool:
+def parse_flag(text: str) -> bool:
+    """true/false, yes/no, on/off, 1/0 (any case)."""
     lowered = text.strip().lower()
     if lowered in TRUE | FALSE:
         return lowered in TRUE
     raise ValueError("should be true or false")
 
 
-def _text(text: str) -> str:
+def parse_text(text: str) -> str:
+    """Any non-empty text."""
     if not text:
         raise ValueError("should not be empty")
     return text
@@ -97,9 +102,18 @@ def _bundle(text: str) -> Path | None:
     return Path(text)
 
 
+def _groups(text: str) -> frozenset[str]:
+    names = frozenset(part.strip() for part in text.split(",") if part.strip())
+    for name in names:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+            raise ValueError(f"{name!r} is not a group name (lowercase letters, digits, '-')")
+    return names
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Validated settings (see VARIABLES for the names users write in `.env`).
+    """devstack's own validated settings (see CORE), and every raw key of `.env` and the
+    environment for the stack's declaration to read through `Env`.
     A plain dataclass, not a pydantic model: every command reads them, and pydantic's
     import and model build cost about 0.1 s per command (`python -X importtime`)."""
 
@@ -108,30 +122,14 @@ class Settings:
     project: str = ""
     dev_mode: bool = True
     bind_address: str = "127.0.0.1"
-    postgres_port: int = 5433
-    redis_port: int = 6379
-    api_port: int = 8000
-    postgres_image: str = "postgres:17-alpine"
-    redis_image: str = "redis:7-alpine"
-    python_image: str = "python:3.12-slim"
     health_interval: float = 10.0
     health_timeout: float = 5.0
     health_retries: int = 3
     timeout: float = 120.0
     ca_bundle: Path | None = None
-    postgres_user: str = "devstack"
-    postgres_password: str = EXAMPLE_PASSWORD
-    postgres_db: str = "devstack"
-    service_env: Mapping[str, str] = field(default_factory=dict)
-
-    def check(self) -> None:
-        """Checks across settings; ValueError with the reason. (Clashing host ports are
-        checked on the declared stack: declaration.check_ports.)"""
-        if not self.is_loopback and self.postgres_password == EXAMPLE_PASSWORD:
-            raise ValueError(
-                f"DEVSTACK_BIND_ADDRESS={self.bind_address} publishes Postgres beyond this "
-                "machine with the example POSTGRES_PASSWORD; set a real password first"
-            )
+    groups: frozenset[str] = frozenset()  # optional groups turned on (DEVSTACK_WITH, --with)
+    file_values: Mapping[str, str] = field(default_factory=dict, repr=False)
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def is_loopback(self) -> bool:
@@ -149,27 +147,48 @@ class Settings:
             return "::1" if ":" in self.bind_address else "127.0.0.1"
         return self.bind_address
 
+    def raw(self, key: str) -> tuple[str | None, str]:
+        """`key`'s text (the environment wins over the file) and where it came from."""
+        if key in self.environ:
+            return self.environ[key], "the environment"
+        return self.file_values.get(key), str(self.env_file)
 
-# Each variable users write in `.env` (or the environment): the setting it fills, and what turns
-# its text into the value or raises ValueError saying what is wrong.
-VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
+    def hint_for(self, key: str) -> str:
+        """How to fix `key`, wherever its value came from."""
+        if key in self.environ:
+            return f"fix or unset {key} in your environment (it overrides {self.env_file})"
+        return f"edit {self.env_file}; see .env.example"
+
+    def parse(self, key: str, parse: Callable[[str], T], default: T) -> T:
+        """`key` parsed, or `default` when unset; ConfigError naming key and source."""
+        text, where = self.raw(key)
+        if text is None:
+            return default
+        try:
+            return parse(text)
+        except ValueError as exc:
+            shown = "PASSWORD" not in key and repr(text) not in str(exc)
+            got = f" (got {text!r})" if shown else ""
+            raise ConfigError(f"{key} in {where}: {exc}{got}", hint=self.hint_for(key)) from None
+
+    def with_groups(self, groups: frozenset[str] | set[str]) -> Settings:
+        """These settings with `groups` turned on as well (`up --with NAME`)."""
+        from dataclasses import replace
+
+        return replace(self, groups=self.groups | frozenset(groups))
+
+
+# devstack's own variables: the setting each fills and what parses its text.
+CORE: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DEVSTACK_PROJECT": ("project", _project),
-    "DEVSTACK_DEV_MODE": ("dev_mode", _flag),
+    "DEVSTACK_DEV_MODE": ("dev_mode", parse_flag),
     "DEVSTACK_BIND_ADDRESS": ("bind_address", _ip),
-    "DEVSTACK_POSTGRES_PORT": ("postgres_port", _port),
-    "DEVSTACK_REDIS_PORT": ("redis_port", _port),
-    "DEVSTACK_API_PORT": ("api_port", _port),
-    "DEVSTACK_POSTGRES_IMAGE": ("postgres_image", _text),
-    "DEVSTACK_REDIS_IMAGE": ("redis_image", _text),
-    "DEVSTACK_PYTHON_IMAGE": ("python_image", _text),
     "DEVSTACK_HEALTH_INTERVAL": ("health_interval", _positive),
     "DEVSTACK_HEALTH_TIMEOUT": ("health_timeout", _positive),
     "DEVSTACK_HEALTH_RETRIES": ("health_retries", _count),
     "DEVSTACK_TIMEOUT": ("timeout", _positive),
     "DEVSTACK_CA_BUNDLE": ("ca_bundle", _bundle),
-    "POSTGRES_USER": ("postgres_user", _text),
-    "POSTGRES_PASSWORD": ("postgres_password", _text),
-    "POSTGRES_DB": ("postgres_db", _text),
+    "DEVSTACK_WITH": ("groups", _groups),
 }
 
 
@@ -184,39 +203,135 @@ def default_project_name(project_dir: Path) -> str:
 def load_settings(
     project_dir: Path, env_file: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
-    """Read `.env` and the environment, reject typos and bad values, return Settings."""
+    """Read `.env` and the environment and validate devstack's own keys (the stack's keys
+    are validated while it is declared: `Env`)."""
     env_path = env_file or project_dir / ".env"
     file_values = read_env_file(env_path, required=env_file is not None)
-    environ = os.environ if environ is None else environ
-    for key in file_values:
-        if key.startswith(CHECKED_PREFIXES) and key not in VARIABLES:
-            close = difflib.get_close_matches(key, sorted(VARIABLES), n=1)
-            hint = f"did you mean {close[0]}?" if close else "see .env.example for valid keys"
-            raise ConfigError(f"{env_path}: unknown setting {key}", hint=hint)
-    hint = f"edit {env_path}; see .env.example"
-    values: dict[str, Any] = {}
-    for variable, (name, parse) in VARIABLES.items():
-        where = "the environment" if variable in environ else str(env_path)
-        text = environ.get(variable, file_values.get(variable))
-        if text is None:
-            continue
-        try:
-            values[name] = parse(text)
-        except ValueError as exc:
-            shown = "PASSWORD" not in variable and repr(text) not in str(exc)
-            got = f" (got {text!r})" if shown else ""
-            raise ConfigError(f"{variable} in {where}: {exc}{got}", hint=hint) from None
-    service_env = {
-        k: v
-        for source in (file_values, environ)
-        for k, v in source.items()
-        if k.startswith(SERVICE_ENV_PREFIX)
-    }
+    environ = dict(os.environ if environ is None else environ)
     settings = Settings(
-        project_dir=project_dir.resolve(), env_file=env_path, service_env=service_env, **values
+        project_dir=project_dir.resolve(),
+        env_file=env_path,
+        file_values=file_values,
+        environ=environ,
     )
-    try:
-        settings.check()
-    except ValueError as exc:
-        raise ConfigError(f"{env_path} (settings): {exc}", hint=hint) from None
-    return settings
+    values = {
+        name: settings.parse(key, parse, getattr(settings, name))
+        for key, (name, parse) in CORE.items()
+    }
+    from dataclasses import replace
+
+    return replace(settings, **values)
+
+
+@dataclass(frozen=True)
+class Key:
+    """A `.env` key the stack declares: its default and whether its value is a secret."""
+
+    name: str
+    default: str
+    secret: bool = False
+    # a secret whose default is only an example: refused when ports leave this machine
+    example: bool = False
+
+
+class Env:
+    """What a stack file reads: devstack's settings and the `.env` keys it declares.
+
+    Every `port`, `image`, `text` and `secret` call declares its key (with its default), so
+    the unknown-key check, its suggestions and `.env.example`'s test derive from the stack."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.keys: dict[str, Key] = {}
+        self.passed_prefixes: list[str] = []
+
+    @property
+    def project(self) -> str:
+        """The project name (prefixes containers, network and volumes)."""
+        return self.settings.project_name
+
+    @property
+    def dev(self) -> bool:
+        """Dev mode (DEVSTACK_DEV_MODE): recipes mount sources, reload and hold starts."""
+        return self.settings.dev_mode
+
+    @property
+    def project_dir(self) -> Path:
+        """The checkout (`--project-dir`)."""
+        return self.settings.project_dir
+
+    def volume(self, name: str) -> str:
+        """A named volume of this project: `<project>_<name>`."""
+        return f"{self.project}_{name}"
+
+    def _declare(
+        self, key: str, default: object, secret: bool = False, example: bool = False
+    ) -> None:
+        self.keys[key] = Key(key, str(default), secret, example)
+
+    def port(self, key: str, default: int) -> int:
+        """A host port set by `key` (1-65535; two ports on one host port are refused)."""
+        self._declare(key, default)
+        return self.settings.parse(key, parse_port, default)
+
+    def text(self, key: str, default: str) -> str:
+        """A non-empty text set by `key`."""
+        self._declare(key, default)
+        return self.settings.parse(key, parse_text, default)
+
+    def image(self, key: str, default: str) -> str:
+        """An image reference set by `key`."""
+        return self.text(key, default)
+
+    def flag(self, key: str, default: bool) -> bool:
+        """true/false set by `key`."""
+        self._declare(key, str(default).lower())
+        return self.settings.parse(key, parse_flag, default)
+
+    def secret(self, key: str, default: str, example: bool = True) -> str:
+        """A credential set by `key`: masked in output, a Secret in the Kubernetes export;
+        while it is the `example` default, binding ports beyond loopback is refused."""
+        self._declare(key, default, secret=True, example=example)
+        return self.settings.parse(key, parse_text, default)
+
+    def passthrough(self, prefix: str) -> dict[str, str]:
+        """Every `<prefix>*` key of `.env` and the environment (the environment wins)."""
+        self.passed_prefixes.append(prefix)
+        merged = {**self.settings.file_values, **self.settings.environ}
+        return {k: v for k, v in sorted(merged.items()) if k.startswith(prefix)}
+
+    def secrets(self) -> dict[str, str]:
+        """The declared secrets' values, by key."""
+        return {
+            k.name: self.settings.parse(k.name, parse_text, k.default)
+            for k in self.keys.values()
+            if k.secret
+        }
+
+    def example_secrets(self) -> tuple[str, ...]:
+        """The declared secrets still at their example default."""
+        values = self.secrets()
+        return tuple(
+            k.name for k in self.keys.values() if k.example and values[k.name] == k.default
+        )
+
+    def check(self) -> None:
+        """After the declaration: unknown keys (typos) and example secrets on a public bind."""
+        settings = self.settings
+        known = {*CORE, *self.keys}
+        checked = (CORE_PREFIX, *{k.split("_", 1)[0] + "_" for k in self.keys if "_" in k})
+        for key in settings.file_values:
+            if key.startswith(tuple(self.passed_prefixes)) or key in known:
+                continue
+            if key.startswith(checked):
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f"did you mean {close[0]}?" if close else "see .env.example for valid keys"
+                raise ConfigError(f"{settings.env_file}: unknown setting {key}", hint=hint)
+        example = self.example_secrets()
+        if example and not settings.is_loopback:
+            raise ConfigError(
+                f"{settings.env_file} (settings): DEVSTACK_BIND_ADDRESS={settings.bind_address} "
+                f"publishes the stack beyond this machine with the example {example[0]}; set a "
+                "real one first",
+                hint=settings.hint_for(example[0]),
+            )

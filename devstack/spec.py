@@ -2,8 +2,9 @@
 
 A `Service` carries everything the other layers need (image or build, command, environment,
 ports with the `.env` key that sets each, mounts, Docker healthcheck, readiness check,
-dependencies with a condition, exec shortcuts, printed links). The concrete stack is declared
-once, in `devstack.declaration`; no other module names a concrete service."""
+dependencies with a condition, exec shortcuts, printed links) and what it offers the rest
+of the tool by capability (a `Database`, a `KeyValueStore`, `Migrations`). Concrete stacks are
+declared by each project's own `stack.py` with `devstack.recipes`; the tool names no service."""
 
 from __future__ import annotations
 
@@ -151,6 +152,7 @@ class Shortcut:
     environment: tuple[tuple[str, str], ...] = ()
     as_invoking_user: bool = False
     up_first: tuple[str, ...] = ()
+    unavailable: str = ""  # why it cannot run in this configuration (said instead, exit 2)
 
     def argv(self, args: Sequence[str]) -> list[str]:
         """The command line to run for the user's `args`."""
@@ -178,6 +180,76 @@ class ClusterHints:
 
     uid: int | None = None
     environment: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Database:
+    """A Postgres server's application database, as the host reaches it (the `db` commands
+    and the pytest plugin use it). With two, the declaration marks the application's."""
+
+    user: str
+    password: str = field(repr=False)
+    name: str = ""
+    port: int = 5432  # the published host port
+    container_port: int = 5432
+    application: bool = True
+
+    def url(
+        self,
+        host: str,
+        port: int | None = None,
+        scheme: str = "postgresql",
+        database: str | None = None,
+    ) -> str:
+        """A DSN for `database` (default: the application's) with every part encoded."""
+        host = f"[{host}]" if ":" in host else host
+        return (
+            f"{scheme}://{url_part(self.user)}:{url_part(self.password)}@{host}:"
+            f"{port or self.container_port}/{url_part(database or self.name)}"
+        )
+
+
+@dataclass(frozen=True)
+class KeyValueStore:
+    """A Redis-protocol server: its published host port and how many numbered databases it
+    has (the pytest plugin hands out those no service declares it uses)."""
+
+    port: int
+    container_port: int = 6379
+    databases: int = 16
+
+
+@dataclass(frozen=True)
+class Migrations:
+    """A migrations job: where its files live (relative to the project), the variable that
+    carries the database URL it migrates (`url`: a template with {database}), and the command
+    that migrates to head. Its files' digest keys the pytest plugin's templates."""
+
+    directory: str
+    database_env: str
+    url: str = field(repr=False)
+    command: tuple[str, ...] = ()
+    files: tuple[str, ...] = ("alembic.ini", "env.py", "versions/*.py")
+
+    def digest(self, project_dir: Path) -> str:
+        """A digest of what decides the schema: `files` under `directory` (names and
+        contents). The job reruns when it changes; the pytest plugin keys templates by it."""
+        root = project_dir / self.directory
+        digest = hashlib.sha256()
+        for pattern in self.files:
+            for path in sorted(root.glob(pattern)):
+                if path.is_file():
+                    digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+                    digest.update(path.read_bytes() + b"\0")
+        return digest.hexdigest()
+
+
+def url_part(value: str) -> str:
+    """`value` percent-encoded for a URL's user, password or path: every printable value
+    round-trips (`p@ss:w/rd%1` -> `p%40ss%3Aw%2Frd%251`)."""
+    from urllib.parse import quote
+
+    return quote(value, safe="")
 
 
 @dataclass(frozen=True)
@@ -210,6 +282,12 @@ class Service:
     cluster: ClusterHints = field(default_factory=ClusterHints)
     # starts early and holds until released (its command is wrapped by `held.wrap`)
     held: Held | None = None
+    group: str = ""  # an optional group, off unless turned on (`up --with GROUP`)
+    # capabilities: what the rest of the tool may ask of this service
+    database: Database | None = None
+    key_value: KeyValueStore | None = None
+    migrations: Migrations | None = None
+    key_value_dbs: tuple[int, ...] = ()  # the numbered Redis databases this service uses
 
     @property
     def dependency_names(self) -> tuple[str, ...]:
@@ -251,9 +329,16 @@ class Stack:
     network: str
     volumes: tuple[str, ...]
     services: tuple[Service, ...]
+    # declared secrets (variable name, value): masked, and a Secret in the Kubernetes export
+    secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    example_secrets: tuple[str, ...] = ()  # those still at their example default
+    groups_on: frozenset[str] = frozenset()  # the optional groups turned on
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.services]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"service {twice[0]!r} is declared twice")
         for service in self.services:
             if service.held is not None and service.readiness is None:
                 # its release is re-sent until its check passes
@@ -265,6 +350,61 @@ class Stack:
             self._order()
         except CycleError as exc:
             raise ValueError(f"dependency cycle among {exc.args[1]}") from None
+
+    def is_on(self, service: Service) -> bool:
+        """Whether `service` is in no group or in a group turned on."""
+        return not service.group or service.group in self.groups_on
+
+    def active(self) -> Stack:
+        """The services `up` brings up: those in no group or in a group turned on. A service
+        that is on but depends on one that is off is refused (Compose's profiles trap)."""
+        on = [s for s in self.services if self.is_on(s)]
+        names = {s.name for s in on}
+        for service in on:
+            for dependency in service.dependency_names:
+                if dependency not in names:
+                    group = self.service(dependency).group
+                    raise ValueError(
+                        f"{service.name} depends on {dependency}, which is in group "
+                        f"{group!r} (off): turn it on with `up --with {group}` or "
+                        f"DEVSTACK_WITH={group}"
+                    )
+        return replace(self, services=tuple(on))
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """Every optional group the stack declares."""
+        return tuple(sorted({s.group for s in self.services if s.group}))
+
+    def app_database(self) -> tuple[Service, Database]:
+        """The service offering the application's database (LookupError if none)."""
+        offered = [(s, s.database) for s in self.services if s.database is not None]
+        marked = [(s, d) for s, d in offered if d.application] if len(offered) > 1 else offered
+        if len(marked) != 1:
+            names = ", ".join(s.name for s, _ in offered) or "none"
+            raise LookupError(
+                f"the stack declares {len(offered)} databases ({names}); "
+                + ("mark one application=True" if offered else "declare one with recipes.postgres")
+            )
+        return marked[0]
+
+    def key_value_store(self) -> tuple[Service, KeyValueStore]:
+        """The service offering a key-value store (LookupError if none)."""
+        for service in self.services:
+            if service.key_value is not None:
+                return service, service.key_value
+        raise LookupError("the stack declares no Redis (recipes.redis)")
+
+    def key_value_dbs_used(self) -> frozenset[int]:
+        """The numbered Redis databases the services declare they use."""
+        return frozenset(n for s in self.services for n in s.key_value_dbs)
+
+    def migrations_job(self) -> tuple[Service, Migrations]:
+        """The service that migrates the application's database (LookupError if none)."""
+        for service in self.services:
+            if service.migrations is not None:
+                return service, service.migrations
+        raise LookupError("the stack declares no migrations job (recipes.alembic_job)")
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from devstack.declaration import declare_stack
 from devstack.endpoint import Endpoint
 from devstack.engine import Engine
 from devstack.errors import ConfigError, ResourceConflict, ServiceFailed
@@ -33,24 +32,70 @@ if TYPE_CHECKING:  # the executor and builds are imported only by the commands t
 
 @dataclass(frozen=True)
 class Project:
-    """A checkout's validated settings and its declared stack (build tags not resolved)."""
+    """A checkout's validated settings and its declared stack (build tags not resolved):
+    `stack` holds the services turned on (no group, or a group turned on), `declared` every
+    service (`down` removes, and `status` shows, a running one of a group turned off)."""
 
     settings: Settings
     stack: Stack
+    declared: Stack | None = None
+
+    @property
+    def whole(self) -> Stack:
+        """Every declared service, groups turned off included."""
+        return self.declared or self.stack
+
+    def visible(self, observed: Observed) -> Stack:
+        """The services turned on, and those of groups turned off that have a container."""
+        whole = self.whole
+        names = {*self.stack.names, *(n for n in observed.containers if n in whole.names)}
+        keep = set(whole.with_dependencies(sorted(names)))
+        return replace(whole, services=tuple(s for s in whole.services if s.name in keep))
 
     def check_services(self, names: Sequence[str]) -> None:
         """Every name must be a declared service."""
         for name in names:
-            if name not in self.stack.names:
+            if name not in self.whole.names:
                 raise ConfigError(
-                    f"unknown service {name!r}", hint=f"choose from {sorted(self.stack.names)}"
+                    f"unknown service {name!r}", hint=f"choose from {sorted(self.whole.names)}"
+                )
+
+    def check_on(self, names: Sequence[str]) -> None:
+        """Every name must be a service turned on (not in a group turned off)."""
+        self.check_services(names)
+        for name in names:
+            if name not in self.stack.names:
+                group = self.whole.service(name).group
+                raise ConfigError(
+                    f"{name} is in group {group!r}, which is off",
+                    hint=f"turn it on: `up --with {group}` (or DEVSTACK_WITH={group} in .env)",
                 )
 
 
-def load_project(project_dir: Path, env_file: Path | None = None) -> Project:
-    """Read `.env` (or `env_file`) and declare the stack; ConfigError on bad input."""
-    settings = load_settings(project_dir, env_file)
-    return Project(settings, declare_stack(settings))
+def load_project(
+    project_dir: Path, env_file: Path | None = None, groups: Sequence[str] = ()
+) -> Project:
+    """Read `.env` (or `env_file`) and run the project's `stack.py`, with the optional
+    `groups` turned on as well; ConfigError on bad input."""
+    return project_of(load_settings(project_dir, env_file).with_groups(set(groups)))
+
+
+def project_of(settings: Settings) -> Project:
+    """The project these settings declare (its `stack.py`); ConfigError on bad input."""
+    from devstack.stackfile import declare
+
+    declared = declare(settings)
+    unknown = sorted(settings.groups - set(declared.groups))
+    if unknown:
+        raise ConfigError(
+            f"no group {unknown[0]!r} in this stack",
+            hint=f"its groups: {', '.join(declared.groups) or 'none'}",
+        )
+    try:
+        active = declared.active()
+    except ValueError as exc:
+        raise ConfigError(str(exc), hint=settings.hint_for("DEVSTACK_WITH")) from None
+    return Project(settings, active, declared)
 
 
 def connect() -> Engine:
@@ -130,7 +175,7 @@ def up(
     from devstack.executor import Executor
     from devstack.plan import plan_up
 
-    project.check_services(services)
+    project.check_on(services)
     stack = resolve_images(project.stack)
     with project_lock(stack.project, "up"):
         observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
@@ -211,11 +256,12 @@ def status(project: Project, engine: Engine) -> StatusReport:
     from devstack import verdicts
 
     observed = engine.snapshot(project.stack.project)
-    checked = verdicts.recorded(project.settings.project_dir, project.stack.project)
-    probed = probe_starting(project.stack, observed, engine, checked)
-    errors = code_errors(project.stack, observed, engine)
-    rows = status_rows(project.stack, observed, probed, errors)
-    return StatusReport(project.stack.project, rows, observed, engine.endpoint)
+    stack = project.visible(observed)
+    checked = verdicts.recorded(project.settings.project_dir, stack.project)
+    probed = probe_starting(stack, observed, engine, checked)
+    errors = code_errors(stack, observed, engine)
+    rows = status_rows(stack, observed, probed, errors)
+    return StatusReport(stack.project, rows, observed, engine.endpoint)
 
 
 def code_errors(stack: Stack, observed: Observed, engine: Engine) -> dict[str, str]:
@@ -289,7 +335,7 @@ def down(
     from devstack.plan import plan_down
 
     project.check_services(services)
-    stack = project.stack
+    stack = project.whole  # also what groups turned off left running
     with project_lock(stack.project, "down"):
         observed = engine.snapshot(stack.project)
         plan = plan_down(stack, observed, volumes, list(services) or None)
@@ -309,7 +355,7 @@ def restart(
     from devstack.executor import Executor
     from devstack.plan import plan_restart
 
-    project.check_services(services)
+    project.check_on(services)
     stack = project.stack
     with project_lock(stack.project, "restart"):
         observed = engine.snapshot(stack.project)
@@ -360,6 +406,8 @@ def run_shortcut(
     if found is None:
         raise ConfigError(f"no shortcut {name!r} in this stack")
     service, shortcut = found
+    if shortcut.unavailable:
+        raise ConfigError(shortcut.unavailable)
     argv = shortcut.argv(args)
     if not shortcut.one_off:
         return exec_in(project, engine, service.name, argv, interactive)

@@ -138,8 +138,8 @@ class Project:
         remove_project(self.client, self.name)
         if self.project_dir != REPO_ROOT:
             from devstack.build import image_tag
-            from devstack.declaration import declare_stack
             from devstack.settings import load_settings
+            from devstack.stackfile import declare as declare_stack
 
             settings = load_settings(self.project_dir, self.env_file, environ={})
             builds = {s.build for s in declare_stack(settings).services if s.build}

@@ -14,10 +14,10 @@ import pytest
 
 import devstack.build
 from devstack.build import CA_BUNDLE_PATH, build_image, build_inputs, image_tag
-from devstack.declaration import declare_stack
 from devstack.docker_engine import DockerEngine
 from devstack.settings import load_settings
 from devstack.spec import Build
+from devstack.stackfile import declare as declare_stack
 
 from .conftest import Project
 from .test_faults import copy_repo

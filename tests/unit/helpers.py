@@ -6,17 +6,25 @@ from pathlib import Path
 from typing import Any
 
 from devstack import labels
-from devstack.declaration import declare_stack
 from devstack.observed import Observed, parse_snapshot
 from devstack.settings import Settings, load_settings
 from devstack.spec import Stack
+from devstack.stackfile import declare as declare_file
 
 PROJECT = "demo"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def declare_stack(settings: Settings) -> Stack:
+    """The repository's own stack.py declared with `settings` (any project dir)."""
+    return declare_file(settings, REPO / "stack.py")
 
 
 def settings(tmp_path: Path, text: str = "", **environ: str) -> Settings:
     env_file = tmp_path / ".env"
     env_file.write_text(f"DEVSTACK_PROJECT={PROJECT}\n{text}")
+    if not (tmp_path / "stack.py").exists():  # the repository's own stack, declared there
+        (tmp_path / "stack.py").write_text((REPO / "stack.py").read_text())
     return load_settings(tmp_path, env_file, environ=environ)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from devstack.databases import RUN_DB, quote_ident, snapshot_database
-from devstack.declaration import migrations_digest
 from devstack.errors import ConfigError
+from devstack.spec import Migrations
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,6 +23,10 @@ def test_valid_snapshot_names(name: str) -> None:
 def test_invalid_snapshot_names_are_config_errors(name: str) -> None:
     with pytest.raises(ConfigError, match="invalid snapshot name"):
         snapshot_database(name)
+
+
+def migrations_digest(project_dir: Path) -> str:
+    return Migrations("alembic", "DATABASE_URL", "postgresql://h/{database}").digest(project_dir)
 
 
 def test_the_migrations_hash_follows_the_migration_files(tmp_path: Path) -> None:

@@ -9,9 +9,9 @@ import docker
 import docker.types
 import pytest
 
-from devstack.declaration import declare_stack
 from devstack.docker_engine import NANO, container_body
 from devstack.spec import Service, Stack
+from tests.unit.helpers import declare_stack
 
 from .helpers import settings
 

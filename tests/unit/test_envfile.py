@@ -100,7 +100,7 @@ def test_explicit_env_file_that_is_a_directory_is_an_error(tmp_path: Path) -> No
 
 def test_default_env_file_may_be_absent(tmp_path: Path) -> None:
     settings = load_settings(tmp_path, environ={})
-    assert settings.env_file == tmp_path / ".env" and settings.api_port == 8000
+    assert settings.env_file == tmp_path / ".env" and settings.env_file.name == ".env"
 
 
 def test_read_env_file_optional_and_required(tmp_path: Path) -> None:

@@ -22,13 +22,14 @@ import yaml
 
 from devstack.checks import CheckTarget, Completed, ExecCommand, ReadinessCheck
 from devstack.cli import main
-from devstack.declaration import declare_stack
 from devstack.k8s import NoKubernetesEquivalent, Rendered, RenderOptions, render, secret_forms
 from devstack.k8s_export import MARKER, ExportOptions, check_image, export_k8s, write_manifests
+from devstack.recipes import EXAMPLE_PASSWORD
 from devstack.spec import Condition, Dependency, Mount, Service, Stack
 from devstack.usecases import Project
+from tests.unit.helpers import declare_stack
 
-from .helpers import settings
+from .helpers import REPO, settings
 
 # An older Kubernetes still in providers' (extended) support, and the newest the package ships.
 K8S_VERSIONS = ["1.33.0", "1.37.0"]
@@ -290,7 +291,7 @@ def test_every_probe_port_is_a_declared_container_port(case_render: tuple[Case, 
 
 def test_no_password_outside_the_secret(tmp_path: Path, case_render: tuple[Case, Rendered]) -> None:
     case, rendered = case_render
-    password = SPECIAL_PASSWORD if case.text else settings(tmp_path).postgres_password
+    password = SPECIAL_PASSWORD if case.text else EXAMPLE_PASSWORD
     forms = secret_forms(password)
     assert quote(password, safe="") in forms
     for name, text in rendered.files.items():
@@ -462,6 +463,7 @@ def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if key.startswith(("DEVSTACK_", "POSTGRES_", "AI_AGENTS_")):
             monkeypatch.delenv(key)
     (tmp_path / ".env").write_text("DEVSTACK_PROJECT=demo\n")
+    (tmp_path / "stack.py").write_text((REPO / "stack.py").read_text())
     return tmp_path
 
 

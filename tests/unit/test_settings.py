@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from devstack.declaration import declare_stack
 from devstack.envfile import parse_env_text
 from devstack.errors import ConfigError
-from devstack.settings import EXAMPLE_PASSWORD, default_project_name, load_settings
+from devstack.recipes import EXAMPLE_PASSWORD
+from devstack.settings import default_project_name, load_settings
+from tests.unit.helpers import declare_stack
 
 from .helpers import settings
 
@@ -22,16 +23,25 @@ def error_of(tmp_path: Path, text: str, **environ: str) -> str:
 
 
 def test_defaults_without_env_file(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    (tmp_path / ".env").unlink()
     s = load_settings(tmp_path, environ={})
-    assert (s.postgres_port, s.redis_port, s.api_port) == (5433, 6379, 8000)
+    declared = declare_stack(s)
+    ports = {p.setting: p.host_port for p, _ in declared.published_ports()}
+    assert ports == {
+        "DEVSTACK_POSTGRES_PORT": 5433,
+        "DEVSTACK_REDIS_PORT": 6379,
+        "DEVSTACK_API_PORT": 8000,
+    }
     assert s.bind_address == "127.0.0.1" and s.dev_mode
-    assert s.postgres_password == EXAMPLE_PASSWORD
+    assert declared.app_database()[1].password == EXAMPLE_PASSWORD
     assert s.health_interval == 10 and s.health_timeout == 5 and s.health_retries == 3
 
 
 def test_environment_overrides_file(tmp_path: Path) -> None:
     s = settings(tmp_path, "DEVSTACK_API_PORT=8100\n", DEVSTACK_API_PORT="8200")
-    assert s.api_port == 8200
+    ports = {p.setting: p.host_port for p, _ in declare_stack(s).published_ports()}
+    assert ports["DEVSTACK_API_PORT"] == 8200
 
 
 def test_env_file_syntax() -> None:
@@ -97,8 +107,11 @@ def test_each_variable_fills_its_setting(tmp_path: Path) -> None:
     s = settings(tmp_path, text, DEVSTACK_DEV_MODE="TRUE")
     assert s.project_name == "shop" and s.project_dir == tmp_path.resolve()
     assert s.dev_mode is True  # the environment wins, in any case
-    assert (s.health_interval, s.health_retries, s.postgres_db) == (2.5, 4, "orders")
-    assert dict(s.service_env) == {"AI_AGENTS_LOG_LEVEL": "debug"}
+    declared = declare_stack(s)
+    assert (s.health_interval, s.health_retries) == (2.5, 4)
+    assert declared.app_database()[1].name == "orders"
+    api_env = dict(declared.service("api").environment)
+    assert api_env["AI_AGENTS_LOG_LEVEL"] == "debug"
 
 
 @pytest.mark.parametrize(

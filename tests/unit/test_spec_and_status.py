@@ -61,7 +61,7 @@ def test_dev_mode_holds_the_job_api_and_worker_behind_the_gate(tmp_path: Path) -
 
 def test_api_env_derived_and_passed_through(tmp_path: Path) -> None:
     s = settings(tmp_path, "POSTGRES_USER=u\nPOSTGRES_PASSWORD=p\nAI_AGENTS_LOG_LEVEL=debug\n")
-    from devstack.declaration import declare_stack
+    from tests.unit.helpers import declare_stack
 
     env = dict(declare_stack(s).service("api").environment)
     assert env["AI_AGENTS_DATABASE_URL"] == "postgresql+asyncpg://u:p@postgres:5432/devstack"

@@ -1,0 +1,180 @@
+"""The plain recipes: any container, published ports, volumes, readiness checks, the stack.
+
+A recipe is a function that returns one `Service` (pure data): what a Compose service block
+says, plus how devstack knows it is ready. The service recipes (`postgres`, `redis`, the
+Python ones) are built from these."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+
+from devstack.checks import (
+    Completed,
+    ExecCommand,
+    HttpGet,
+    LogLine,
+    ReadinessCheck,
+    TcpConnect,
+)
+from devstack.settings import Env
+from devstack.spec import (
+    Condition,
+    Dependency,
+    Healthcheck,
+    Link,
+    Mount,
+    Port,
+    Service,
+    Shortcut,
+    Stack,
+)
+
+
+def probe_host(bind_address: str) -> str:
+    """Where the host reaches a port published on `bind_address` (a wildcard: loopback)."""
+    if ipaddress.ip_address(bind_address).is_unspecified:
+        return "::1" if ":" in bind_address else "127.0.0.1"
+    return bind_address
+
+
+def publish(
+    env: Env, key: str, default: int, container_port: int, url: str = "{host}:{port}"
+) -> Port:
+    """A port published on the host: `key` in `.env` chooses the host port (`default`);
+    `url` is what `status` and `up` show ({host} and {port} filled in)."""
+    host_port = env.port(key, default)
+    return Port(env.settings.bind_address, host_port, container_port, key, url=url)
+
+
+def volume(env: Env, name: str, target: str) -> Mount:
+    """The project's named volume `<project>_<name>` at `target` (kept by `down`)."""
+    return Mount(env.volume(name), target, "volume")
+
+
+def bind(env: Env, path: str, target: str, read_only: bool = True) -> Mount:
+    """`path` of the project (relative to its root) mounted at `target`."""
+    return Mount(str(env.project_dir / path), target, "bind", read_only=read_only)
+
+
+def healthcheck(env: Env, test: Sequence[str]) -> Healthcheck:
+    """Docker's health check with the stack's interval/timeout/retries; failures while the
+    service starts do not count for as long as `up` would wait for it (a slow first start on
+    a loaded machine is not "unhealthy")."""
+    s = env.settings
+    return Healthcheck(
+        tuple(test), s.health_interval, s.health_timeout, s.health_retries, s.timeout
+    )
+
+
+# --- readiness checks ------------------------------------------------------------------------
+def http(port: Port, path: str = "/") -> HttpGet:
+    """Ready when `GET path` on the published `port` answers 200."""
+    return HttpGet(
+        probe_host(port.host_ip), port.host_port, path, container_port=port.container_port
+    )
+
+
+def tcp(port: Port) -> TcpConnect:
+    """Ready when the service inside accepts a connection on `port` (checked in the
+    container: a published port accepts even when nothing listens behind it)."""
+    return TcpConnect(port.container_port)
+
+
+def exec_check(*argv: str) -> ExecCommand:
+    """Ready when `argv`, run inside the container, exits 0."""
+    return ExecCommand(tuple(argv))
+
+
+def log_line(pattern: str) -> LogLine:
+    """Ready once the container's output has a line matching the regular expression."""
+    return LogLine(pattern)
+
+
+def completed() -> Completed:
+    """A one-shot job: ready once it exited 0 (a non-zero exit fails `up`)."""
+    return Completed()
+
+
+# --- dependencies ----------------------------------------------------------------------------
+def ready(service: Service | str, before_start: bool = True) -> Dependency:
+    """Depend on `service` being ready (`before_start=False`: start together, ready after)."""
+    return Dependency(_name(service), Condition.READY, before_start)
+
+
+def completed_of(service: Service | str) -> Dependency:
+    """Depend on the one-shot `service` having completed (e.g. migrations)."""
+    return Dependency(_name(service), Condition.COMPLETED)
+
+
+def _name(service: Service | str) -> str:
+    return service if isinstance(service, str) else service.name
+
+
+def _dependencies(items: Iterable[Service | str | Dependency]) -> tuple[Dependency, ...]:
+    return tuple(i if isinstance(i, Dependency) else ready(i) for i in items)
+
+
+# --- any container ---------------------------------------------------------------------------
+def container(
+    env: Env,
+    name: str,
+    image: str,
+    *,
+    command: Sequence[str] = (),
+    environment: Mapping[str, str] | None = None,
+    ports: Sequence[Port] = (),
+    mounts: Sequence[Mount] = (),
+    ready: ReadinessCheck | None = None,
+    health: Sequence[str] = (),
+    depends_on: Iterable[Service | str | Dependency] = (),
+    group: str = "",
+    title: str = "",
+    links: Sequence[str] = ("{url}",),
+    shortcuts: Sequence[Shortcut] = (),
+    one_shot: bool = False,
+    stop_signal: str | None = None,
+    user: str = "",
+) -> Service:
+    """Any image as a service: its ports (`publish`), environment, volumes (`volume`,
+    `bind`), a readiness check (`http`, `tcp`, `exec_check`, `log_line`, `completed`), an
+    optional Docker health check command (`health`), dependencies and an optional group."""
+    return Service(
+        name=name,
+        image=image,
+        title=title or name,
+        command=tuple(command),
+        environment=tuple(sorted((environment or {}).items())),
+        ports=tuple(ports),
+        mounts=tuple(mounts),
+        readiness=ready or (Completed() if one_shot else None),
+        healthcheck=healthcheck(env, health) if health else None,
+        depends_on=_dependencies(depends_on),
+        group=group,
+        links=tuple(Link(t) for t in links) if ports else (),
+        shortcuts=tuple(shortcuts),
+        one_shot=one_shot,
+        stop_signal=stop_signal,
+        user=user,
+    )
+
+
+def stack(env: Env, *services: Service) -> Stack:
+    """The project's stack: its services (in the order `status` lists them), the project's
+    network and the volumes they mount, the declared secrets and the groups turned on."""
+    volumes = dict.fromkeys(m.source for s in services for m in s.mounts if m.kind == "volume")
+    return Stack(
+        project=env.project,
+        network=f"{env.project}_net",
+        volumes=tuple(volumes),
+        services=tuple(services),
+        secrets=tuple(env.secrets().items()),
+        example_secrets=env.example_secrets(),
+        groups_on=env.settings.groups,
+    )
+
+
+def with_shortcuts(service: Service, *shortcuts: Shortcut) -> Service:
+    """`service` with more exec shortcuts."""
+    return replace(service, shortcuts=(*service.shortcuts, *shortcuts))
