@@ -14,6 +14,7 @@ DEPENDENCY_INPUTS = ("certs", "image-build", "pyproject.toml")  # what the deps 
 def stack(env: r.Env) -> r.Stack:
     postgres = r.postgres(
         env,
+        "postgres",
         image=env.image("DEVSTACK_POSTGRES_IMAGE", "postgres:17-alpine"),
         port_default=5433,
         user=env.text("POSTGRES_USER", "devstack"),
@@ -22,6 +23,7 @@ def stack(env: r.Env) -> r.Stack:
     )
     redis = r.redis(
         env,
+        "redis",
         image=env.image("DEVSTACK_REDIS_IMAGE", "redis:7-alpine"),
         links=("{url}/0 (cache)", "{url}/1 (broker)"),
     )

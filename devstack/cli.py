@@ -61,6 +61,9 @@ def seconds(text: str) -> float:
     return value
 
 
+BUILT_IN = ("up", "status", "down", "restart", "logs", "export", "db", "exec")
+
+
 def build_parser(project_dir: Path | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m devstack",
@@ -202,19 +205,26 @@ def count(text: str) -> int:
 
 
 @functools.cache
-def _shortcuts(project_dir: Path) -> tuple[tuple[str, str, str], ...]:
+def _declared(project_dir: Path) -> tuple[tuple[tuple[str, str, str], ...], Exception | None]:
     """The exec shortcuts the project's stack declares: (command word, help, example),
-    declared with the default settings, once per process. None when the stack file cannot be
-    declared: the command then reports why."""
+    declared with the default settings, once per process; or why the stack file cannot be
+    declared (a command word that is not built in then reports that)."""
     from devstack.errors import DevstackError
     from devstack.settings import Settings
     from devstack.stackfile import declare
 
     try:
         stack = declare(Settings(project_dir=project_dir.resolve(), env_file=project_dir / ".env"))
-    except DevstackError:
-        return ()
-    return tuple((s.name, s.help, s.example or s.name) for x in stack.services for s in x.shortcuts)
+    except DevstackError as exc:
+        return (), exc
+    shortcuts = tuple(
+        (s.name, s.help, s.example or s.name) for x in stack.services for s in x.shortcuts
+    )
+    return shortcuts, None
+
+
+def _shortcuts(project_dir: Path) -> tuple[tuple[str, str, str], ...]:
+    return _declared(project_dir)[0]
 
 
 def _project_dir(argv: list[str]) -> Path:
@@ -232,6 +242,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     is passed through untouched, options included (`psql -c 'SELECT 1'`)."""
     project_dir = _project_dir(argv)
     parser = build_parser(project_dir)
+    word = next(
+        (
+            w
+            for i, w in enumerate(argv)
+            if not w.startswith("-")
+            and (i == 0 or argv[i - 1] not in {"--project-dir", "--env-file"})
+        ),
+        None,
+    )
+    problem = _declared(project_dir)[1]
+    if problem is not None and word not in (None, *BUILT_IN):
+        raise problem  # e.g. `psql` while the stack file is broken: say why
     args, extra = parser.parse_known_args(argv)
     passthrough = {
         "exec",
@@ -285,8 +307,15 @@ def _stop_on_signals(received: list[int]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns its exit code (see the module docstring)."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
     from devstack.errors import DevstackError
+
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except DevstackError as error:
+        from devstack.ui import make_console, print_error
+
+        print_error(make_console(stderr=True), error)
+        return error.exit_code
 
     handler = {
         "up": cmd_up,

@@ -12,7 +12,7 @@ EXAMPLE_PASSWORD = "devstack-example-password"
 
 def postgres(
     env: Env,
-    name: str = "postgres",
+    name: str,
     *,
     image: str = "postgres:17-alpine",
     port_key: str = "DEVSTACK_POSTGRES_PORT",
@@ -75,7 +75,7 @@ def postgres(
 
 def redis(
     env: Env,
-    name: str = "redis",
+    name: str,
     *,
     image: str = "redis:7-alpine",
     port_key: str = "DEVSTACK_REDIS_PORT",
