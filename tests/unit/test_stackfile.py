@@ -178,9 +178,9 @@ def test_the_tool_names_no_service() -> None:
         if path.is_relative_to(recipes):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and node.value in SERVICE_NAMES:
-                if (path.name, node.value) not in NOT_SERVICE_NAMES:
-                    found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
+            named = isinstance(node, ast.Constant) and node.value in SERVICE_NAMES
+            if named and (path.name, node.value) not in NOT_SERVICE_NAMES:
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
     assert not found, "the stack file names services, not the tool: " + ", ".join(found)
 
 
