@@ -234,7 +234,7 @@ def test_hot_reload_picks_up_edits_and_new_files(
     tmp_path: Path, make_project: Callable[..., Project]
 ) -> None:
     source = tmp_path / "src"
-    for name in ("Dockerfile", ".dockerignore", "pyproject.toml"):
+    for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "stack.py"):
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / name, source / name)
     skip = shutil.ignore_patterns("__pycache__", "*.pyc")

@@ -24,7 +24,7 @@ NOTHING = {"containers": [], "networks": [], "volumes": []}
 def copy_repo(target: Path) -> Path:
     """The files the API image is built from, in a scratch directory we may break."""
     target.mkdir(parents=True)
-    for name in ("Dockerfile", ".dockerignore", "pyproject.toml"):
+    for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "stack.py"):
         shutil.copy2(REPO_ROOT / name, target / name)
     for name in ("certs", "service", "alembic", "image-build"):
         shutil.copytree(
