@@ -125,6 +125,10 @@ class Engine(Protocol):
     def port_holder(self, port: int) -> str:
         """Which container (of which project) publishes host `port`, or another process."""
 
+    def addresses(self, project: str, network: str) -> dict[str, str]:
+        """IP address -> name of every running container of `project` (one-off runs too)
+        attached to `network`: how a server on that network tells the project's own clients."""
+
     # --- exec ------------------------------------------------------------------------------
     def exec_run(self, container: str, argv: list[str]) -> tuple[int, str]:
         """Run a command to completion: its exit code and combined output."""

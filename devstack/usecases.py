@@ -320,6 +320,15 @@ def restart(
         )
 
 
+# --- databases -----------------------------------------------------------------------------
+def own_addresses(project: Project, engine: Engine) -> dict[str, str]:
+    """IP address -> name (the service's, for its own container) of the project's running
+    containers on the stack's network: the database clients that are the stack's own."""
+    stack = project.stack
+    found = engine.addresses(stack.project, stack.network)
+    return {ip: name.removeprefix(f"{stack.project}-") for ip, name in found.items()}
+
+
 # --- exec ----------------------------------------------------------------------------------
 def running_container(project: Project, engine: Engine, service: str) -> str:
     """The id of `service`'s running container, or ServiceFailed saying how to start it."""

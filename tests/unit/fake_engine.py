@@ -166,6 +166,9 @@ class FakeEngine:
     def port_holder(self, port: int) -> str:
         return "another process (not a container)"
 
+    def addresses(self, project: str, network: str) -> dict[str, str]:
+        return {}
+
     # --- exec ------------------------------------------------------------------------------
     def exec_run(self, container: str, argv: list[str]) -> tuple[int, str]:
         return (0 if self._find(container).ready() else 1), ""
