@@ -38,6 +38,7 @@ SNAPSHOT_PREFIX = "dss_"
 RUN_DB = re.compile(r"dst_[rb](\d+)_")
 SNAPSHOT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,58}")
 CONNECT_TIMEOUT_S = 10.0
+KEEP_TEMPLATES = 3  # migrated templates kept (the current one and the newest others)
 RESTART_WAIT_S = 60.0  # a clone waits this long for a Postgres that restarts mid-run
 MAINTENANCE_DB = "postgres"  # admin work connects here, never to a database it copies
 
@@ -194,31 +195,69 @@ def ensure_template(settings: Settings, lock_dir: Path | None = None) -> str:
     lock_dir = lock_dir or Path(os.environ.get("TMPDIR", "/tmp"))
     lock = FileLock(str(lock_dir / f"devstack-{settings.project_name}-{name}.lock"))
     with lock:
-        if _run(server, lambda c: _exists(c, name)):
-            return name
-        building = f"dst_b{os.getpid()}_{name.removeprefix(TEMPLATE_PREFIX)}"
-
-        async def create(conn: Any) -> None:
-            await _unseal_and_drop(conn, building)
-            await conn.execute(f"CREATE DATABASE {quote_ident(building)}")
-
-        _run(server, create)
-        try:
-            migrate(settings, building)
-        except BaseException:
-            _run(server, lambda c: _unseal_and_drop(c, building))
-            raise
-        comment = json.dumps({"devstack": "template", "at": _now()})
-
-        async def finish(conn: Any) -> None:
-            await _terminate(conn, building)
-            await conn.execute(
-                f"ALTER DATABASE {quote_ident(building)} RENAME TO {quote_ident(name)}"
-            )
-            await _seal(conn, name, comment)
-
-        _run(server, finish)
+        if not _run(server, lambda c: _exists(c, name)):
+            _build_template(settings, server, name)
+        _forget_old_templates(server, name)
     return name
+
+
+def _build_template(settings: Settings, server: Server, name: str) -> None:
+    building = f"dst_b{os.getpid()}_{name.removeprefix(TEMPLATE_PREFIX)}"
+
+    async def create(conn: Any) -> None:
+        await _unseal_and_drop(conn, building)
+        await conn.execute(f"CREATE DATABASE {quote_ident(building)}")
+
+    _run(server, create)
+    try:
+        migrate(settings, building)
+    except BaseException:
+        _run(server, lambda c: _unseal_and_drop(c, building))
+        raise
+    comment = json.dumps({"devstack": "template", "at": _now()})
+
+    async def finish(conn: Any) -> None:
+        await _terminate(conn, building)
+        await _rename(conn, building, name)
+        await _seal(conn, name, comment)
+
+    _run(server, finish)
+
+
+def _forget_old_templates(server: Server, current: str) -> None:
+    """Drop old templates (best effort: a concurrent run may be dropping them too)."""
+    import asyncpg
+
+    with contextlib.suppress(DatabaseError, asyncpg.PostgresError):
+        _run(server, lambda c: _drop_old_templates(c, current, KEEP_TEMPLATES))
+
+
+def stale_templates(made: dict[str, str], current: str, keep: int, busy: set[str]) -> list[str]:
+    """The templates (name -> when made, ISO 8601) to drop: all but the `keep` newest, never
+    the current one (it counts as kept) nor one with a client (`busy`)."""
+    others = sorted((n for n in made if n != current), key=lambda n: (made[n], n), reverse=True)
+    return sorted(n for n in others[max(keep - 1, 0) :] if n not in busy)
+
+
+async def _drop_old_templates(conn: Any, current: str, keep: int) -> list[str]:
+    """Drop the migrated templates of older migration files beyond the `keep` newest (see
+    stale_templates). A copy being made from one holds off the drop until it is done."""
+    rows = await conn.fetch(
+        "SELECT datname, shobj_description(oid, 'pg_database') AS comment, "
+        "(SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname) AS clients "
+        "FROM pg_database d WHERE datname LIKE 'dst\\_tpl\\_%'"
+    )
+    made = {}
+    for row in rows:
+        try:
+            made[row["datname"]] = str(json.loads(row["comment"] or "{}").get("at", ""))
+        except ValueError:
+            made[row["datname"]] = ""
+    busy = {row["datname"] for row in rows if row["clients"]}
+    stale = stale_templates(made, current, keep, busy)
+    for name in stale:
+        await _unseal_and_drop(conn, name)
+    return stale
 
 
 def clone(settings: Settings, name: str, template: str) -> str:

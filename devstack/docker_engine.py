@@ -426,6 +426,14 @@ class DockerEngine:
                 tagged.update(dict.fromkeys(references, seconds))
         return tagged
 
+    def container_images(self) -> list[tuple[str, str]]:
+        """(project label or "", image reference) of every container, running or not."""
+        rows = self._json("GET", "/containers/json", "list containers", {"all": True})
+        return [
+            ((row.get("Labels") or {}).get(labels.PROJECT, ""), str(row.get("Image", "")))
+            for row in rows
+        ]
+
     # --- changing --------------------------------------------------------------------------
     def create_network(self, name: str, project: str) -> None:
         body = {"Name": name, "Driver": "bridge", "Labels": labels.resource_labels(project)}

@@ -176,6 +176,10 @@ class Engine(Protocol):
         """Every `repository:tag` reference that exists locally, with the last time its image
         was tagged (Unix seconds; a tag set again counts as new)."""
 
+    def container_images(self) -> list[tuple[str, str]]:
+        """(devstack project label or "", image reference it was created from) of every
+        container on the engine, running or not."""
+
     # --- changing --------------------------------------------------------------------------
     def create_network(self, name: str, project: str) -> None:
         """Create the project's bridge network."""

@@ -333,3 +333,24 @@ def test_redis_falls_back_to_a_key_prefix(
     assert not list(client.scan_iter(match="dst:*"))  # its keys were removed at the end
     assert all(client.get(k) == f"{os.getpid()}_beef_gw9".encode() for k in claims)
     client.close()
+
+
+def test_two_runs_at_once_on_a_drifted_stack_recreate_it_once(
+    make_project: Callable[..., Project], tmp_path: Path
+) -> None:
+    project = make_project()
+    project.run("up", "--quiet")
+    project.write_env(AI_AGENTS_LOG_LEVEL="debug")  # the running stack drifted
+    suite = write_suite(tmp_path, project)
+    commands = [pytest_cmd(suite, project) for _ in range(2)]
+    popens = [
+        subprocess.Popen(c, cwd=suite, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for c, e, _ in commands
+    ]
+    outputs = [p.communicate(timeout=900)[0].decode() for p in popens]
+    for popen, out in zip(popens, outputs, strict=True):
+        assert popen.returncode == 0, out
+    # one run recreated it; the other waited for it and found it matching
+    assert sum("the stack drifted, recreating" in out for out in outputs) == 1, outputs
+    assert sum("reusing the running stack" in out for out in outputs) == 1, outputs
+    assert running(project)

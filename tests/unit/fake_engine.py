@@ -222,6 +222,9 @@ class FakeEngine:
     def image_tags(self, repository: str) -> dict[str, int]:
         return {ref: 0 for ref in self.images if ref.rpartition(":")[0] == repository}
 
+    def container_images(self) -> list[tuple[str, str]]:
+        return [(c.stack.project, c.service.image) for c in self.containers.values()]
+
     # --- changing --------------------------------------------------------------------------
     def create_network(self, name: str, project: str) -> None:
         self._record("create_network", name)
