@@ -295,6 +295,11 @@ def down(
         plan = plan_down(stack, observed, volumes, list(services) or None)
         if plan.changes:
             Executor(engine, stack, report).run(plan, project.settings.timeout, {})
+        if volumes and not services:  # nothing of the project stays: nor its build caches
+            from devstack.build import forget_reuse_tags
+
+            builds = list(dict.fromkeys(s.build for s in stack.services if s.build))
+            forget_reuse_tags(engine, builds, stack.project)
     return plan
 
 

@@ -8,6 +8,7 @@ import secrets
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -24,7 +25,7 @@ with project_lock(sys.argv[1], "up"):
 
 
 @pytest.fixture
-def name() -> str:
+def name() -> Iterator[str]:
     project = f"dstest-lock-{os.getpid()}-{secrets.token_hex(3)}"
     yield project
     lock_path(project).unlink(missing_ok=True)
@@ -47,9 +48,9 @@ def test_another_process_refused_or_waited_for(name: str) -> None:
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pytest.raises(LockBusy, match=f"devstack up \\(pid {holder.pid}\\)"):
-            with project_lock(name, "pytest"):
-                pass
+        busy = f"devstack up \\(pid {holder.pid}\\)"
+        with pytest.raises(LockBusy, match=busy), project_lock(name, "pytest"):
+            pass
         told: list[str] = []
 
         def release_once_told(who: str) -> None:
