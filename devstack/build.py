@@ -42,6 +42,7 @@ _STAGE = re.compile(r"^FROM\s.*\sAS\s+(\S+)\s*$", re.IGNORECASE)
 _IMAGE_ID = re.compile(r"^ ---> ([0-9a-f]{12,64})\s*$")  # the image a step produced
 MAX_REUSE_LAYERS = 100  # a longer chain of reused images starts afresh (overlay2 allows 128)
 KEEP_REUSE_BASES = 6  # per reused stage: the bases of the latest builds with other reads
+KEEP_REUSE_KEYS = 3  # reuse keys (Dockerfile, args, CA bundle) whose tags are kept, newest first
 # The legacy builder's own lines (layer ids, cleanup): kept for errors, not shown as progress.
 _BOOKKEEPING = (" ---> ", "---> ", "Removing intermediate container", "Successfully ")
 
@@ -282,6 +283,8 @@ def build_image(
             engine.tag_image(stage_images[name][-1], latest)
             engine.tag_image(stage_images[name][0], based)
             _forget_old_bases(engine, latest)
+    if retag:
+        _forget_old_keys(engine, build, next(iter(retag.values()))[0])
 
 
 def _forget_old_bases(engine: Engine, latest: str) -> None:
@@ -298,3 +301,47 @@ def _forget_old_bases(engine: Engine, latest: str) -> None:
     )
     for _, reference in bases[KEEP_REUSE_BASES:]:
         engine.remove_image_tag(reference)
+
+
+def reuse_repository(build: Build) -> str:
+    """Where a build's reuse tags live: `<repository>-deps`."""
+    return f"{build.repository}-deps"
+
+
+def stale_reuse_tags(tags: dict[str, int], current_key: str, keep: int) -> list[str]:
+    """The reuse tags (`repo-deps:<key>-<stage>[-<reads>]` -> when tagged) of all but the
+    `keep` most recently tagged keys; the current key is always kept (and counts)."""
+    newest: dict[str, int] = {}
+    for reference, when in tags.items():
+        key = reference.rpartition(":")[2].partition("-")[0]
+        newest[key] = max(when, newest.get(key, when))
+    others = sorted((k for k in newest if k != current_key), key=lambda k: (-newest[k], k))
+    kept = {current_key, *others[: max(keep - 1, 0)]}
+    return sorted(r for r in tags if r.rpartition(":")[2].partition("-")[0] not in kept)
+
+
+def _forget_old_keys(engine: Engine, build: Build, latest: str) -> None:
+    """Untag the reuse tags of older reuse keys (a changed Dockerfile, build args or CA
+    bundle), all but the KEEP_REUSE_KEYS newest. The engine refuses to delete an image a
+    container still uses (then only nothing happens); untagging never affects a container."""
+    current = latest.rpartition(":")[2].partition("-")[0]
+    tags = engine.image_tags(reuse_repository(build))
+    for reference in stale_reuse_tags(tags, current, KEEP_REUSE_KEYS):
+        engine.remove_image_tag(reference)
+
+
+def forget_reuse_tags(engine: Engine, builds: list[Build], project: str) -> list[str]:
+    """`down --volumes`: untag every reuse tag of `builds` that no other project needs (no
+    container of another project runs an image of the build's repository). What was untagged."""
+    in_use = engine.container_images()
+    removed: list[str] = []
+    for build in builds:
+        others = any(
+            owner != project and image.startswith(f"{build.repository}:") for owner, image in in_use
+        )
+        if others:
+            continue
+        for reference in sorted(engine.image_tags(reuse_repository(build))):
+            engine.remove_image_tag(reference)
+            removed.append(reference)
+    return removed

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from devstack.databases import Done
     from devstack.engine import Engine
     from devstack.observed import Observed
     from devstack.spec import Stack
@@ -535,7 +536,8 @@ def cmd_db(args: argparse.Namespace) -> int:
     from devstack import databases
     from devstack.ui import make_console
 
-    settings, console = _project(args).settings, make_console()
+    project, console = _project(args), make_console()
+    settings = project.settings
     if args.db_action == "list":
         for s in databases.list_snapshots(settings):
             size = f"{s.size_bytes / 1e6:.1f} MB"
@@ -543,19 +545,42 @@ def cmd_db(args: argparse.Namespace) -> int:
                 f"{s.name:<24} {size:>10}  {s.made_at}  of {s.made_from} {s.git}".rstrip()
             )
         return EXIT_OK
+    if args.db_action == "drop":
+        done = databases.drop_snapshot(settings, args.name)
+        console.print(f"drop: done ({done.database})", markup=False)
+        return EXIT_OK
+    from devstack.usecases import own_addresses
+
+    own = own_addresses(project, _connect())
     if args.db_action == "snapshot":
         name = args.name or databases.current_branch(settings.project_dir)
-        done = databases.snapshot(settings, name, args.force)
+        done = databases.snapshot(settings, name, args.force, own)
     elif args.db_action == "restore":
-        done = databases.restore(settings, args.name, args.force)
-    elif args.db_action == "drop":
-        done = databases.drop_snapshot(settings, args.name)
+        done = databases.restore(settings, args.name, args.force, own)
     else:
-        done = databases.reset(settings, args.force)
-    if done.disconnected:
-        console.print(f"disconnected {done.disconnected} client(s) (--force)")
-    console.print(f"{args.db_action}: done ({done.database})", markup=False)
+        done = databases.reset(settings, args.force, own)
+    for line in db_lines(args.db_action, done):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     return EXIT_OK
+
+
+def db_lines(action: str, done: Done) -> list[str]:
+    """What a `db` command tells: whose connections it closed, and that it is done."""
+    from devstack.dbclients import describe_all
+
+    lines = []
+    if done.closed:
+        services = ", ".join(sorted(set(done.closed)))
+        lines.append(
+            f"closed {len(done.closed)} connection(s) of the stack's own services ({services}) "
+            "for the copy: they reconnect"
+        )
+    if done.disconnected:
+        clients = list(done.disconnected)
+        lines.append(
+            f"disconnected {len(clients)} other client(s) (--force): {describe_all(clients)}"
+        )
+    return [*lines, f"{action}: done ({done.database})"]
 
 
 def cmd_exec(args: argparse.Namespace) -> int:

@@ -21,12 +21,13 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from devstack.dbclients import Client, describe_all, split
 from devstack.errors import ConfigError, DevstackError
 from devstack.settings import Settings
 from devstack.spec import Migrations, Service, Stack, url_part
@@ -37,6 +38,7 @@ SNAPSHOT_PREFIX = "dss_"
 RUN_DB = re.compile(r"dst_[rb](\d+)_")
 SNAPSHOT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,58}")
 CONNECT_TIMEOUT_S = 10.0
+KEEP_TEMPLATES = 3  # migrated templates kept (the current one and the newest others)
 RESTART_WAIT_S = 60.0  # a clone waits this long for a Postgres that restarts mid-run
 MAINTENANCE_DB = "postgres"  # admin work connects here, never to a database it copies
 
@@ -228,31 +230,69 @@ def ensure_template(settings: Settings, lock_dir: Path | None = None) -> str:
     lock_dir = lock_dir or Path(os.environ.get("TMPDIR", "/tmp"))
     lock = FileLock(str(lock_dir / f"devstack-{settings.project_name}-{name}.lock"))
     with lock:
-        if _run(server, lambda c: _exists(c, name)):
-            return name
-        building = f"dst_b{os.getpid()}_{name.removeprefix(TEMPLATE_PREFIX)}"
-
-        async def create(conn: Any) -> None:
-            await _unseal_and_drop(conn, building)
-            await conn.execute(f"CREATE DATABASE {quote_ident(building)}")
-
-        _run(server, create)
-        try:
-            migrate(settings, building)
-        except BaseException:
-            _run(server, lambda c: _unseal_and_drop(c, building))
-            raise
-        comment = json.dumps({"devstack": "template", "at": _now()})
-
-        async def finish(conn: Any) -> None:
-            await _terminate(conn, building)
-            await conn.execute(
-                f"ALTER DATABASE {quote_ident(building)} RENAME TO {quote_ident(name)}"
-            )
-            await _seal(conn, name, comment)
-
-        _run(server, finish)
+        if not _run(server, lambda c: _exists(c, name)):
+            _build_template(settings, server, name)
+        _forget_old_templates(server, name)
     return name
+
+
+def _build_template(settings: Settings, server: Server, name: str) -> None:
+    building = f"dst_b{os.getpid()}_{name.removeprefix(TEMPLATE_PREFIX)}"
+
+    async def create(conn: Any) -> None:
+        await _unseal_and_drop(conn, building)
+        await conn.execute(f"CREATE DATABASE {quote_ident(building)}")
+
+    _run(server, create)
+    try:
+        migrate(settings, building)
+    except BaseException:
+        _run(server, lambda c: _unseal_and_drop(c, building))
+        raise
+    comment = json.dumps({"devstack": "template", "at": _now()})
+
+    async def finish(conn: Any) -> None:
+        await _terminate(conn, building)
+        await _rename(conn, building, name)
+        await _seal(conn, name, comment)
+
+    _run(server, finish)
+
+
+def _forget_old_templates(server: Server, current: str) -> None:
+    """Drop old templates (best effort: a concurrent run may be dropping them too)."""
+    import asyncpg
+
+    with contextlib.suppress(DatabaseError, asyncpg.PostgresError):
+        _run(server, lambda c: _drop_old_templates(c, current, KEEP_TEMPLATES))
+
+
+def stale_templates(made: dict[str, str], current: str, keep: int, busy: set[str]) -> list[str]:
+    """The templates (name -> when made, ISO 8601) to drop: all but the `keep` newest, never
+    the current one (it counts as kept) nor one with a client (`busy`)."""
+    others = sorted((n for n in made if n != current), key=lambda n: (made[n], n), reverse=True)
+    return sorted(n for n in others[max(keep - 1, 0) :] if n not in busy)
+
+
+async def _drop_old_templates(conn: Any, current: str, keep: int) -> list[str]:
+    """Drop the migrated templates of older migration files beyond the `keep` newest (see
+    stale_templates). A copy being made from one holds off the drop until it is done."""
+    rows = await conn.fetch(
+        "SELECT datname, shobj_description(oid, 'pg_database') AS comment, "
+        "(SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname) AS clients "
+        "FROM pg_database d WHERE datname LIKE 'dst\\_tpl\\_%'"
+    )
+    made = {}
+    for row in rows:
+        try:
+            made[row["datname"]] = str(json.loads(row["comment"] or "{}").get("at", ""))
+        except ValueError:
+            made[row["datname"]] = ""
+    busy = {row["datname"] for row in rows if row["clients"]}
+    stale = stale_templates(made, current, keep, busy)
+    for name in stale:
+        await _unseal_and_drop(conn, name)
+    return stale
 
 
 def clone(settings: Settings, name: str, template: str) -> str:
@@ -473,40 +513,83 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def _busy(conn: Any, database: str, force: bool, action: str) -> int:
-    """Refuse while `database` has clients, unless `force` (then terminate them)."""
-    clients = await _clients(conn, database)
-    if clients and not force:
+async def _clients_of(conn: Any, database: str) -> list[Client]:
+    """The client backends connected to `database` (not background workers, not us)."""
+    rows = await conn.fetch(
+        "SELECT pid, application_name, host(client_addr) AS address, backend_start "
+        "FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() "
+        "AND backend_type = 'client backend' ORDER BY backend_start",
+        database,
+    )
+    return [
+        Client(int(r["pid"]), r["application_name"] or "", r["address"], r["backend_start"])
+        for r in rows
+    ]
+
+
+async def _refuse_others(
+    conn: Any, database: str, own: Mapping[str, str], force: bool, action: str
+) -> None:
+    """DatabaseError naming the clients of `database` that are not the stack's own, unless
+    `force`."""
+    _, others = split(await _clients_of(conn, database), own)
+    if others and not force:
         raise DatabaseError(
-            f"cannot {action}: {clients} client(s) connected to {database}",
-            hint="stop them (e.g. `python -m devstack down api worker`), or add --force to "
-            "disconnect them",
+            f"cannot {action}: {len(others)} other client(s) connected to {database}: "
+            + describe_all(others),
+            hint="close them, or add --force to disconnect them (the stack's own services' "
+            "connections are closed and reopened by devstack)",
         )
-    if clients:
-        await conn.execute(f"ALTER DATABASE {quote_ident(database)} WITH ALLOW_CONNECTIONS false")
-        try:
-            await _terminate(conn, database)
-        except BaseException:
-            await conn.execute(
-                f"ALTER DATABASE {quote_ident(database)} WITH ALLOW_CONNECTIONS true"
-            )
-            raise
-    return clients
+
+
+async def _allow(conn: Any, database: str, allowed: bool) -> None:
+    value = "true" if allowed else "false"
+    await conn.execute(f"ALTER DATABASE {quote_ident(database)} WITH ALLOW_CONNECTIONS {value}")
+
+
+async def _close_clients(
+    conn: Any, database: str, own: Mapping[str, str], force: bool, action: str
+) -> tuple[list[Client], list[Client]]:
+    """Make `database` refuse new connections and close its clients: (the stack's own, the
+    others). Refused (nothing changed) while others are connected, unless `force`. The
+    caller allows connections again (or drops the database)."""
+    await _refuse_others(conn, database, own, force, action)
+    await _allow(conn, database, False)
+    try:
+        # again, now that nobody can connect: a client may have come in since the first look
+        await _refuse_others(conn, database, own, force, action)
+        ours, others = split(await _clients_of(conn, database), own)
+        await _terminate(conn, database)
+    except BaseException:
+        await _allow(conn, database, True)
+        raise
+    return ours, others
 
 
 @dataclass(frozen=True)
 class Done:
-    """What a `db` command did: the database involved and clients it disconnected."""
+    """What a `db` command did: the database involved, the stack's own containers whose
+    connections it closed (one entry per connection), and other clients it disconnected."""
 
     database: str
-    disconnected: int = 0
+    closed: tuple[str, ...] = ()
+    disconnected: tuple[Client, ...] = ()
 
 
-def snapshot(settings: Settings, name: str, force: bool = False) -> Done:
-    """Copy the application's database into snapshot `name` (replacing an older one)."""
+def _done(database: str, closed: tuple[list[Client], list[Client]], own: Mapping[str, str]) -> Done:
+    ours, others = closed
+    return Done(database, tuple(own[c.address] for c in ours if c.address), tuple(others))
+
+
+def snapshot(
+    settings: Settings, name: str, force: bool = False, own: Mapping[str, str] | None = None
+) -> Done:
+    """Copy the application's database into snapshot `name` (replacing an older one). `own`:
+    the stack's own clients' addresses (IP -> container name), closed for the copy."""
     target = snapshot_database(name)
     server = Server.of(settings)
     source = server.database
+    own = own or {}
     comment = json.dumps(
         {
             "devstack": "snapshot",
@@ -517,41 +600,81 @@ def snapshot(settings: Settings, name: str, force: bool = False) -> Done:
         }
     )
 
-    async def work(conn: Any) -> int:
+    async def work(conn: Any) -> Done:
         if not await _exists(conn, source):
             raise DatabaseError(f"database {source} does not exist", hint="run `db reset`")
-        disconnected = await _busy(conn, source, force, f"snapshot {source}")
+        await _refuse_others(conn, source, own, force, f"snapshot {source}")
+        await _unseal_and_drop(conn, target)
+        closed = await _close_clients(conn, source, own, force, f"snapshot {source}")
         try:
-            await _unseal_and_drop(conn, target)
             await _clone(conn, target, source)
         finally:
-            if disconnected:
-                await conn.execute(
-                    f"ALTER DATABASE {quote_ident(source)} WITH ALLOW_CONNECTIONS true"
-                )
+            await _allow(conn, source, True)
         await _seal(conn, target, comment)
-        return disconnected
+        return _done(target, closed, own)
 
-    return Done(target, _run(server, work))
+    return _run(server, work)
 
 
-def restore(settings: Settings, name: str, force: bool = False) -> Done:
+def _staging(kind: str) -> str:
+    """A scratch database of this process (dropped as a dead run's once the process is gone)."""
+    return f"dst_b{os.getpid()}_{kind}"
+
+
+async def _rename(conn: Any, name: str, to: str) -> None:
+    await conn.execute(f"ALTER DATABASE {quote_ident(name)} RENAME TO {quote_ident(to)}")
+
+
+async def _swap_in(
+    conn: Any, staging: str, target: str, own: Mapping[str, str], force: bool, action: str
+) -> Done:
+    """Replace `target` by the complete database `staging`: the clients of `target` are
+    closed (see _close_clients) and the names swapped, so `target` is missing for no time."""
+    closed: tuple[list[Client], list[Client]] = ([], [])
+    try:
+        if await _exists(conn, target):
+            closed = await _close_clients(conn, target, own, force, action)
+            old = _staging("old")
+            await _unseal_and_drop(conn, old)
+            try:
+                await _rename(conn, target, old)
+            except BaseException:
+                await _allow(conn, target, True)
+                raise
+            try:
+                await _rename(conn, staging, target)
+            except BaseException:  # put the old one back
+                await _rename(conn, old, target)
+                await _allow(conn, target, True)
+                raise
+            await _drop(conn, old)
+        else:
+            await _rename(conn, staging, target)
+    finally:
+        await _unseal_and_drop(conn, staging)  # gone after a rename; left by a failure
+    return _done(target, closed, own)
+
+
+def restore(
+    settings: Settings, name: str, force: bool = False, own: Mapping[str, str] | None = None
+) -> Done:
     """Replace the application's database by a copy of snapshot `name`."""
     source = snapshot_database(name)
     server = Server.of(settings)
     target = server.database
+    own, staging = own or {}, _staging("new")
+    action = f"restore over {target}"
 
-    async def work(conn: Any) -> int:
+    async def work(conn: Any) -> Done:
         if not await _exists(conn, source):
             raise DatabaseError(f"no snapshot {name!r}", hint="see `python -m devstack db list`")
-        disconnected = 0
         if await _exists(conn, target):
-            disconnected = await _busy(conn, target, force, f"restore over {target}")
-            await _drop(conn, target, force=bool(disconnected))
-        await _clone(conn, target, source)
-        return disconnected
+            await _refuse_others(conn, target, own, force, action)
+        await _unseal_and_drop(conn, staging)
+        await _clone(conn, staging, source)
+        return await _swap_in(conn, staging, target, own, force, action)
 
-    return Done(target, _run(Server.of(settings), work))
+    return _run(Server.of(settings), work)
 
 
 def drop_snapshot(settings: Settings, name: str) -> Done:
@@ -598,19 +721,24 @@ def list_snapshots(settings: Settings) -> list[Snapshot]:
     return sorted(snapshots, key=lambda s: (s.made_at, s.name))
 
 
-def reset(settings: Settings, force: bool = False) -> Done:
-    """Drop the application's database and re-create it from the migrations."""
+def reset(settings: Settings, force: bool = False, own: Mapping[str, str] | None = None) -> Done:
+    """Re-create the application's database from the migrations (built beside it, then
+    swapped in: the old one serves until the new one is complete)."""
     server = Server.of(settings)
     target = server.database
+    own, staging = own or {}, _staging("new")
+    action = f"reset {target}"
 
-    async def work(conn: Any) -> int:
-        disconnected = 0
+    async def prepare(conn: Any) -> None:
         if await _exists(conn, target):
-            disconnected = await _busy(conn, target, force, f"reset {target}")
-            await _drop(conn, target, force=bool(disconnected))
-        await conn.execute(f"CREATE DATABASE {quote_ident(target)}")
-        return disconnected
+            await _refuse_others(conn, target, own, force, action)
+        await _unseal_and_drop(conn, staging)
+        await conn.execute(f"CREATE DATABASE {quote_ident(staging)}")
 
-    disconnected = _run(Server.of(settings), work)
-    migrate(settings, target)
-    return Done(target, disconnected)
+    _run(server, prepare)
+    try:
+        migrate(settings, staging)
+    except BaseException:
+        _run(server, lambda c: _unseal_and_drop(c, staging))
+        raise
+    return _run(server, lambda c: _swap_in(c, staging, target, own, force, action))

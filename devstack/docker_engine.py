@@ -20,7 +20,7 @@ from devstack.docker_socket import SocketApi, api_path, refusal, socket_path
 from devstack.endpoint import DEFAULT_HOST, Endpoint, resolve_endpoint
 from devstack.engine import BuildRequest, ContainerState, ExecConnection, ExecSocket
 from devstack.errors import DockerApiError, docker_errors
-from devstack.observed import ImageUse, Observed, parse_snapshot
+from devstack.observed import ImageUse, Observed, container_addresses, parse_snapshot
 from devstack.spec import Service, Stack
 
 if TYPE_CHECKING:
@@ -349,6 +349,12 @@ class DockerEngine:
                 return f"container {name}{owner}"
         return "another process (not a container)"
 
+    def addresses(self, project: str, network: str) -> dict[str, str]:
+        """IP address -> name of every running container of `project` on `network`."""
+        query = {"filters": labels.project_filter(project)}
+        rows = self._json("GET", "/containers/json", "list containers", query)
+        return container_addresses(rows, network)
+
     # --- images ----------------------------------------------------------------------------
     def pull(self, reference: str) -> Iterator[dict[str, Any]]:
         from docker.utils import parse_repository_tag
@@ -419,6 +425,14 @@ class DockerEngine:
                     seconds = int(image.get("Created") or 0)
                 tagged.update(dict.fromkeys(references, seconds))
         return tagged
+
+    def container_images(self) -> list[tuple[str, str]]:
+        """(project label or "", image reference) of every container, running or not."""
+        rows = self._json("GET", "/containers/json", "list containers", {"all": True})
+        return [
+            ((row.get("Labels") or {}).get(labels.PROJECT, ""), str(row.get("Image", "")))
+            for row in rows
+        ]
 
     # --- changing --------------------------------------------------------------------------
     def create_network(self, name: str, project: str) -> None:

@@ -125,6 +125,10 @@ class Engine(Protocol):
     def port_holder(self, port: int) -> str:
         """Which container (of which project) publishes host `port`, or another process."""
 
+    def addresses(self, project: str, network: str) -> dict[str, str]:
+        """IP address -> name of every running container of `project` (one-off runs too)
+        attached to `network`: how a server on that network tells the project's own clients."""
+
     # --- exec ------------------------------------------------------------------------------
     def exec_run(self, container: str, argv: list[str]) -> tuple[int, str]:
         """Run a command to completion: its exit code and combined output."""
@@ -171,6 +175,10 @@ class Engine(Protocol):
     def image_tags(self, repository: str) -> dict[str, int]:
         """Every `repository:tag` reference that exists locally, with the last time its image
         was tagged (Unix seconds; a tag set again counts as new)."""
+
+    def container_images(self) -> list[tuple[str, str]]:
+        """(devstack project label or "", image reference it was created from) of every
+        container on the engine, running or not."""
 
     # --- changing --------------------------------------------------------------------------
     def create_network(self, name: str, project: str) -> None:

@@ -138,3 +138,16 @@ def parse_snapshot(
         image_ids=image_ids,
         replaced_images=replaced_images or {},
     )
+
+
+def container_addresses(containers: list[dict[str, Any]], network: str) -> dict[str, str]:
+    """IP address -> container name, for the rows of `GET /containers/json` attached to
+    `network` (IPv4 and IPv6 addresses both)."""
+    found: dict[str, str] = {}
+    for row in containers:
+        attached = ((row.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
+        name = (row.get("Names") or ["/?"])[0].lstrip("/")
+        for key in ("IPAddress", "GlobalIPv6Address"):
+            if attached.get(key):
+                found[str(attached[key])] = name
+    return found

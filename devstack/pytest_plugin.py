@@ -40,6 +40,7 @@ from devstack.errors import DevstackError
 RUN_KEY = "devstack_run"  # the run id, handed from the controller to xdist workers
 REDIS_CLAIM = "devstack:pytest:redis-db:{}"  # in db 0: which run/worker holds database N
 REDIS_FALLBACK_DB = 0
+LOCK_WAIT_S = 900.0  # how long a run waits for another command (a run, `up`) on the stack
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -165,34 +166,44 @@ def ensure_stack(
     """Reuse a running stack that matches the declaration; else bring it up. Returns whether
     this run started it (nothing of it ran before) and what had drifted."""
     from devstack import usecases
+    from devstack.lock import project_lock
     from devstack.plan import plan_up
     from devstack.ui import make_console, plain_reporter
 
     project = usecases.project_of(settings)
     engine = usecases.connect()
     stack = usecases.resolve_images(project.stack)
-    observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
-    plan = plan_up(stack, observed)
-    one_shot = {s.name for s in stack.services if s.one_shot}
-    drift = tuple(
-        f"{op.action.value} {op.kind} {op.name} ({op.cause})"
-        for op in plan.changes
-        if op.service_name not in one_shot or op.kind == "image"
-    )
-    running = [name for name, c in observed.containers.items() if c.running]
-    if not drift:
-        say(f"reusing the running stack {stack.project}")
-        return False, ()
-    if running and no_recreate:
-        raise DevstackError(
-            f"the running stack {stack.project} differs from its declaration: " + "; ".join(drift),
-            hint="run without --devstack-no-recreate to recreate it, or `python -m devstack up`",
+
+    def waiting(holder: str) -> None:
+        say(f"waiting for `{holder}` to finish with the stack {stack.project}")
+
+    # Checked and converged under the project's lock (waiting for it): of two runs finding the
+    # stack drifted, the second sees what the first made of it.
+    with project_lock(stack.project, "pytest", wait=LOCK_WAIT_S, on_wait=waiting):
+        observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
+        plan = plan_up(stack, observed)
+        one_shot = {s.name for s in stack.services if s.one_shot}
+        drift = tuple(
+            f"{op.action.value} {op.kind} {op.name} ({op.cause})"
+            for op in plan.changes
+            if op.service_name not in one_shot or op.kind == "image"
         )
-    if running:
-        say("the stack drifted, recreating: " + "; ".join(drift))
-    else:
-        say(f"starting the stack {stack.project}")
-    usecases.up(project, engine, plain_reporter(make_console(stderr=True)))
+        running = [name for name, c in observed.containers.items() if c.running]
+        if not drift:
+            say(f"reusing the running stack {stack.project}")
+            return False, ()
+        if running and no_recreate:
+            raise DevstackError(
+                f"the running stack {stack.project} differs from its declaration: "
+                + "; ".join(drift),
+                hint="run without --devstack-no-recreate to recreate it, or "
+                "`python -m devstack up`",
+            )
+        if running:
+            say("the stack drifted, recreating: " + "; ".join(drift))
+        else:
+            say(f"starting the stack {stack.project}")
+        usecases.up(project, engine, plain_reporter(make_console(stderr=True)))
     return not running, drift
 
 

@@ -341,6 +341,11 @@ def down(
         plan = plan_down(stack, observed, volumes, list(services) or None)
         if plan.changes:
             Executor(engine, stack, report).run(plan, project.settings.timeout, {})
+        if volumes and not services:  # nothing of the project stays: nor its build caches
+            from devstack.build import forget_reuse_tags
+
+            builds = list(dict.fromkeys(s.build for s in stack.services if s.build))
+            forget_reuse_tags(engine, builds, stack.project)
     return plan
 
 
@@ -364,6 +369,15 @@ def restart(
         return Executor(engine, stack, report).run(
             plan, timeout or project.settings.timeout, existing
         )
+
+
+# --- databases -----------------------------------------------------------------------------
+def own_addresses(project: Project, engine: Engine) -> dict[str, str]:
+    """IP address -> name (the service's, for its own container) of the project's running
+    containers on the stack's network: the database clients that are the stack's own."""
+    stack = project.stack
+    found = engine.addresses(stack.project, stack.network)
+    return {ip: name.removeprefix(f"{stack.project}-") for ip, name in found.items()}
 
 
 # --- exec ----------------------------------------------------------------------------------

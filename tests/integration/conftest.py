@@ -163,9 +163,9 @@ def leftovers_of_earlier_runs(docker_client: docker.DockerClient) -> None:
     """A killed run (a session ends, CI starts) leaves its test projects behind: remove them.
     Only test projects whose pytest process is gone are touched (not a concurrent run's)."""
     query = {"label": ["devstack.project"]}
-    names = {
-        c.labels["devstack.project"] for c in docker_client.containers.list(all=True, filters=query)
-    }
+    # sparse: no inspect per container, which fails when a concurrent run removes one meanwhile
+    listed = docker_client.containers.list(all=True, filters=query, sparse=True)
+    names = {c.attrs["Labels"]["devstack.project"] for c in listed}
     names |= {
         n.attrs["Labels"]["devstack.project"] for n in docker_client.networks.list(filters=query)
     }

@@ -251,11 +251,9 @@ def test_db_snapshot_restore_list_drop(make_project: Callable[..., Project]) -> 
     project.run("up", "--quiet")
     sql(project, "CREATE TABLE notes (body text); INSERT INTO notes VALUES ('before')")
 
-    # the API and the worker hold connections: refused unless --force, which says so
-    busy = project.run("db", "snapshot", "s1", check=False)
-    assert busy.returncode == 1 and "client(s) connected" in busy.stderr
-    forced = project.run("db", "snapshot", "s1", "--force")
-    assert "disconnected" in forced.stdout
+    # the API's pool holds connections: the stack's own, closed for the copy (no --force)
+    made = project.run("db", "snapshot", "s1")
+    assert "of the stack's own services" in made.stdout
     sql(project, "UPDATE notes SET body = 'after'")
 
     listed = project.run("db", "list").stdout
@@ -263,7 +261,7 @@ def test_db_snapshot_restore_list_drop(make_project: Callable[..., Project]) -> 
 
     project.run("down")  # snapshots live in the volume: they survive `down`
     project.run("up", "--quiet")
-    project.run("db", "restore", "s1", "--force")
+    project.run("db", "restore", "s1")
     assert sql(project, "SELECT body FROM notes") == "before"
 
     missing = project.run("db", "restore", "nope", check=False)
@@ -273,7 +271,7 @@ def test_db_snapshot_restore_list_drop(make_project: Callable[..., Project]) -> 
 
     project.run("db", "drop", "s1")
     assert "s1" not in project.run("db", "list").stdout
-    project.run("db", "reset", "--force")
+    project.run("db", "reset")
     assert sql(project, "SELECT to_regclass('notes') IS NULL")
     assert sql(project, "SELECT to_regclass('task_records') IS NOT NULL")
 
@@ -335,3 +333,24 @@ def test_redis_falls_back_to_a_key_prefix(
     assert not list(client.scan_iter(match="dst:*"))  # its keys were removed at the end
     assert all(client.get(k) == f"{os.getpid()}_beef_gw9".encode() for k in claims)
     client.close()
+
+
+def test_two_runs_at_once_on_a_drifted_stack_recreate_it_once(
+    make_project: Callable[..., Project], tmp_path: Path
+) -> None:
+    project = make_project()
+    project.run("up", "--quiet")
+    project.write_env(AI_AGENTS_LOG_LEVEL="debug")  # the running stack drifted
+    suite = write_suite(tmp_path, project)
+    commands = [pytest_cmd(suite, project) for _ in range(2)]
+    popens = [
+        subprocess.Popen(c, cwd=suite, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for c, e, _ in commands
+    ]
+    outputs = [p.communicate(timeout=900)[0].decode() for p in popens]
+    for popen, out in zip(popens, outputs, strict=True):
+        assert popen.returncode == 0, out
+    # one run recreated it; the other waited for it and found it matching
+    assert sum("the stack drifted, recreating" in out for out in outputs) == 1, outputs
+    assert sum("reusing the running stack" in out for out in outputs) == 1, outputs
+    assert running(project)

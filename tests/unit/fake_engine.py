@@ -166,6 +166,9 @@ class FakeEngine:
     def port_holder(self, port: int) -> str:
         return "another process (not a container)"
 
+    def addresses(self, project: str, network: str) -> dict[str, str]:
+        return {}
+
     # --- exec ------------------------------------------------------------------------------
     def exec_run(self, container: str, argv: list[str]) -> tuple[int, str]:
         return (0 if self._find(container).ready() else 1), ""
@@ -218,6 +221,9 @@ class FakeEngine:
 
     def image_tags(self, repository: str) -> dict[str, int]:
         return {ref: 0 for ref in self.images if ref.rpartition(":")[0] == repository}
+
+    def container_images(self) -> list[tuple[str, str]]:
+        return [(c.stack.project, c.service.image) for c in self.containers.values()]
 
     # --- changing --------------------------------------------------------------------------
     def create_network(self, name: str, project: str) -> None:
