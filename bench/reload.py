@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import io
 import json
 import os
 import re
@@ -44,8 +45,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -254,9 +256,9 @@ def host_reloaders(base: Path) -> Iterator[list[Reloader]]:
             procs.append(proc)
             tap = LogTap()
             assert proc.stdout is not None
-            stream = proc.stdout
+            stream = cast(io.BufferedReader, proc.stdout)  # a pipe in binary mode
             threading.Thread(
-                target=tap.feed, args=(iter(lambda s=stream: s.read1(65536), b""),), daemon=True
+                target=tap.feed, args=(iter(partial(stream.read1, 65536), b""),), daemon=True
             ).start()
 
             def stop(proc: subprocess.Popen[bytes] = proc) -> int | None:

@@ -48,15 +48,22 @@ class RunResult:
 
 
 class Executor:
-    """Runs a plan's graph against an engine, reporting progress to `report`."""
+    """Runs a plan's graph against an engine, reporting progress to `report`. `poll`: check
+    readiness at this fixed interval (s) instead of the growing one (the bench's floor)."""
 
     def __init__(
-        self, engine: Engine, stack: Stack, report: Reporter, cancel: threading.Event | None = None
+        self,
+        engine: Engine,
+        stack: Stack,
+        report: Reporter,
+        cancel: threading.Event | None = None,
+        poll: float | None = None,
     ):
         self.engine = engine
         self.stack = stack
         self.report = report
         self.cancel = cancel or threading.Event()
+        self.poll = poll
         self.containers: dict[str, str] = {}  # service -> container id (created or observed)
 
     def run(self, plan: Plan, timeout: float, containers: dict[str, str]) -> RunResult:
@@ -245,6 +252,7 @@ class Executor:
             # a signal sent before the gate listened is lost: re-sent until ready (a ready
             # op comes after the service's dependencies, so after its release's too)
             release=service.held.signal if service.held else None,
+            interval=self.poll,
         )
 
     def _drop_image(self, op: Operation, _deadline: float) -> None:

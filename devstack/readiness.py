@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from tenacity import Retrying, retry_if_exception_type, wait_exponential
+from tenacity import Retrying, retry_if_exception_type, wait_exponential, wait_fixed
 
 from devstack.checks import CheckTarget, NotReady
 from devstack.engine import Engine
@@ -50,12 +50,14 @@ def wait_ready(
     on_attempt: Callable[[str], None] | None = None,
     fresh: bool = True,
     release: str | None = None,
+    interval: float | None = None,
 ) -> None:
     """Block until `service`'s readiness check passes; raise ServiceFailed, HealthTimeout or
     Cancelled. `fresh`: the container was (re)started by this run, so Docker's health status
     is its own; a kept container's old "unhealthy" does not count (its check decides).
     `release`: a held service's release signal, sent again before each attempt while the
-    container runs (one lost before its gate listened must not hold it forever)."""
+    container runs (one lost before its gate listened must not hold it forever).
+    `interval`: poll at this fixed pace instead of the short growing one (the bench's floor)."""
     check = service.readiness
     if check is None:
         return
@@ -106,7 +108,9 @@ def wait_ready(
 
     retrying = Retrying(
         retry=retry_if_exception_type(NotReady),
-        wait=wait_exponential(multiplier=0.02, min=0.02, max=0.05),
+        wait=wait_fixed(interval)
+        if interval
+        else wait_exponential(multiplier=0.02, min=0.02, max=0.05),
         stop=lambda _: cancel.is_set() or time.monotonic() >= deadline,
         sleep=_interruptible(cancel),
         reraise=True,

@@ -3,13 +3,16 @@ conditions, fail fast, cancel, a container that exits while waited for (no Docke
 
 from __future__ import annotations
 
+import itertools
+import statistics
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 
+from devstack.checks import CheckTarget
 from devstack.errors import ServiceFailed
 from devstack.executor import Executor
 from devstack.plan import plan_restart, plan_up
@@ -286,3 +289,31 @@ def test_a_kept_released_container_is_not_held_and_a_restarted_one_runs_at_once(
     Executor(engine, stack, lambda e: None).run(plan_restart(stack, observed, ["api"]), 5, existing)
     api = next(c for c in engine.containers.values() if c.service.name == "api")
     assert api.ready()  # the marker: a restart is not held again
+
+
+@dataclass(frozen=True)
+class Counted(Scripted):
+    """Scripted, and when each attempt came."""
+
+    attempts: list[float] = field(default_factory=list, compare=False, hash=False)
+
+    def check(self, target: CheckTarget) -> None:
+        self.attempts.append(time.monotonic())
+        super().check(target)
+
+
+def test_a_fixed_poll_interval_checks_at_that_pace_instead_of_backing_off() -> None:
+    """The bench's readiness floor runs the same plan and executor, polling every 20 ms."""
+
+    def attempts(poll: float | None) -> list[float]:
+        check = Counted()
+        stack = make_stack(replace(service("postgres"), readiness=check))
+        engine = FakeEngine({"postgres": Behaviour(ready_after=0.4)})
+        plan = plan_up(stack, engine.snapshot(stack.project, []))
+        Executor(engine, stack, lambda e: None, poll=poll).run(plan, 5, {})
+        return check.attempts
+
+    fixed = attempts(0.01)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(fixed)]
+    assert len(fixed) >= 20 and statistics.median(gaps) < 0.03
+    assert len(attempts(None)) < len(fixed) / 2  # the default backs off to 50 ms
