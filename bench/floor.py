@@ -19,7 +19,7 @@ from bench.scenarios import FLOORS
 from devstack import labels
 from devstack.engine import Engine
 from devstack.executor import Executor
-from devstack.plan import Action, Plan, plan_up
+from devstack.plan import Action, Kind, Plan, plan_up
 from devstack.progress import STARTING, Event
 from devstack.spec import Condition, Stack
 from devstack.usecases import load_project, resolve_images
@@ -68,14 +68,14 @@ def all_at_once(stack: Stack) -> Stack:
 def check_floor_plan(plan: Plan, fresh_volumes: bool) -> None:
     """The floor measures containers only: every image is there, every container is new,
     and the volumes are new (or kept, for floor-volumes)."""
-    for op in plan.of_kind("image"):
+    for op in plan.of_kind(Kind.IMAGE):
         if op.action is not Action.KEEP:
             raise BenchError(f"floor: image {op.name} is missing (the plan would {op.action})")
-    for op in plan.of_kind("container"):
+    for op in plan.of_kind(Kind.CONTAINER):
         if op.action is not Action.CREATE:
             raise BenchError(f"floor: container {op.name} exists ({op.action}: {op.cause})")
     wanted = Action.CREATE if fresh_volumes else Action.KEEP
-    for op in plan.of_kind("volume"):
+    for op in plan.of_kind(Kind.VOLUME):
         if op.action is not wanted:
             raise BenchError(f"floor: volume {op.name} {op.cause}; expected {wanted}")
 

@@ -19,7 +19,7 @@ from graphlib import TopologicalSorter
 from devstack.build import build_image
 from devstack.engine import Engine
 from devstack.errors import DevstackError, DockerApiError, ImageUnavailable, ResourceConflict
-from devstack.plan import Action, Operation, Plan
+from devstack.plan import Action, Kind, Operation, Plan
 from devstack.progress import (
     BUILDING,
     CREATING,
@@ -84,7 +84,7 @@ class Executor:
         def work(op: Operation) -> None:
             try:
                 self._do(op, deadline)
-                if op.action in {Action.WAIT, Action.KEEP} and op.kind == "ready":
+                if op.action in {Action.WAIT, Action.KEEP} and op.kind is Kind.READY:
                     result.ready_after[op.service_name] = time.monotonic() - started
                     detail = f"{result.ready_after[op.service_name]:.1f}s"
                     self.report(Event(op.service_name, HEALTHY, detail))
@@ -285,21 +285,21 @@ class Executor:
 
 
 Handler = Callable[[Executor, Operation, float], None]
-HANDLERS: dict[tuple[Action, str], Handler] = {
-    (Action.BUILD, "image"): Executor._build,
-    (Action.PULL, "image"): Executor._pull,
-    (Action.REMOVE, "image"): Executor._drop_image,
-    (Action.CREATE, "network"): Executor._create_network,
-    (Action.CREATE, "volume"): Executor._create_volume,
-    (Action.CREATE, "container"): Executor._create_container,
-    (Action.RECREATE, "container"): Executor._create_container,
-    (Action.START, "start"): Executor._start,
-    (Action.RESTART, "container"): Executor._restart,
-    (Action.RELEASE, "release"): Executor._release,
-    (Action.WAIT, "ready"): Executor._wait,
-    (Action.REMOVE, "container"): Executor._remove_container,
-    (Action.DISCARD, "container"): Executor._discard_container,
-    (Action.REMOVE, "network"): Executor._remove_network,
-    (Action.REMOVE, "volume"): Executor._remove_volume,
-    (Action.KEEP, "volume"): Executor._keep_volume,
+HANDLERS: dict[tuple[Action, Kind], Handler] = {
+    (Action.BUILD, Kind.IMAGE): Executor._build,
+    (Action.PULL, Kind.IMAGE): Executor._pull,
+    (Action.REMOVE, Kind.IMAGE): Executor._drop_image,
+    (Action.CREATE, Kind.NETWORK): Executor._create_network,
+    (Action.CREATE, Kind.VOLUME): Executor._create_volume,
+    (Action.CREATE, Kind.CONTAINER): Executor._create_container,
+    (Action.RECREATE, Kind.CONTAINER): Executor._create_container,
+    (Action.START, Kind.START): Executor._start,
+    (Action.RESTART, Kind.CONTAINER): Executor._restart,
+    (Action.RELEASE, Kind.RELEASE): Executor._release,
+    (Action.WAIT, Kind.READY): Executor._wait,
+    (Action.REMOVE, Kind.CONTAINER): Executor._remove_container,
+    (Action.DISCARD, Kind.CONTAINER): Executor._discard_container,
+    (Action.REMOVE, Kind.NETWORK): Executor._remove_network,
+    (Action.REMOVE, Kind.VOLUME): Executor._remove_volume,
+    (Action.KEEP, Kind.VOLUME): Executor._keep_volume,
 }

@@ -30,12 +30,24 @@ class Action(StrEnum):
     DISCARD = "discard"  # remove at once, without a graceful stop: all it could keep goes too
 
 
+class Kind(StrEnum):
+    """What an operation acts on: a resource, or a step of a container's life."""
+
+    IMAGE = "image"
+    NETWORK = "network"
+    VOLUME = "volume"
+    CONTAINER = "container"
+    START = "start"  # its start call
+    RELEASE = "release"  # a held container's release (spec.Held)
+    READY = "ready"  # its readiness check passed
+
+
 @dataclass(frozen=True)
 class Operation:
     """One node of the plan: `action` on `kind` `name`, because of `cause`, after `after`."""
 
     action: Action
-    kind: str  # image | network | volume | container | start | release | ready
+    kind: Kind
     name: str
     cause: str
     service: Service | None = None
@@ -79,13 +91,13 @@ class Plan:
             if op.shown and op.action is not Action.KEEP and not _routine(op)
         )
 
-    def of_kind(self, kind: str) -> tuple[Operation, ...]:
+    def of_kind(self, kind: Kind) -> tuple[Operation, ...]:
         """Operations on one kind of resource."""
         return tuple(op for op in self.operations if op.kind == kind)
 
     def container(self, service: str) -> Operation | None:
         """The container operation of `service`."""
-        return next((op for op in self.of_kind("container") if op.service_name == service), None)
+        return next((op for op in self.of_kind(Kind.CONTAINER) if op.service_name == service), None)
 
 
 def _routine(op: Operation) -> bool:
@@ -104,20 +116,22 @@ def plan_up(stack: Stack, observed: Observed, services: list[str] | None = None)
     for name in names:
         images.setdefault(stack.service(name).image, stack.service(name))
     for image, service in images.items():
-        key = _key("image", image)
+        key = _key(Kind.IMAGE, image)
         if image in observed.image_ids:
             cause = "inputs unchanged" if service.build else "present"
-            ops.append(Operation(Action.KEEP, "image", image, cause, service, key=key))
+            ops.append(Operation(Action.KEEP, Kind.IMAGE, image, cause, service, key=key))
         elif service.build:
-            ops.append(Operation(Action.BUILD, "image", image, "inputs changed", service, key=key))
+            ops.append(
+                Operation(Action.BUILD, Kind.IMAGE, image, "inputs changed", service, key=key)
+            )
         else:
             cause = "not present locally"
-            ops.append(Operation(Action.PULL, "image", image, cause, service, key=key))
-    ops.append(_presence(stack.network, "network", observed.networks))
-    ops.extend(_presence(v, "volume", observed.volumes) for v in stack.volumes)
+            ops.append(Operation(Action.PULL, Kind.IMAGE, image, cause, service, key=key))
+    ops.append(_presence(stack.network, Kind.NETWORK, observed.networks))
+    ops.extend(_presence(v, Kind.VOLUME, observed.volumes) for v in stack.volumes)
     # Every image is in place before any container is made: a failed build or pull leaves
     # nothing half-made behind it.
-    image_keys = tuple(_key("image", image) for image in images)
+    image_keys = tuple(_key(Kind.IMAGE, image) for image in images)
     container_ops = {
         name: _container_op(stack, stack.service(name), observed, image_keys) for name in names
     }
@@ -130,11 +144,11 @@ def plan_up(stack: Stack, observed: Observed, services: list[str] | None = None)
         if service_name not in known:
             cause = "orphan: not in the stack any more; `down` removes it"
             key = _key("orphan", orphan.name)
-            ops.append(Operation(Action.KEEP, "container", orphan.name, cause, key=key))
+            ops.append(Operation(Action.KEEP, Kind.CONTAINER, orphan.name, cause, key=key))
     return Plan(tuple(ops))
 
 
-def _presence(name: str, kind: str, existing: frozenset[str]) -> Operation:
+def _presence(name: str, kind: Kind, existing: frozenset[str]) -> Operation:
     if name in existing:
         return Operation(Action.KEEP, kind, name, "exists", key=_key(kind, name))
     return Operation(Action.CREATE, kind, name, "missing", key=_key(kind, name))
@@ -145,16 +159,16 @@ def _container_op(
 ) -> Operation:
     current = observed.containers.get(service.name)
     action, cause = container_action(service, current, observed, stack.network)
-    needs = [*image_keys, _key("network", stack.network)]
-    needs += [_key("volume", m.source) for m in service.mounts if m.source in stack.volumes]
+    needs = [*image_keys, _key(Kind.NETWORK, stack.network)]
+    needs += [_key(Kind.VOLUME, m.source) for m in service.mounts if m.source in stack.volumes]
     return Operation(
         action,
-        "container",
+        Kind.CONTAINER,
         stack.container_name(service.name),
         cause,
         service,
         after=tuple(needs),
-        key=_key("container", service.name),
+        key=_key(Kind.CONTAINER, service.name),
     )
 
 
@@ -190,8 +204,8 @@ def _start_and_ready(
 ) -> list[Operation]:
     """The start step (after the dependencies its conditions name) and the readiness step."""
     container = container_ops[service.name]
-    ready_key = _key("ready", service.name)
-    deps_ready = tuple(_key("ready", d.service) for d in service.depends_on)
+    ready_key = _key(Kind.READY, service.name)
+    deps_ready = tuple(_key(Kind.READY, d.service) for d in service.depends_on)
     if container.action is Action.KEEP:
         current = observed.containers[service.name]
         healthy = current.health == "healthy"
@@ -199,7 +213,7 @@ def _start_and_ready(
         cause = "Docker reports it healthy" if healthy else service_check(service)
         ready = Operation(
             action,
-            "ready",
+            Kind.READY,
             container.name,
             cause,
             service,
@@ -221,44 +235,44 @@ def _start_and_ready(
         dep = container_ops.get(dependency.service)
         early = not dependency.before_start and dependency.condition is Condition.READY
         if early and dep is not None and dep.action is not Action.KEEP:
-            before_start.append(_key("start", dependency.service))
+            before_start.append(_key(Kind.START, dependency.service))
         elif early_hold and dependency.before_start:
-            before_release.append(_key("ready", dependency.service))
+            before_release.append(_key(Kind.READY, dependency.service))
             held_too = dep is not None and dep.service is not None and dep.service.held
             if dep is not None and dep.action is not Action.KEEP and not held_too:
                 # after its start call: the dependency's own start comes first (a held one's
                 # start is no earlier than this one's would be: no chain of start calls)
-                before_start.append(_key("start", dependency.service))
+                before_start.append(_key(Kind.START, dependency.service))
         else:
-            before_start.append(_key("ready", dependency.service))
+            before_start.append(_key(Kind.READY, dependency.service))
     causes = [f"{d.service} {d.condition.value}" for d in service.depends_on if d.before_start]
     after_causes = "after " + ", ".join(causes) if causes else "no dependencies"
     start = Operation(
         Action.START,
-        "start",
+        Kind.START,
         container.name,
         f"held until {', '.join(causes)}" if early_hold and causes else after_causes,
         service,
         (container.key, *before_start),
-        key=_key("start", service.name),
+        key=_key(Kind.START, service.name),
         shown=False,
     )
     ops = [start]
     if service.held is not None:
         release = Operation(
             Action.RELEASE,
-            "release",
+            Kind.RELEASE,
             container.name,
             after_causes,
             service,
             (start.key, *before_release),
-            key=_key("release", service.name),
+            key=_key(Kind.RELEASE, service.name),
             shown=False,
         )
         ops.append(release)
     ready = Operation(
         Action.WAIT,
-        "ready",
+        Kind.READY,
         container.name,
         service_check(service),
         service,
@@ -293,7 +307,7 @@ def _replaced_images(
             ops.append(
                 Operation(
                     Action.REMOVE,
-                    "image",
+                    Kind.IMAGE,
                     reference,
                     "replaced; no container uses it any more",
                     after=tuple(sorted(recreated.values())),
@@ -340,7 +354,7 @@ def plan_down(
         ops.append(
             Operation(
                 Action.DISCARD if discard else Action.REMOVE,
-                "container",
+                Kind.CONTAINER,
                 observed.containers[name].name,
                 "--volumes: its data goes too" if discard else "down",
                 service,
@@ -352,15 +366,19 @@ def plan_down(
         return Plan(tuple(ops))
     removed = tuple(op.key for op in ops)
     if stack.network in observed.networks:
-        key = _key("network", stack.network)
-        ops.append(Operation(Action.REMOVE, "network", stack.network, "down", None, removed, key))
+        key = _key(Kind.NETWORK, stack.network)
+        ops.append(
+            Operation(Action.REMOVE, Kind.NETWORK, stack.network, "down", None, removed, key)
+        )
     for volume in sorted(observed.volumes):
-        key = _key("volume", volume)
+        key = _key(Kind.VOLUME, volume)
         if volumes:
-            ops.append(Operation(Action.REMOVE, "volume", volume, "--volumes", None, removed, key))
+            ops.append(
+                Operation(Action.REMOVE, Kind.VOLUME, volume, "--volumes", None, removed, key)
+            )
         else:
             cause = "data kept; --volumes deletes it"
-            ops.append(Operation(Action.KEEP, "volume", volume, cause, key=key))
+            ops.append(Operation(Action.KEEP, Kind.VOLUME, volume, cause, key=key))
     return Plan(tuple(ops))
 
 
@@ -382,12 +400,12 @@ def plan_restart(stack: Stack, observed: Observed, services: list[str]) -> Plan:
                 hint=f"create it with `python -m devstack up {name}`",
             )
         service = stack.service(name)
-        deps = tuple(_key("ready", d) for d in service.dependency_names if d in services)
+        deps = tuple(_key(Kind.READY, d) for d in service.dependency_names if d in services)
         restart_key = _key("restart", name)
         ops.append(
             Operation(
                 Action.RESTART,
-                "container",
+                Kind.CONTAINER,
                 container.name,
                 "restart",
                 service,
@@ -398,12 +416,12 @@ def plan_restart(stack: Stack, observed: Observed, services: list[str]) -> Plan:
         ops.append(
             Operation(
                 Action.WAIT,
-                "ready",
+                Kind.READY,
                 container.name,
                 service_check(service),
                 service,
                 (restart_key,),
-                key=_key("ready", name),
+                key=_key(Kind.READY, name),
                 shown=False,
                 fresh=True,
             )

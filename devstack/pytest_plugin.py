@@ -167,7 +167,7 @@ def ensure_stack(
     this run started it (nothing of it ran before) and what had drifted."""
     from devstack import usecases
     from devstack.lock import project_lock
-    from devstack.plan import plan_up
+    from devstack.plan import Kind, plan_up
     from devstack.ui import make_console, plain_reporter
 
     project = usecases.project_of(settings)
@@ -186,7 +186,7 @@ def ensure_stack(
         drift = tuple(
             f"{op.action.value} {op.kind} {op.name} ({op.cause})"
             for op in plan.changes
-            if op.service_name not in one_shot or op.kind == "image"
+            if op.service_name not in one_shot or op.kind is Kind.IMAGE
         )
         running = [name for name, c in observed.containers.items() if c.running]
         if not drift:

@@ -140,11 +140,13 @@ def plan_for_up(project: Project, engine: Engine, services: Sequence[str] = ()) 
 def _explain_jobs(plan: Plan, stack: Stack, observed: Observed, engine: Engine) -> Plan:
     """For a one-shot service with a dry run (`migrate check`) whose image exists and whose
     dependencies run: its first output line becomes the cause (`migrations: at head`)."""
+    from devstack.plan import Kind
+
     operations = []
     for op in plan.operations:
         service = op.service
         runnable = (
-            op.kind == "container"
+            op.kind is Kind.CONTAINER
             and service is not None
             and service.one_shot
             and service.plan_command
@@ -211,10 +213,10 @@ def _record_ready(project: Project, engine: Engine, observed: Observed, result: 
 
 def check_ports(engine: Engine, plan: Plan, observed: Observed) -> None:
     """Before anything changes: every host port a container will take must be free."""
-    from devstack.plan import Action
+    from devstack.plan import Action, Kind
 
     ours = {p.host_port for c in observed.containers.values() if c.running for p in c.ports}
-    for op in plan.of_kind("container"):
+    for op in plan.of_kind(Kind.CONTAINER):
         if op.action is Action.KEEP or op.service is None:
             continue
         for port in op.service.ports:
