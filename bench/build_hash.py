@@ -23,9 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from devstack.build import DIGEST_CACHE, DigestCache, build_hash, build_inputs  # noqa: E402
-from devstack.buildinputs import CACHE_DIR  # noqa: E402
-from devstack.spec import Build  # noqa: E402
+from devstack.converge.build import DIGEST_CACHE, DigestCache, build_hash, build_inputs  # noqa: E402
+from devstack.converge.buildinputs import CACHE_DIR  # noqa: E402
+from devstack.declare.spec import Build  # noqa: E402
 
 COPIED = ("Dockerfile", ".dockerignore", "pyproject.toml", "certs", "service")
 

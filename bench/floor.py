@@ -16,12 +16,12 @@ import docker.errors
 
 from bench.common import BenchError, log, remove_labelled
 from bench.scenarios import FLOORS
-from devstack import labels
-from devstack.engine import Engine
-from devstack.executor import Executor
-from devstack.plan import Action, Kind, Plan, plan_up
-from devstack.progress import STARTING, Event
-from devstack.spec import Condition, Stack
+from devstack.converge.engine_protocol import Engine
+from devstack.converge.executor import Executor
+from devstack.converge.plan import Action, Kind, Plan, plan_up
+from devstack.converge.progress import STARTING, Event
+from devstack.declare import labels
+from devstack.declare.spec import Condition, Stack
 from devstack.usecases import load_project, resolve_images
 
 if TYPE_CHECKING:

@@ -29,13 +29,13 @@ from bench.common import (
 from bench.floor import run_floors
 from bench.scenarios import COMPOSE_ONLY, FLOORS, PYPROJECT, SCENARIOS, UNRELATED_FILES
 from bench.tools import EDITED_FILE, Tool, compose_builder, phase_profile
-from devstack import labels
-from devstack.build import CA_BUNDLE_PATH
-from devstack.docker_engine import DockerEngine
-from devstack.envfile import read_env_file
+from devstack.converge.build import CA_BUNDLE_PATH
+from devstack.declare import labels
+from devstack.declare.envfile import read_env_file
+from devstack.engine.docker import DockerEngine
 from devstack.errors import DevstackError
-from devstack.lock import lock_path
 from devstack.usecases import load_project
+from devstack.usecases.lock import lock_path
 
 # The build inputs copied into the temporary trees (what the Dockerfile and devstack read;
 # stack.py: the project's own declaration, where there is one). Missing ones are skipped.

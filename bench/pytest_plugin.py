@@ -126,7 +126,7 @@ def main() -> int:
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO))
-    from devstack.envfile import read_env_file
+    from devstack.declare.envfile import read_env_file
 
     work = Path(tempfile.mkdtemp(prefix="dsbench-"))
     name = f"dsbench-{os.getpid()}"

@@ -16,7 +16,7 @@ Postgres and Redis are not needed: the service's pool and client are lazy.
 
 `--where docker` builds the API image from /work/main's Dockerfile (falls back to this
 checkout's) with the local stand-in Python image (DEVSTACK_PYTHON_IMAGE from .env), then runs
-each reloader in a container with its service/ copy and devstack/devserver.py bind-mounted
+each reloader in a container with its service/ copy and devstack/programs/devserver.py bind-mounted
 read-only, as devstack's dev mode does. Everything it made is removed at the end (containers
 by the label devstack.bench=reload-<id>, the image unless --keep-image or it existed before).
 
@@ -51,7 +51,7 @@ from typing import Any, cast
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-DEVSERVER = REPO / "devstack" / "devserver.py"
+DEVSERVER = REPO / "devstack" / "programs" / "devserver.py"
 MAIN_CHECKOUT = Path("/work/main")
 EDITED = "service/routes/meta.py"
 NAME_LINE = re.compile(r'^SERVICE_NAME = ".*"$', re.MULTILINE)

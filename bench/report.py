@@ -99,7 +99,8 @@ def table(bench: Bench) -> str:
         if plain_reloader(bench):
             lines.append(
                 "  (the same reloader as compose.yaml's: until the declaration runs another dev "
-                "server, e.g. devstack/devserver.py, row 9 compares uvicorn --reload with itself)"
+                "server, e.g. devstack/programs/devserver.py, row 9 compares uvicorn --reload "
+                "with itself)"
             )
     return "\n".join(lines)
 

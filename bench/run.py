@@ -199,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
                     **versions,
                     "git_commit_end": tool_versions()["git_commit"],
                     "devstack_dirty": git_dirty(),
-                    "devserver_in_tree": (REPO / "devstack" / "devserver.py").is_file(),
+                    "devserver_in_tree": (
+                        REPO / "devstack" / "programs" / "devserver.py"
+                    ).is_file(),
                 },
                 "services": list(bench.service_names),
                 "images": {**bench.settings, "references": bench.reference_images},

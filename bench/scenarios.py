@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from bench.common import BenchError, http_get, log, poll_until, write_atomically
 from bench.tools import compose_builder
-from devstack.checks import HttpGet
-from devstack.spec import Service, Stack
+from devstack.declare.checks import HttpGet
+from devstack.declare.spec import Service, Stack
 
 if TYPE_CHECKING:
     from bench.harness import Bench

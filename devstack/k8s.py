@@ -32,7 +32,7 @@ from urllib.parse import quote, quote_plus
 
 import yaml
 
-from devstack.checks import (
+from devstack.declare.checks import (
     Completed,
     ExecCommand,
     HttpGet,
@@ -40,8 +40,8 @@ from devstack.checks import (
     ReadinessCheck,
     RedisPing,
 )
+from devstack.declare.spec import Condition, Mount, Service, Stack
 from devstack.errors import ConfigError
-from devstack.spec import Condition, Mount, Service, Stack
 
 Obj = dict[str, Any]
 

@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from devstack.declare.spec import Stack
 from devstack.errors import ConfigError, DevstackError
 from devstack.k8s import DEFAULT_KUBECTL_IMAGE, Rendered, RenderOptions, dns_label, render
-from devstack.spec import Stack
 from devstack.usecases import Project, project_of
 
 MARKER = ".devstack-export.json"

@@ -7,7 +7,7 @@ Then, once per run (in the xdist controller, or the only process without xdist):
   brought up (and taken down at the end, unless `--devstack-keep`, only if this run started
   it); a drifted stack is recreated, or refused with `--devstack-no-recreate`;
 - a template database migrated once (`alembic upgrade head`), keyed by a hash of the
-  migration files, is reused or built (devstack.databases.ensure_template);
+  migration files, is reused or built (devstack.usecases.databases.ensure_template);
 - databases and Redis claims of dead runs are removed (by naming convention only).
 
 Each process (each xdist worker) gets its own clone of the template and its own Redis database
@@ -76,7 +76,7 @@ def enabled(config: pytest.Config) -> bool:
 class StackSession:
     """What the plugin knows for this run."""
 
-    settings: Any  # devstack.settings.Settings
+    settings: Any  # devstack.declare.settings.Settings
     run_id: str
     template: str = ""
     started: bool = False
@@ -84,7 +84,7 @@ class StackSession:
 
 
 def _load(config: pytest.Config) -> Any:
-    from devstack.settings import load_settings
+    from devstack.declare.settings import load_settings
 
     project_dir = Path(config.getini("devstack_project_dir") or config.rootpath)
     if not project_dir.is_absolute():
@@ -148,7 +148,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def _prepare(config: pytest.Config, state: StackSession, say: Callable[[str], None]) -> None:
-    from devstack import databases
+    from devstack.usecases import databases
 
     state.started, state.drifted = ensure_stack(
         state.settings, config.getoption("devstack_no_recreate"), say
@@ -166,9 +166,9 @@ def ensure_stack(
     """Reuse a running stack that matches the declaration; else bring it up. Returns whether
     this run started it (nothing of it ran before) and what had drifted."""
     from devstack import usecases
-    from devstack.lock import project_lock
-    from devstack.plan import Kind, plan_up
-    from devstack.ui import make_console, plain_reporter
+    from devstack.cli.ui import make_console, plain_reporter
+    from devstack.converge.plan import Kind, plan_up
+    from devstack.usecases.lock import project_lock
 
     project = usecases.project_of(settings)
     engine = usecases.connect()
@@ -215,7 +215,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if config.getoption("devstack_keep"):
         return
     from devstack import usecases
-    from devstack.ui import make_console, plain_reporter
+    from devstack.cli.ui import make_console, plain_reporter
 
     project = usecases.project_of(state.settings)
     with contextlib.suppress(DevstackError):
@@ -246,7 +246,7 @@ def devstack_stack(request: pytest.FixtureRequest) -> StackSession:
 @pytest.fixture(scope="session")
 def devstack_dsn(devstack_stack: StackSession, request: pytest.FixtureRequest) -> Iterator[str]:
     """This worker's own database, cloned from the migrated template; dropped at the end."""
-    from devstack import databases
+    from devstack.usecases import databases
 
     name = f"dst_r{devstack_stack.run_id}_{_worker(request)}"
     dsn = databases.clone(devstack_stack.settings, name, devstack_stack.template)
@@ -260,7 +260,7 @@ def devstack_clone_pool(
     devstack_stack: StackSession, request: pytest.FixtureRequest
 ) -> Iterator[Any]:
     """This worker's maker of per-test clones (one made ahead, drops in the background)."""
-    from devstack.databases import ClonePool
+    from devstack.usecases.databases import ClonePool
 
     prefix = f"dst_r{devstack_stack.run_id}_{_worker(request)}"
     pool = ClonePool(devstack_stack.settings, devstack_stack.template, prefix)
@@ -271,7 +271,7 @@ def devstack_clone_pool(
 @pytest.fixture
 def devstack_fresh_dsn(devstack_stack: StackSession, devstack_clone_pool: Any) -> Iterator[str]:
     """A database for this test alone, cloned from the template; dropped after the test."""
-    from devstack.databases import Server
+    from devstack.usecases.databases import Server
 
     name = devstack_clone_pool.take()
     yield Server.of(devstack_stack.settings).dsn(name)
@@ -330,7 +330,7 @@ def _redis(settings: Any, required: bool = True) -> tuple[str, list[int]]:
 def _release_dead_redis_claims(settings: Any) -> None:
     import redis
 
-    from devstack.databases import pid_alive
+    from devstack.usecases.databases import pid_alive
 
     base, free = _redis(settings, required=False)
     if not base:

@@ -12,6 +12,8 @@ A project's `stack.py` declares its stack with them (see README.md, "Declaring y
         return r.stack(env, db, mail)
 """
 
+from devstack.declare.settings import Env
+from devstack.declare.spec import Build, ReusedStage, Service, Shortcut, Stack
 from devstack.recipes.base import (
     bind,
     completed,
@@ -36,8 +38,6 @@ from devstack.recipes.python import (
     dockerfile,
     tests_in_stack,
 )
-from devstack.settings import Env
-from devstack.spec import Build, ReusedStage, Service, Shortcut, Stack
 
 __all__ = [
     "EXAMPLE_PASSWORD",

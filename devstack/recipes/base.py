@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
-from devstack.checks import (
+from devstack.declare.checks import (
     Completed,
     ExecCommand,
     HttpGet,
@@ -18,8 +18,8 @@ from devstack.checks import (
     ReadinessCheck,
     TcpConnect,
 )
-from devstack.settings import Env
-from devstack.spec import (
+from devstack.declare.settings import Env
+from devstack.declare.spec import (
     Condition,
     Dependency,
     Healthcheck,

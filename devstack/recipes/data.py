@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from devstack.checks import PostgresLogin, RedisPing
+from devstack.declare.checks import PostgresLogin, RedisPing
+from devstack.declare.settings import Env
+from devstack.declare.spec import (
+    ClusterHints,
+    Database,
+    KeyValueStore,
+    Link,
+    Service,
+    Shortcut,
+    url_part,
+)
 from devstack.recipes.base import healthcheck, probe_host, publish, volume
-from devstack.settings import Env
-from devstack.spec import ClusterHints, Database, KeyValueStore, Link, Service, Shortcut, url_part
 
 EXAMPLE_PASSWORD = "devstack-example-password"
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from devstack.checks import Completed, ExecCommand, HttpGet
-from devstack.recipes.base import bind, healthcheck, probe_host, ready
-from devstack.settings import Env
-from devstack.spec import (
+from devstack.declare.checks import Completed, ExecCommand, HttpGet
+from devstack.declare.settings import Env
+from devstack.declare.spec import (
     Build,
     ClusterHints,
     Condition,
@@ -31,9 +30,12 @@ from devstack.spec import (
     Shortcut,
     url_part,
 )
+from devstack.recipes.base import bind, healthcheck, probe_host, ready
 
-PROGRAMS = Path(__file__).resolve().parents[1]  # devserver.py and gate.py, mounted read-only
-DEVSERVER_TARGET = "/opt/devstack/devserver.py"
+# The in-container programs (devserver, the gate), mounted read-only as one folder.
+PROGRAMS = Path(__file__).resolve().parents[1] / "programs"
+PROGRAMS_TARGET = "/opt/devstack"
+DEVSERVER_TARGET = f"{PROGRAMS_TARGET}/devserver.py"
 # A held service's CPU weight until released (Docker's default: 1024): its imports take what
 # the databases' first start leaves on a small machine instead of slowing it down.
 HELD_CPU_SHARES = 128
@@ -92,12 +94,8 @@ def _held(env: Env, preload: Sequence[str]) -> Held | None:
     return Held(preload=tuple(preload), cpu_shares=HELD_CPU_SHARES) if env.dev else None
 
 
-def _gate(env: Env) -> Mount:
-    return Mount(str(PROGRAMS / "gate.py"), Held().gate, "bind", read_only=True)
-
-
-def _devserver() -> Mount:
-    return Mount(str(PROGRAMS / "devserver.py"), DEVSERVER_TARGET, "bind", read_only=True)
+def _programs() -> Mount:
+    return Mount(str(PROGRAMS), PROGRAMS_TARGET, "bind", read_only=True)
 
 
 def _dependencies(items: Iterable[Service | str | Dependency]) -> tuple[Dependency, ...]:
@@ -151,7 +149,7 @@ def asgi_app(
         environment=tuple(sorted((environment or {}).items())),
         command=tuple(command),
         ports=(port,),
-        mounts=(source, _devserver(), _gate(env)) if held else (),
+        mounts=(source, _programs()) if held else (),
         held=held,
         healthcheck=healthcheck(env, health) if health_path else None,
         depends_on=_dependencies(depends_on),
@@ -222,7 +220,7 @@ def celery_worker(
         build=image,
         environment=tuple(sorted((environment or {}).items())),
         command=tuple(command),
-        mounts=(source, _devserver(), _gate(env)) if held else (),
+        mounts=(source, _programs()) if held else (),
         held=held,
         healthcheck=healthcheck(env, ("CMD", *check)),
         depends_on=_dependencies(depends_on),
@@ -274,7 +272,7 @@ def alembic_job(
     }
     held = _held(env, (*ALEMBIC_PRELOAD, *preload))
     mounted = bind(env, directory, directory_target or f"/app/{directory}")
-    mounts: tuple[Mount, ...] = (mounted, _gate(env))
+    mounts: tuple[Mount, ...] = (mounted, _programs())
     if sources:
         mounts = (bind(env, sources, source_target or f"/app/{sources}"), *mounts)
     return Service(

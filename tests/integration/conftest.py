@@ -18,7 +18,7 @@ from typing import Any
 import docker
 import pytest
 
-from devstack.envfile import read_env_file
+from devstack.declare.envfile import read_env_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Settings a test project inherits from the developer's/CI's .env: which images, which CA.
@@ -137,9 +137,9 @@ class Project:
         built from a scratch copy of the repo (the repo's own image stays: it is a cache)."""
         remove_project(self.client, self.name)
         if self.project_dir != REPO_ROOT:
-            from devstack.build import image_tag
-            from devstack.settings import load_settings
-            from devstack.stackfile import declare as declare_stack
+            from devstack.converge.build import image_tag
+            from devstack.declare.settings import load_settings
+            from devstack.declare.stackfile import declare as declare_stack
 
             settings = load_settings(self.project_dir, self.env_file, environ={})
             builds = {s.build for s in declare_stack(settings).services if s.build}

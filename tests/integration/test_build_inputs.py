@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-import devstack.build
-from devstack.build import CA_BUNDLE_PATH, build_image, build_inputs, image_tag
-from devstack.docker_engine import DockerEngine
-from devstack.settings import load_settings
-from devstack.spec import Build
-from devstack.stackfile import declare as declare_stack
+import devstack.converge.build
+from devstack.converge.build import CA_BUNDLE_PATH, build_image, build_inputs, image_tag
+from devstack.declare.settings import load_settings
+from devstack.declare.spec import Build
+from devstack.declare.stackfile import declare as declare_stack
+from devstack.engine.docker import DockerEngine
 
 from .conftest import Project
 from .test_faults import copy_repo
@@ -62,7 +62,7 @@ def test_an_unrelated_tree_neither_rebuilds_nor_is_sent(
     assert image_tag(build) == tag  # the tree is not an input
 
     sent: list[list[str]] = []
-    real_tar = devstack.build._context_tar
+    real_tar = devstack.converge.build._context_tar
 
     def recording_tar(of: Build) -> io.BytesIO:
         buffer = real_tar(of)
@@ -71,7 +71,7 @@ def test_an_unrelated_tree_neither_rebuilds_nor_is_sent(
         buffer.seek(0)
         return buffer
 
-    monkeypatch.setattr(devstack.build, "_context_tar", recording_tar)
+    monkeypatch.setattr(devstack.converge.build, "_context_tar", recording_tar)
     engine = DockerEngine.connect()
     try:
         build_image(engine, build, tag, lambda line: None)

@@ -19,7 +19,7 @@ from typing import IO
 
 import httpx
 
-from devstack.logs import split_stamp
+from devstack.cli.logs import split_stamp
 
 from .conftest import REPO_ROOT, Project, poll
 

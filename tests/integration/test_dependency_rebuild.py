@@ -16,9 +16,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from devstack.build import build_image, image_tag
-from devstack.docker_engine import DockerEngine
-from devstack.spec import Build
+from devstack.converge.build import build_image, image_tag
+from devstack.declare.spec import Build
+from devstack.engine.docker import DockerEngine
 
 from .conftest import Project, inherited_settings
 from .test_build_inputs import api_build

@@ -14,11 +14,11 @@ import asyncpg
 import docker
 import pytest
 
-from devstack import build as builds
-from devstack import databases
-from devstack.docker_engine import DockerEngine
-from devstack.settings import load_settings
-from devstack.spec import Build
+from devstack.converge import build as builds
+from devstack.declare.settings import load_settings
+from devstack.declare.spec import Build
+from devstack.engine.docker import DockerEngine
+from devstack.usecases import databases
 from tests.integration.conftest import Project
 from tests.integration.test_pytest_plugin import databases as database_names
 

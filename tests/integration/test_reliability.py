@@ -18,7 +18,7 @@ from typing import IO
 import docker
 import pytest
 
-from devstack.endpoint import resolve_endpoint
+from devstack.engine.endpoint import resolve_endpoint
 
 from ..unit.test_endpoint import use_context, write_context
 from .conftest import REPO_ROOT, Project, new_project

@@ -12,13 +12,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from devstack import labels
-from devstack.checks import CheckTarget, NotReady, ReadinessCheck
-from devstack.endpoint import DEFAULT_HOST, Endpoint
-from devstack.engine import BuildRequest, ContainerState, ExecConnection, Stream
+from devstack.converge.engine_protocol import BuildRequest, ContainerState, ExecConnection, Stream
+from devstack.converge.observed import Observed, parse_snapshot
+from devstack.declare import labels
+from devstack.declare.checks import CheckTarget, NotReady, ReadinessCheck
+from devstack.declare.spec import Service, Stack
+from devstack.engine.endpoint import DEFAULT_HOST, Endpoint
 from devstack.errors import DockerApiError
-from devstack.observed import Observed, parse_snapshot
-from devstack.spec import Service, Stack
 
 
 @dataclass

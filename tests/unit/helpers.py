@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from devstack import labels
-from devstack.observed import Observed, parse_snapshot
-from devstack.settings import Settings, load_settings
-from devstack.spec import Stack
-from devstack.stackfile import declare as declare_file
+from devstack.converge.observed import Observed, parse_snapshot
+from devstack.declare import labels
+from devstack.declare.settings import Settings, load_settings
+from devstack.declare.spec import Stack
+from devstack.declare.stackfile import declare as declare_file
 
 PROJECT = "demo"
 REPO = Path(__file__).resolve().parents[2]

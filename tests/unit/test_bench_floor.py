@@ -9,8 +9,8 @@ import pytest
 
 from bench.common import BenchError
 from bench.floor import all_at_once, measure_floor
-from devstack.checks import Completed
-from devstack.spec import Condition, Dependency, Held, Service, Stack
+from devstack.declare.checks import Completed
+from devstack.declare.spec import Condition, Dependency, Held, Service, Stack
 
 from .fake_engine import Behaviour, FakeEngine, Scripted
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.build import (
+from devstack.converge.build import (
     CA_BUNDLE_PATH,
     DIGEST_CACHE,
     DigestCache,
@@ -21,9 +21,9 @@ from devstack.build import (
     fallback_reason,
     image_tag,
 )
-from devstack.buildinputs import CACHE_DIR
+from devstack.converge.buildinputs import CACHE_DIR
+from devstack.declare.spec import Build
 from devstack.errors import ConfigError
-from devstack.spec import Build
 
 DOCKERFILE = (
     "FROM base AS builder\n"

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devstack.build import KEEP_REUSE_BASES, MAX_REUSE_LAYERS, build_image, image_tag
-from devstack.engine import BuildRequest
-from devstack.spec import Build, ReusedStage
+from devstack.converge.build import KEEP_REUSE_BASES, MAX_REUSE_LAYERS, build_image, image_tag
+from devstack.converge.engine_protocol import BuildRequest
+from devstack.declare.spec import Build, ReusedStage
 
 from .fake_engine import FakeEngine
 

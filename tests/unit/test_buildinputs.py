@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.buildinputs import _Dockerignore, parse_sources, resolve_inputs
+from devstack.converge.buildinputs import _Dockerignore, parse_sources, resolve_inputs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""Pure parts of devstack.databases: snapshot names, the migrations hash, run names."""
+"""Pure parts of devstack.usecases.databases: snapshot names, the migrations hash, run names."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from devstack.databases import RUN_DB, quote_ident, snapshot_database
+from devstack.declare.spec import Migrations
 from devstack.errors import ConfigError
-from devstack.spec import Migrations
+from devstack.usecases.databases import RUN_DB, quote_ident, snapshot_database
 
 REPO = Path(__file__).resolve().parents[2]
 

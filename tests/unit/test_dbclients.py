@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from devstack.cli import db_lines
-from devstack.databases import Done
+from devstack.converge.observed import container_addresses
 from devstack.dbclients import SHOWN, Client, describe_all, split
-from devstack.observed import container_addresses
+from devstack.usecases.databases import Done
 
 SINCE = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 OWN = {"172.18.0.5": "api", "172.18.0.6": "worker"}

@@ -1,7 +1,7 @@
 """devserver.py on the host, no Docker: real processes serving a tiny FastAPI app.
 
-Each test runs ``python devstack/devserver.py`` against a temporary package, saves files the
-way editors do (write a temporary file, rename it over the old one) and polls the server with
+Each test runs ``python devstack/programs/devserver.py`` against a temporary package, saves files
+the way editors do (write a temporary file, rename it over the old one) and polls the server with
 a deadline. ``DEVSTACK_TEST_RELOAD_DEADLINE`` (seconds, default 0.5) is how soon after a save
 the error page must answer.
 """
@@ -23,11 +23,11 @@ from typing import TypeVar
 
 import pytest
 
-from devstack.devserver import Project, describe, summarize_output
+from devstack.programs.devserver import Project, describe, summarize_output
 
 from ..conftest import REPO_ROOT
 
-DEVSERVER = REPO_ROOT / "devstack" / "devserver.py"
+DEVSERVER = REPO_ROOT / "devstack" / "programs" / "devserver.py"
 SAVE_DEADLINE = float(os.environ.get("DEVSTACK_TEST_RELOAD_DEADLINE", "0.5"))
 START_DEADLINE = 60.0  # a cold interpreter importing FastAPI on a busy 2-core machine
 POLL_INTERVAL = 0.005

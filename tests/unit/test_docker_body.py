@@ -9,8 +9,8 @@ import docker
 import docker.types
 import pytest
 
-from devstack.docker_engine import NANO, container_body
-from devstack.spec import Service, Stack
+from devstack.declare.spec import Service, Stack
+from devstack.engine.docker import NANO, container_body
 from tests.unit.helpers import declare_stack
 
 from .helpers import settings

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from devstack.endpoint import DEFAULT_HOST, resolve_endpoint
+from devstack.cli.ui import status_table
+from devstack.converge.status import rows_as_json, status_rows
+from devstack.engine.endpoint import DEFAULT_HOST, resolve_endpoint
 from devstack.errors import ConfigError
-from devstack.status import rows_as_json, status_rows
-from devstack.ui import status_table
 
 from .helpers import observed, stack
 

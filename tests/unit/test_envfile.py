@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from devstack.envfile import parse_env_text, read_env_file
+from devstack.declare.envfile import parse_env_text, read_env_file
+from devstack.declare.settings import load_settings
 from devstack.errors import ConfigError
-from devstack.settings import load_settings
 
 
 # --- item 6: text saved by Windows editors ----------------------------------------------

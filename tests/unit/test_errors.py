@@ -14,8 +14,9 @@ import requests.exceptions
 import urllib3.exceptions
 from docker.utils.socket import SocketError
 
-from devstack.engine import ExecSocket
-from devstack.errors import DockerApiError, DockerUnavailable, docker_errors
+from devstack.engine.errors import docker_errors
+from devstack.engine.socket import ExecSocket
+from devstack.errors import DockerApiError, DockerUnavailable
 
 
 @pytest.fixture(autouse=True)

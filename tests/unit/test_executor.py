@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from devstack.checks import CheckTarget
+from devstack.converge.executor import Executor
+from devstack.converge.plan import plan_restart, plan_up
+from devstack.converge.readiness import Cancelled
+from devstack.declare.checks import CheckTarget
+from devstack.declare.spec import Condition, Dependency, Held, Service, Stack
 from devstack.errors import ServiceFailed
-from devstack.executor import Executor
-from devstack.plan import plan_restart, plan_up
-from devstack.readiness import Cancelled
-from devstack.spec import Condition, Dependency, Held, Service, Stack
 
 from .fake_engine import Behaviour, FakeEngine, Scripted
 
@@ -74,7 +74,7 @@ def test_a_service_that_tolerates_it_starts_with_its_dependencies() -> None:
 
 
 def test_completed_condition_runs_the_job_first() -> None:
-    from devstack.checks import Completed
+    from devstack.declare.checks import Completed
 
     migrate = replace(
         service("migrate", Dependency("postgres"), one_shot=True), readiness=Completed()
@@ -88,7 +88,7 @@ def test_completed_condition_runs_the_job_first() -> None:
 
 
 def test_a_failed_job_stops_up_and_its_dependents_never_start() -> None:
-    from devstack.checks import Completed
+    from devstack.declare.checks import Completed
 
     migrate = replace(service("migrate", one_shot=True), readiness=Completed())
     stack = make_stack(migrate, service("api", Dependency("migrate", Condition.COMPLETED)))
@@ -166,7 +166,7 @@ def test_second_up_changes_nothing_and_restart_goes_through_a_plan() -> None:
 def test_shared_build_is_built_once(tmp_path: object) -> None:
     from pathlib import Path
 
-    from devstack.spec import Build
+    from devstack.declare.spec import Build
 
     build = Build(Path("/nonexistent"))
     api = replace(service("api"), build=build, image="devstack/api:h1")
@@ -180,7 +180,7 @@ def test_shared_build_is_built_once(tmp_path: object) -> None:
 
 
 def test_status_checks_a_container_whose_first_docker_check_is_pending() -> None:
-    from devstack.status import status_rows
+    from devstack.converge.status import status_rows
     from devstack.usecases import probe_starting
 
     engine = FakeEngine({"redis": Behaviour(ready_after=30)})
@@ -196,7 +196,7 @@ def test_status_checks_a_container_whose_first_docker_check_is_pending() -> None
 
 
 def test_status_trusts_what_up_found_ready_until_the_container_restarts(tmp_path: Path) -> None:
-    from devstack import verdicts
+    from devstack.converge import verdicts
     from devstack.usecases import probe_starting
 
     stack = replace(SEED, services=SEED.services[:1])
@@ -215,7 +215,7 @@ def test_status_trusts_what_up_found_ready_until_the_container_restarts(tmp_path
 
 
 def held_stack() -> Stack:
-    from devstack.checks import Completed
+    from devstack.declare.checks import Completed
 
     held = Held(preload=("heavy",), cpu_shares=128)
     migrate = replace(

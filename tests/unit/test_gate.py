@@ -14,7 +14,7 @@ import pytest
 
 from ..conftest import REPO_ROOT
 
-GATE = REPO_ROOT / "devstack" / "gate.py"
+GATE = REPO_ROOT / "devstack" / "programs" / "gate.py"
 DEADLINE = 30.0
 
 PROGRAM = """\

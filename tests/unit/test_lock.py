@@ -13,11 +13,11 @@ from collections.abc import Iterator
 import pytest
 
 from devstack.errors import LockBusy
-from devstack.lock import lock_path, project_lock
+from devstack.usecases.lock import lock_path, project_lock
 
 HOLDER = """
 import sys
-from devstack.lock import project_lock
+from devstack.usecases.lock import project_lock
 with project_lock(sys.argv[1], "up"):
     print("held", flush=True)
     sys.stdin.read()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from devstack.plan import Action, plan_down, plan_up
-from devstack.spec import Mount
+from devstack.converge.plan import Action, plan_down, plan_up
+from devstack.declare.spec import Mount
 
 from .helpers import container_row, observed, stack
 
@@ -183,7 +183,7 @@ def test_a_container_whose_network_was_removed_is_recreated(tmp_path: Path) -> N
 def test_a_replaced_image_is_dropped_only_when_nobody_else_uses_it(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from devstack.observed import ImageUse
+    from devstack.converge.observed import ImageUse
 
     s = stack(tmp_path)
     old = container_row(s, "api") | {"Image": "devstack/api:old"}

@@ -1,13 +1,13 @@
-"""What piles up is bounded: reuse tags of old reuse keys (devstack.build) and migrated
-templates of old migration files (devstack.databases); the selections are pure."""
+"""What piles up is bounded: reuse tags of old reuse keys (devstack.converge.build) and migrated
+templates of old migration files (devstack.usecases.databases); the selections are pure."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from devstack.build import forget_reuse_tags, stale_reuse_tags
-from devstack.databases import stale_templates
-from devstack.spec import Build
+from devstack.converge.build import forget_reuse_tags, stale_reuse_tags
+from devstack.declare.spec import Build
+from devstack.usecases.databases import stale_templates
 from tests.unit.fake_engine import FakeEngine
 
 REPO = "devstack/api-deps"

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from devstack.envfile import parse_env_text
+from devstack.declare.envfile import parse_env_text
+from devstack.declare.settings import default_project_name, load_settings
 from devstack.errors import ConfigError
 from devstack.recipes import EXAMPLE_PASSWORD
-from devstack.settings import default_project_name, load_settings
 from tests.unit.helpers import declare_stack
 
 from .helpers import settings

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from devstack.cli import main
+from devstack.declare.settings import CORE, load_settings
+from devstack.declare.stackfile import declare, declare_with_env
 from devstack.errors import ConfigError
-from devstack.settings import CORE, load_settings
-from devstack.stackfile import declare, declare_with_env
 from devstack.usecases import project_of
 
 from .helpers import REPO, settings

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
-from devstack.endpoint import Endpoint
-from devstack.observed import Observed, ObservedContainer
-from devstack.plan import explain_drift
-from devstack.spec import Port, Service, Stack
+from devstack.converge.observed import Observed, ObservedContainer
+from devstack.converge.plan import explain_drift
+from devstack.declare.spec import Port, Service, Stack
+
+if TYPE_CHECKING:  # an annotation only: which engine is the engine layer's business
+    from devstack.engine.endpoint import Endpoint
 
 PROBED = "ready (probed)"  # devstack's own check passed; Docker's first check is pending
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from devstack.envfile import read_env_file
+from devstack.declare.envfile import read_env_file
 from devstack.errors import ConfigError
 
 T = TypeVar("T")

@@ -1,9 +1,9 @@
-"""The only module that talks to Docker: `DockerEngine`, thin and decision-free operations
-implementing the `devstack.engine.Engine` protocol. Plain calls go through `_call` (the
-standard library on a local unix socket, see devstack.docker_socket; docker-py's session
-otherwise); streams, interactive exec, logs and builds through docker-py, imported on first use.
+"""`DockerEngine`: thin, decision-free operations implementing the Engine protocol
+(devstack.converge.engine_protocol). Plain calls go through `_call` (the standard library on a
+local unix socket, see devstack.engine.socket; docker-py's session otherwise); streams,
+interactive exec, logs and builds through docker-py, imported on first use.
 
-Errors leave here as devstack errors (see errors.docker_errors)."""
+Errors leave here as devstack errors (see devstack.engine.errors)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from devstack import labels
-from devstack.docker_socket import SocketApi, api_path, refusal, socket_path
-from devstack.endpoint import DEFAULT_HOST, Endpoint, resolve_endpoint
-from devstack.engine import BuildRequest, ContainerState, ExecConnection, ExecSocket
-from devstack.errors import DockerApiError, docker_errors
-from devstack.observed import ImageUse, Observed, container_addresses, parse_snapshot
-from devstack.spec import Service, Stack
+from devstack.converge.engine_protocol import BuildRequest, ContainerState, ExecConnection
+from devstack.converge.observed import ImageUse, Observed, container_addresses, parse_snapshot
+from devstack.declare import labels
+from devstack.declare.spec import Service, Stack
+from devstack.engine.endpoint import DEFAULT_HOST, Endpoint, resolve_endpoint
+from devstack.engine.errors import docker_errors
+from devstack.engine.socket import ExecSocket, SocketApi, api_path, refusal, socket_path
+from devstack.errors import DockerApiError
 
 if TYPE_CHECKING:
     import docker
@@ -109,7 +110,7 @@ def container_body(stack: Stack, service: Service, one_off: str = "") -> tuple[s
 
 class DockerEngine:
     """The operations devstack needs from a Docker engine. Plain request/response calls go
-    over the standard library when the engine is a local unix socket (devstack.docker_socket),
+    over the standard library when the engine is a local unix socket (devstack.engine.socket),
     else through docker-py's session; docker-py itself is imported and connected on first use
     (streams, exec, builds, container creation)."""
 
@@ -123,7 +124,7 @@ class DockerEngine:
     @classmethod
     def connect(cls) -> DockerEngine:
         """An engine for what the docker CLI would use here: DOCKER_HOST, DOCKER_CONTEXT,
-        the CLI config's current context, or the default socket (see devstack.endpoint)."""
+        the CLI config's current context, or the default socket (see devstack.engine.endpoint)."""
         return cls(endpoint=resolve_endpoint())
 
     @property

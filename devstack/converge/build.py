@@ -27,12 +27,12 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from devstack import labels
-from devstack.buildinputs import CACHE_DIR, BuildInputs, parse_sources, resolve_inputs
-from devstack.engine import BuildRequest, Engine
+from devstack.converge.buildinputs import CACHE_DIR, BuildInputs, parse_sources, resolve_inputs
+from devstack.converge.engine_protocol import BuildRequest, Engine
+from devstack.converge.readiness import Cancelled
+from devstack.declare import labels
+from devstack.declare.spec import Build, ReusedStage
 from devstack.errors import BuildFailed, ConfigError
-from devstack.readiness import Cancelled
-from devstack.spec import Build, ReusedStage
 
 CA_BUNDLE_PATH = "certs/devstack-ca-bundle.pem"
 RECIPE = "2"  # bump when the way images are built (or hashed) changes

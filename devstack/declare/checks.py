@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 from devstack.errors import ServiceFailed
 
 if TYPE_CHECKING:
-    from devstack.engine import ContainerState, Engine
+    from devstack.converge.engine_protocol import ContainerState, Engine
 
 
 class NotReady(Exception):

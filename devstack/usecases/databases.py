@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from devstack.dbclients import Client, describe_all, split
+from devstack.declare.settings import Settings
+from devstack.declare.spec import Migrations, Service, Stack, url_part
 from devstack.errors import ConfigError, DevstackError
-from devstack.settings import Settings
-from devstack.spec import Migrations, Service, Stack, url_part
 
 T = TypeVar("T")
 TEMPLATE_PREFIX = "dst_tpl_"

@@ -18,7 +18,8 @@ import threading
 import tty
 from typing import BinaryIO
 
-from devstack.engine import Engine, ExecConnection, ExecSocket
+from devstack.converge.engine_protocol import Engine, ExecConnection
+from devstack.engine.socket import ExecSocket
 from devstack.errors import DevstackError, DockerApiError
 
 CHUNK = 65536

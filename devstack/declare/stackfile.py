@@ -13,9 +13,9 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
+from devstack.declare.settings import Env, Settings
+from devstack.declare.spec import Stack
 from devstack.errors import ConfigError, DevstackError
-from devstack.settings import Env, Settings
-from devstack.spec import Stack
 
 STACK_FILE = "stack.py"
 HINT = "see README.md, 'Declaring your stack'"

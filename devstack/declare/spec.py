@@ -16,7 +16,7 @@ from enum import StrEnum
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
-from devstack.checks import ReadinessCheck
+from devstack.declare.checks import ReadinessCheck
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,9 @@ DEFAULT_CPU_SHARES = 1024  # Docker's default CPU weight of a container
 @dataclass(frozen=True)
 class Held:
     """A service whose container starts with its first dependencies and holds before running
-    its program until devstack releases it (`devstack/gate.py`, mounted at `gate`, wraps the
-    command): the interpreter start and the `preload` imports overlap the dependencies' start.
+    its program until devstack releases it (`devstack/programs/gate.py`, mounted at `gate`,
+    wraps the command): the interpreter start and the `preload` imports overlap the
+    dependencies' start.
 
     A new container starts once its dependencies' containers were started (Postgres' start
     call goes first); the release (signal `signal`) is sent once its `before_start`

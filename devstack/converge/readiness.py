@@ -10,10 +10,10 @@ from collections.abc import Callable
 
 from tenacity import Retrying, retry_if_exception_type, wait_exponential, wait_fixed
 
-from devstack.checks import CheckTarget, NotReady
-from devstack.engine import Engine
+from devstack.converge.engine_protocol import Engine
+from devstack.declare.checks import CheckTarget, NotReady
+from devstack.declare.spec import Service
 from devstack.errors import HealthTimeout, ServiceFailed
-from devstack.spec import Service
 
 LOG_LINES = 20
 

@@ -1,21 +1,21 @@
 """The engine protocol: every operation devstack needs from a container engine, as plain data.
 
-`devstack.docker_engine.DockerEngine` implements it on docker-py (the only docker-py caller);
+`devstack.engine.docker.DockerEngine` implements it on docker-py (the only docker-py caller);
 the unit tests implement it in memory, so the executor, readiness and use cases run without
 Docker."""
 
 from __future__ import annotations
 
-import contextlib
-import socket
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from devstack.endpoint import Endpoint
-from devstack.errors import transport_error
-from devstack.observed import Observed
-from devstack.spec import Service, Stack
+from devstack.converge.observed import Observed
+from devstack.declare.spec import Service, Stack
+
+if TYPE_CHECKING:  # the engine layer's types; this protocol only names them
+    from devstack.engine.endpoint import Endpoint
+    from devstack.engine.socket import ExecSocket
 
 
 @dataclass(frozen=True)
@@ -27,42 +27,6 @@ class ContainerState:
     health: str  # healthy | unhealthy | starting | ""
     health_output: str  # the last health check's output
     started_at: str = ""  # Docker's State.StartedAt: differs after every (re)start
-
-
-class ExecSocket:
-    """An exec's hijacked socket whose transport failures (the engine, or the connection to it,
-    gone: reset, broken pipe, TLS error) are devstack errors, mapped like those of every other
-    call (errors.transport_error). Selectable (fileno)."""
-
-    def __init__(self, sock: socket.socket):
-        self._sock = sock
-
-    def fileno(self) -> int:
-        """The socket's file descriptor (for select)."""
-        return self._sock.fileno()
-
-    def recv(self, size: int) -> bytes:
-        """Up to `size` bytes of output; b"" once the command's output ended."""
-        try:
-            return self._sock.recv(size)
-        except OSError as exc:
-            raise transport_error(exc, "read the command's output") from exc
-
-    def sendall(self, data: bytes) -> None:
-        """Send input to the command."""
-        try:
-            self._sock.sendall(data)
-        except OSError as exc:
-            raise transport_error(exc, "send input to the command") from exc
-
-    def shutdown(self, how: int) -> None:
-        """Half- or fully close; a connection that is gone already is closed enough."""
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(how)
-
-    def close(self) -> None:
-        """Close the socket."""
-        self._sock.close()
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from devstack import labels
+from devstack.declare import labels
 
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 

@@ -11,7 +11,7 @@ SERVICE = "devstack.service"
 CONFIG_HASH = "devstack.config-hash"
 CONFIG_FIELDS = "devstack.config-fields"  # per-item fingerprints, to explain a recreate
 VERSION = "devstack.version"
-BUILD_HASH = "devstack.build-hash"  # on images: the hash of their build inputs
+BUILD_HASH = "devstack.converge.build-hash"  # on images: the hash of their build inputs
 ONE_OFF = "devstack.one-off"  # a container run once (migrate, test): not the service's own
 
 

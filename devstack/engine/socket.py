@@ -1,10 +1,11 @@
 """The Docker Engine API's plain request/response calls over a local unix socket, with the
 standard library only. Short commands (`status`, a no-op `up`, `down`) make nothing but such
 calls, so they never import docker-py and requests (about 0.15 s of a 0.4 s command). Streams,
-exec, builds and container creation stay with docker-py (devstack.docker_engine)."""
+exec, builds and container creation stay with docker-py (devstack.engine.docker)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from devstack.engine.errors import transport_error
 from devstack.errors import DockerApiError
 
 UNIX_SCHEME = "unix://"
@@ -93,3 +95,39 @@ def refusal(status: int, body: bytes, action: str) -> DockerApiError:
     except (ValueError, AttributeError):
         message = body.decode(errors="replace").strip()
     return DockerApiError(f"Docker refused to {action}: {message or status}", status=status)
+
+
+class ExecSocket:
+    """An exec's hijacked socket whose transport failures (the engine, or the connection to it,
+    gone: reset, broken pipe, TLS error) are devstack errors, mapped like those of every other
+    call (errors.transport_error). Selectable (fileno)."""
+
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+
+    def fileno(self) -> int:
+        """The socket's file descriptor (for select)."""
+        return self._sock.fileno()
+
+    def recv(self, size: int) -> bytes:
+        """Up to `size` bytes of output; b"" once the command's output ended."""
+        try:
+            return self._sock.recv(size)
+        except OSError as exc:
+            raise transport_error(exc, "read the command's output") from exc
+
+    def sendall(self, data: bytes) -> None:
+        """Send input to the command."""
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            raise transport_error(exc, "send input to the command") from exc
+
+    def shutdown(self, how: int) -> None:
+        """Half- or fully close; a connection that is gone already is closed enough."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(how)
+
+    def close(self) -> None:
+        """Close the socket."""
+        self._sock.close()

@@ -19,11 +19,11 @@ from datetime import datetime
 from rich.console import Console
 from rich.text import Text
 
-from devstack.engine import Engine, Stream
+from devstack.cli.ui import make_console
+from devstack.converge.engine_protocol import Engine, Stream
+from devstack.converge.observed import Observed
+from devstack.declare.spec import Stack
 from devstack.errors import ConfigError, DevstackError, DockerApiError, DockerUnavailable
-from devstack.observed import Observed
-from devstack.spec import Stack
-from devstack.ui import make_console
 
 COLOURS = ("cyan", "yellow", "green", "magenta", "blue", "bright_red")
 POLL = 0.2  # seconds between checks for a stopped container to run again

@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from devstack.endpoint import Endpoint
+from devstack.converge.progress import FAILED, HEALTHY, KEPT, REMOVED, Event, Reporter
+from devstack.converge.status import PROBED, StatusRow
+from devstack.engine.endpoint import Endpoint
 from devstack.errors import DevstackError
-from devstack.progress import FAILED, HEALTHY, KEPT, REMOVED, Event, Reporter
-from devstack.status import PROBED, StatusRow
 
 PHASE_STYLE = {HEALTHY: "green", REMOVED: "green", KEPT: "cyan", FAILED: "bold red"}
 STATE_STYLE = {"running": "green", "exited": "red", "missing": "dim", "created": "yellow"}

@@ -16,11 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
 
-from devstack.build import build_image
-from devstack.engine import Engine
-from devstack.errors import DevstackError, DockerApiError, ImageUnavailable, ResourceConflict
-from devstack.plan import Action, Kind, Operation, Plan
-from devstack.progress import (
+from devstack.converge.build import build_image
+from devstack.converge.engine_protocol import Engine
+from devstack.converge.plan import Action, Kind, Operation, Plan
+from devstack.converge.progress import (
     BUILDING,
     CREATING,
     FAILED,
@@ -34,8 +33,9 @@ from devstack.progress import (
     Event,
     Reporter,
 )
-from devstack.readiness import Cancelled, wait_ready
-from devstack.spec import DEFAULT_CPU_SHARES, Stack
+from devstack.converge.readiness import Cancelled, wait_ready
+from devstack.declare.spec import DEFAULT_CPU_SHARES, Stack
+from devstack.errors import DevstackError, DockerApiError, ImageUnavailable, ResourceConflict
 
 GRACE = 5.0  # seconds a cancelled run waits for its running operations to notice
 

@@ -13,21 +13,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from devstack.endpoint import Endpoint
-from devstack.engine import Engine
+from devstack.converge.engine_protocol import Engine
+from devstack.converge.observed import Observed
+from devstack.converge.progress import Reporter
+from devstack.converge.status import StatusRow, status_rows
+from devstack.declare.settings import Settings, load_settings
+from devstack.declare.spec import Build, Service, Stack
+from devstack.engine.endpoint import Endpoint
 from devstack.errors import ConfigError, ResourceConflict, ServiceFailed
-from devstack.lock import project_lock
-from devstack.observed import Observed
-from devstack.progress import Reporter
-from devstack.settings import Settings, load_settings
-from devstack.spec import Build, Service, Stack
-from devstack.status import StatusRow, status_rows
+from devstack.usecases.lock import project_lock
 
 T = TypeVar("T")
 
 if TYPE_CHECKING:  # the executor and builds are imported only by the commands that run them
-    from devstack.executor import RunResult
-    from devstack.plan import Plan
+    from devstack.converge.executor import RunResult
+    from devstack.converge.plan import Plan
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def load_project(
 
 def project_of(settings: Settings) -> Project:
     """The project these settings declare (its `stack.py`); ConfigError on bad input."""
-    from devstack.stackfile import declare
+    from devstack.declare.stackfile import declare
 
     declared = declare(settings)
     unknown = sorted(settings.groups - set(declared.groups))
@@ -100,14 +100,14 @@ def project_of(settings: Settings) -> Project:
 
 def connect() -> Engine:
     """The Docker engine (DOCKER_HOST / context), or DockerUnavailable."""
-    from devstack.docker_engine import DockerEngine
+    from devstack.engine.docker import DockerEngine
 
     return DockerEngine.connect()
 
 
 def resolve_images(stack: Stack) -> Stack:
     """The stack with each build's content-addressed tag: one hash per distinct build."""
-    from devstack.build import image_tag
+    from devstack.converge.build import image_tag
 
     builds: dict[Build, str] = {}
     for service in stack.services:
@@ -129,7 +129,7 @@ class UpOutcome:
 
 def plan_for_up(project: Project, engine: Engine, services: Sequence[str] = ()) -> Plan:
     """What `up` would change, changing nothing."""
-    from devstack.plan import plan_up
+    from devstack.converge.plan import plan_up
 
     stack = resolve_images(project.stack)
     observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
@@ -140,7 +140,7 @@ def plan_for_up(project: Project, engine: Engine, services: Sequence[str] = ()) 
 def _explain_jobs(plan: Plan, stack: Stack, observed: Observed, engine: Engine) -> Plan:
     """For a one-shot service with a dry run (`migrate check`) whose image exists and whose
     dependencies run: its first output line becomes the cause (`migrations: at head`)."""
-    from devstack.plan import Kind
+    from devstack.converge.plan import Kind
 
     operations = []
     for op in plan.operations:
@@ -174,8 +174,8 @@ def up(
 ) -> UpOutcome:
     """Build, create and start what is missing or changed; return once every service is
     ready (or raise the first failure)."""
-    from devstack.executor import Executor
-    from devstack.plan import plan_up
+    from devstack.converge.executor import Executor
+    from devstack.converge.plan import plan_up
 
     project.check_on(services)
     stack = resolve_images(project.stack)
@@ -193,9 +193,9 @@ def up(
 
 
 def _record_ready(project: Project, engine: Engine, observed: Observed, result: RunResult) -> None:
-    """Remember which running containers passed their check (see devstack.verdicts); only
+    """Remember which running containers passed their check (see devstack.converge.verdicts); only
     those Docker still calls "starting" matter."""
-    from devstack import verdicts
+    from devstack.converge import verdicts
 
     def started(name: str) -> tuple[str, str]:
         container = observed.containers[name]
@@ -213,7 +213,7 @@ def _record_ready(project: Project, engine: Engine, observed: Observed, result: 
 
 def check_ports(engine: Engine, plan: Plan, observed: Observed) -> None:
     """Before anything changes: every host port a container will take must be free."""
-    from devstack.plan import Action, Kind
+    from devstack.converge.plan import Action, Kind
 
     ours = {p.host_port for c in observed.containers.values() if c.running for p in c.ports}
     for op in plan.of_kind(Kind.CONTAINER):
@@ -255,7 +255,7 @@ def status(project: Project, engine: Engine) -> StatusReport:
     """One snapshot of the project, compared with the declaration (no build hashing).
     A container whose first Docker health check is still pending reads "ready (probed)" when
     `up` found this start of it ready, or else when devstack's own check passes now."""
-    from devstack import verdicts
+    from devstack.converge import verdicts
 
     observed = engine.snapshot(project.stack.project)
     stack = project.visible(observed)
@@ -287,8 +287,8 @@ def probe_starting(
 ) -> frozenset[str]:
     """The services whose health is still "starting" but that are ready: `up` found this
     very start of the container ready (`checked`: id -> StartedAt), or its check passes now."""
-    from devstack.checks import CheckTarget, NotReady
-    from devstack.engine import ContainerState
+    from devstack.converge.engine_protocol import ContainerState
+    from devstack.declare.checks import CheckTarget, NotReady
 
     def ready(name: str) -> str | None:
         check = stack.service(name).readiness
@@ -333,8 +333,8 @@ def down(
 ) -> Plan:
     """Remove the project's containers (dependents first) and network; volumes only when
     `volumes`. Returns the plan that was carried out."""
-    from devstack.executor import Executor
-    from devstack.plan import plan_down
+    from devstack.converge.executor import Executor
+    from devstack.converge.plan import plan_down
 
     project.check_services(services)
     stack = project.whole  # also what groups turned off left running
@@ -344,7 +344,7 @@ def down(
         if plan.changes:
             Executor(engine, stack, report).run(plan, project.settings.timeout, {})
         if volumes and not services:  # nothing of the project stays: nor its build caches
-            from devstack.build import forget_reuse_tags
+            from devstack.converge.build import forget_reuse_tags
 
             builds = list(dict.fromkeys(s.build for s in stack.services if s.build))
             forget_reuse_tags(engine, builds, stack.project)
@@ -359,8 +359,8 @@ def restart(
     timeout: float | None = None,
 ) -> RunResult:
     """Restart `services` (default: all) in dependency order, each ready before dependents."""
-    from devstack.executor import Executor
-    from devstack.plan import plan_restart
+    from devstack.converge.executor import Executor
+    from devstack.converge.plan import plan_restart
 
     project.check_on(services)
     stack = project.stack
@@ -399,7 +399,7 @@ def exec_in(
     project: Project, engine: Engine, service: str, argv: Sequence[str], interactive: bool
 ) -> int:
     """Run `argv` in `service`'s container; returns its exit code."""
-    from devstack.exec import run_in_container
+    from devstack.usecases.exec import run_in_container
 
     if not argv:
         raise ConfigError("exec needs a command: `exec SERVICE -- CMD...`")

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from devstack.observed import Observed, ObservedContainer
-from devstack.spec import Condition, Service, Stack
+from devstack.converge.observed import Observed, ObservedContainer
+from devstack.declare.spec import Condition, Service, Stack
 
 
 class Action(StrEnum):

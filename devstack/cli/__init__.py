@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from devstack.databases import Done
-    from devstack.engine import Engine
-    from devstack.observed import Observed
-    from devstack.spec import Stack
+    from devstack.converge.engine_protocol import Engine
+    from devstack.converge.observed import Observed
+    from devstack.declare.spec import Stack
     from devstack.usecases import Project
+    from devstack.usecases.databases import Done
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -140,7 +140,7 @@ def build_parser(project_dir: Path | None = None) -> argparse.ArgumentParser:
 
 
 def _add_db(db: argparse.ArgumentParser) -> None:
-    """`db snapshot/restore/list/drop/reset` (see devstack.databases)."""
+    """`db snapshot/restore/list/drop/reset` (see devstack.usecases.databases)."""
     actions = db.add_subparsers(dest="db_action", required=True, metavar="ACTION")
     snap = actions.add_parser("snapshot", help="copy the database into NAME (default: git branch)")
     snap.add_argument("name", nargs="?", metavar="NAME")
@@ -210,9 +210,9 @@ def _declared(project_dir: Path) -> tuple[tuple[tuple[str, str, str], ...], Exce
     """The exec shortcuts the project's stack declares: (command word, help, example),
     declared with the default settings, once per process; or why the stack file cannot be
     declared (a command word that is not built in then reports that)."""
+    from devstack.declare.settings import Settings
+    from devstack.declare.stackfile import declare
     from devstack.errors import DevstackError
-    from devstack.settings import Settings
-    from devstack.stackfile import declare
 
     try:
         stack = declare(Settings(project_dir=project_dir.resolve(), env_file=project_dir / ".env"))
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
     except DevstackError as error:
-        from devstack.ui import make_console, print_error
+        from devstack.cli.ui import make_console, print_error
 
         print_error(make_console(stderr=True), error)
         return error.exit_code
@@ -332,12 +332,12 @@ def main(argv: list[str] | None = None) -> int:
         _stop_on_signals(received)
         code = handler(args)
     except DevstackError as error:
-        from devstack.ui import make_console, print_error  # rich only when it is needed
+        from devstack.cli.ui import make_console, print_error  # rich only when it is needed
 
         print_error(make_console(stderr=True), error)
         code = error.exit_code
     except KeyboardInterrupt:
-        from devstack.ui import make_console
+        from devstack.cli.ui import make_console
 
         name = f" ({signal.Signals(received[0]).name})" if received else ""
         with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
@@ -371,7 +371,7 @@ def _connect() -> Engine:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from devstack import usecases
-    from devstack.ui import live_reporter, make_console, plain_reporter, plain_wanted
+    from devstack.cli.ui import live_reporter, make_console, plain_reporter, plain_wanted
 
     project = _project(args)
     console = make_console()
@@ -403,7 +403,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def _say_build_fallbacks(console: Console, stack: Stack) -> None:
     """Say once why a build hashes and sends its whole context (inputs not derivable)."""
-    from devstack.build import fallback_reason
+    from devstack.converge.build import fallback_reason
 
     for build in {s.build for s in stack.services if s.build}:
         reason = fallback_reason(build)
@@ -414,8 +414,8 @@ def _say_build_fallbacks(console: Console, stack: Stack) -> None:
 def _print_status(
     console: Console, stack: Stack, observed: Observed, probed: frozenset[str]
 ) -> None:
-    from devstack.status import status_rows
-    from devstack.ui import status_table
+    from devstack.cli.ui import status_table
+    from devstack.converge.status import status_rows
 
     console.print(status_table(stack.project, status_rows(stack, observed, probed)))
 
@@ -432,14 +432,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     import json
 
     from devstack import usecases
-    from devstack.status import rows_as_json
+    from devstack.converge.status import rows_as_json
 
     project = _project(args)
     report = usecases.status(project, _connect())
     if args.json:
         print(json.dumps(rows_as_json(report.project, report.rows, report.engine), indent=2))
         return EXIT_OK
-    from devstack.ui import make_console, status_table
+    from devstack.cli.ui import make_console, status_table
 
     console = make_console()
     console.print(status_table(report.project, report.rows, report.engine))
@@ -450,8 +450,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     from devstack import usecases
-    from devstack.plan import Action
-    from devstack.ui import make_console, plain_reporter
+    from devstack.cli.ui import make_console, plain_reporter
+    from devstack.converge.plan import Action
 
     project = _project(args)
     console = make_console()
@@ -468,7 +468,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_restart(args: argparse.Namespace) -> int:
     from devstack import usecases
-    from devstack.ui import make_console, plain_reporter
+    from devstack.cli.ui import make_console, plain_reporter
 
     project = _project(args)
     usecases.restart(
@@ -478,8 +478,8 @@ def cmd_restart(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from devstack.logs import show_logs
-    from devstack.ui import make_console
+    from devstack.cli.logs import show_logs
+    from devstack.cli.ui import make_console
 
     project = _project(args)
     engine = _connect()
@@ -498,9 +498,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """`export k8s`: everything is checked before the first file is written."""
+    from devstack.cli.ui import make_console
     from devstack.k8s import DEFAULT_KUBECTL_IMAGE
     from devstack.k8s_export import ExportOptions, check_out_dir, export_k8s, write_manifests
-    from devstack.ui import make_console
 
     project = _project(args)
     options = ExportOptions(
@@ -533,8 +533,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from devstack import databases
-    from devstack.ui import make_console
+    from devstack.cli.ui import make_console
+    from devstack.usecases import databases
 
     project, console = _project(args), make_console()
     settings = project.settings
@@ -591,7 +591,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty()
     if args.command == "exec":
         return usecases.exec_in(project, _connect(), args.service, args.argv, interactive)
-    from devstack.ui import make_console, plain_reporter
+    from devstack.cli.ui import make_console, plain_reporter
 
     def write(chunk: bytes) -> None:
         sys.stdout.buffer.write(chunk)
