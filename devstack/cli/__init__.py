@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from devstack.converge.observed import Observed
     from devstack.declare.spec import Stack
     from devstack.usecases import Project
-    from devstack.usecases.databases import Done
+    from devstack.usecases.snapshots import Done
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -534,31 +534,31 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_db(args: argparse.Namespace) -> int:
     from devstack.cli.ui import make_console
-    from devstack.usecases import databases
+    from devstack.usecases import snapshots
 
     project, console = _project(args), make_console()
     settings = project.settings
     if args.db_action == "list":
-        for s in databases.list_snapshots(settings):
+        for s in snapshots.list_snapshots(settings):
             size = f"{s.size_bytes / 1e6:.1f} MB"
             console.print(
                 f"{s.name:<24} {size:>10}  {s.made_at}  of {s.made_from} {s.git}".rstrip()
             )
         return EXIT_OK
     if args.db_action == "drop":
-        done = databases.drop_snapshot(settings, args.name)
+        done = snapshots.drop_snapshot(settings, args.name)
         console.print(f"drop: done ({done.database})", markup=False)
         return EXIT_OK
     from devstack.usecases import own_addresses
 
     own = own_addresses(project, _connect())
     if args.db_action == "snapshot":
-        name = args.name or databases.current_branch(settings.project_dir)
-        done = databases.snapshot(settings, name, args.force, own)
+        name = args.name or snapshots.current_branch(settings.project_dir)
+        done = snapshots.snapshot(settings, name, args.force, own)
     elif args.db_action == "restore":
-        done = databases.restore(settings, args.name, args.force, own)
+        done = snapshots.restore(settings, args.name, args.force, own)
     else:
-        done = databases.reset(settings, args.force, own)
+        done = snapshots.reset(settings, args.force, own)
     for line in db_lines(args.db_action, done):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     return EXIT_OK
@@ -566,7 +566,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def db_lines(action: str, done: Done) -> list[str]:
     """What a `db` command tells: whose connections it closed, and that it is done."""
-    from devstack.dbclients import describe_all
+    from devstack.usecases.dbclients import describe_all
 
     lines = []
     if done.closed:

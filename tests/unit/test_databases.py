@@ -9,7 +9,8 @@ import pytest
 
 from devstack.declare.spec import Migrations
 from devstack.errors import ConfigError
-from devstack.usecases.databases import RUN_DB, quote_ident, snapshot_database
+from devstack.usecases.databases import RUN_DB, quote_ident
+from devstack.usecases.snapshots import snapshot_database
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""Telling the stack's own database clients from others (devstack.dbclients), the container
+"""Telling the stack's own database clients from others (devstack.usecases.dbclients), the container
 addresses they are told by (observed.container_addresses), and what `db` commands print."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from devstack.cli import db_lines
 from devstack.converge.observed import container_addresses
-from devstack.dbclients import SHOWN, Client, describe_all, split
-from devstack.usecases.databases import Done
+from devstack.usecases.dbclients import SHOWN, Client, describe_all, split
+from devstack.usecases.snapshots import Done
 
 SINCE = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 OWN = {"172.18.0.5": "api", "172.18.0.6": "worker"}
