@@ -32,22 +32,29 @@ import atexit
 import contextlib
 import importlib
 import os
-import runpy
-import shutil
 import signal
 import sys
 import time
 from collections.abc import Sequence
 
-THIS_DIR = os.path.dirname(os.path.realpath(__file__))
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+try:  # imported as devstack.programs.gate (tests, type checker)
+    from .ds_runner import PROGRAMS_DIR, STOP_SIGNALS, python_program, run_python_program
+    from .ds_runner import log as runner_log
+except ImportError:  # run as a script: this folder is sys.path[0]
+    from ds_runner import (  # type: ignore[no-redef,import-not-found]
+        PROGRAMS_DIR,
+        STOP_SIGNALS,
+        python_program,
+        run_python_program,
+    )
+    from ds_runner import log as runner_log  # type: ignore[no-redef]
+
 EXIT_ON = {signal.SIGTERM: 143, signal.SIGINT: 130}
 
 
 def log(message: str) -> None:
     """One line on stderr, prefixed so it reads well in the container's log."""
-    sys.stderr.write(f"devstack-gate: {message}\n")
-    sys.stderr.flush()
+    runner_log(message, "devstack-gate")
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -65,32 +72,6 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     if not program:
         parser.error("no program after --")
     return options, program
-
-
-def is_this_python(word: str) -> bool:
-    """Whether `word` (e.g. ``python``, ``python3``, ``/opt/venv/bin/python``) names this
-    interpreter, so its program can run in this process."""
-    path = shutil.which(word)
-    if path is None:
-        return False
-    try:
-        same = os.path.samefile(path, sys.executable)
-    except OSError:
-        return False
-    # a venv's python is a symlink to the base one: the same file, but other site-packages
-    return same and os.path.dirname(os.path.abspath(path)) == os.path.dirname(sys.executable)
-
-
-def in_process(program: Sequence[str]) -> tuple[str, str, list[str]] | None:
-    """``("module", name, argv)`` or ``("path", script, argv)`` when `program` is this
-    interpreter running a module or a script with no other options; None otherwise."""
-    if len(program) < 2 or not is_this_python(program[0]):
-        return None
-    if program[1] == "-m" and len(program) >= 3:
-        return "module", program[2], [program[2], *program[3:]]
-    if not program[1].startswith("-"):
-        return "path", program[1], list(program[1:])
-    return None
 
 
 def preload(names: Sequence[str], waiting: set[signal.Signals] | None = None) -> None:
@@ -129,29 +110,12 @@ def hold(release: signal.Signals, marker: str) -> None:
 
 
 def run(program: Sequence[str]) -> int:
-    """Run `program` in this process (python -m / python SCRIPT) or exec it; the exit code
-    the interpreter would give (an uncaught exception's traceback is printed: 1)."""
-    how = in_process(program)
+    """Run `program` in this process (a Python program of this interpreter) or exec it; the
+    exit code the interpreter would give (an uncaught exception's traceback is printed: 1)."""
+    how = python_program(program)
     if how is None:
         os.execvp(program[0], list(program))
-    kind, target, argv = how
-    sys.argv = argv
-    try:
-        if kind == "module":
-            runpy.run_module(target, run_name="__main__", alter_sys=True)
-        else:
-            runpy.run_path(target, run_name="__main__")
-    except SystemExit as exc:
-        if exc.code is None or isinstance(exc.code, int):
-            return exc.code or 0
-        sys.stderr.write(f"{exc.code}\n")
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except BaseException:
-        sys.excepthook(*sys.exc_info())
-        return 1
-    return 0
+    return run_python_program(*how)
 
 
 def fast_exit(code: int) -> None:
@@ -174,9 +138,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     # sys.path[0] as `python -m` (the working directory) or `python SCRIPT` (its directory)
     # has it, instead of ours: the preloads and the program import what they would
-    how = in_process(program)
+    how = python_program(program)
     first = os.path.dirname(os.path.realpath(how[1])) if how and how[0] == "path" else os.getcwd()
-    if sys.path and os.path.realpath(sys.path[0] or ".") == THIS_DIR:
+    if sys.path and os.path.realpath(sys.path[0] or ".") == PROGRAMS_DIR:
         sys.path[0] = first
     if options.marker and os.path.exists(options.marker):
         # released before (`docker restart`): run at once, importing only what it needs

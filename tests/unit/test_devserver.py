@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import pytest
 
-from devstack.programs.devserver import Project, describe, summarize_output
+from devstack.programs.ds_errors import Project, describe, summarize_output
 
 from ..conftest import REPO_ROOT
 
