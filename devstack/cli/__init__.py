@@ -155,7 +155,7 @@ def _add_db(db: argparse.ArgumentParser) -> None:
 
 
 def _add_export(export: argparse.ArgumentParser) -> None:
-    """`export k8s` and its options (see devstack.k8s_export)."""
+    """`export k8s` and its options (see devstack.k8s.export)."""
     export.add_argument("target", choices=["k8s"], help="k8s: plain YAML + kustomization.yaml")
     export.add_argument("--out", type=Path, default=Path("k8s"), metavar="DIR", help="default k8s")
     export.add_argument("--namespace", metavar="NS", help="default: the project name")
@@ -500,7 +500,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     """`export k8s`: everything is checked before the first file is written."""
     from devstack.cli.ui import make_console
     from devstack.k8s import DEFAULT_KUBECTL_IMAGE
-    from devstack.k8s_export import ExportOptions, check_out_dir, export_k8s, write_manifests
+    from devstack.k8s.export import ExportOptions, check_out_dir, export_k8s, write_manifests
 
     project = _project(args)
     options = ExportOptions(

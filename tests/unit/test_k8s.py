@@ -24,7 +24,7 @@ from devstack.cli import main
 from devstack.declare.checks import CheckTarget, Completed, ExecCommand, ReadinessCheck
 from devstack.declare.spec import Condition, Dependency, Mount, Service, Stack
 from devstack.k8s import NoKubernetesEquivalent, Rendered, RenderOptions, render, secret_forms
-from devstack.k8s_export import MARKER, ExportOptions, check_image, export_k8s, write_manifests
+from devstack.k8s.export import MARKER, ExportOptions, check_image, export_k8s, write_manifests
 from devstack.recipes import EXAMPLE_PASSWORD
 from devstack.usecases import Project
 from tests.unit.helpers import declare_stack

@@ -165,7 +165,7 @@ def test_env_example_documents_every_declared_key(tmp_path: Path) -> None:
 SERVICE_NAMES = {"postgres", "redis", "api", "worker", "migrate"}
 NOT_SERVICE_NAMES = {
     ("databases.py", "postgres"): "Postgres' own maintenance database",
-    ("k8s.py", "worker"): "a Kubernetes component kind (a Deployment without a Service)",
+    ("render.py", "worker"): "a Kubernetes component kind (a Deployment without a Service)",
 }
 
 
