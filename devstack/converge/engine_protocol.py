@@ -11,22 +11,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from devstack.converge.observed import Observed
+from devstack.declare.checks import ContainerState
 from devstack.declare.spec import Service, Stack
 
 if TYPE_CHECKING:  # the engine layer's types; this protocol only names them
     from devstack.engine.endpoint import Endpoint
     from devstack.engine.socket import ExecSocket
-
-
-@dataclass(frozen=True)
-class ContainerState:
-    """One inspection of a container's state."""
-
-    status: str  # running | exited | created | ...
-    exit_code: int
-    health: str  # healthy | unhealthy | starting | ""
-    health_output: str  # the last health check's output
-    started_at: str = ""  # Docker's State.StartedAt: differs after every (re)start
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,30 @@ import http.client
 import socket
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Protocol
 
 from devstack.errors import ServiceFailed
 
-if TYPE_CHECKING:
-    from devstack.converge.engine_protocol import ContainerState, Engine
+
+@dataclass(frozen=True)
+class ContainerState:
+    """One inspection of a container's state."""
+
+    status: str  # running | exited | created | ...
+    exit_code: int
+    health: str  # healthy | unhealthy | starting | ""
+    health_output: str  # the last health check's output
+    started_at: str = ""  # Docker's State.StartedAt: differs after every (re)start
+
+
+class CheckEngine(Protocol):
+    """What a check may ask of the engine (devstack.converge.engine_protocol.Engine has it)."""
+
+    def exec_run(self, container: str, argv: list[str]) -> tuple[int, str]:
+        """Run `argv` in the container to completion: exit code and output."""
+
+    def logs(self, container: str, tail: int = 20) -> str:
+        """The last `tail` lines of output."""
 
 
 class NotReady(Exception):
@@ -27,7 +45,7 @@ class NotReady(Exception):
 class CheckTarget:
     """What a check may look at: the engine, the container, its state, a time budget."""
 
-    engine: Engine
+    engine: CheckEngine
     container: str
     state: ContainerState
     timeout: float

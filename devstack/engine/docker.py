@@ -15,9 +15,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from devstack.converge.engine_protocol import BuildRequest, ContainerState, ExecConnection
+from devstack.converge.engine_protocol import BuildRequest, ExecConnection
 from devstack.converge.observed import ImageUse, Observed, container_addresses, parse_snapshot
 from devstack.declare import labels
+from devstack.declare.checks import ContainerState
 from devstack.declare.spec import Service, Stack
 from devstack.engine.endpoint import DEFAULT_HOST, Endpoint, resolve_endpoint
 from devstack.engine.errors import docker_errors

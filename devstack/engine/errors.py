@@ -9,6 +9,11 @@ from contextlib import contextmanager
 
 from devstack.errors import DevstackError, DockerApiError, DockerUnavailable
 
+
+class SocketBroken(ConnectionError):
+    """The engine's socket could not be reached or broke mid-call (the cause is chained)."""
+
+
 DAEMON_HINT = (
     "start the Docker engine (`sudo systemctl start docker`, or `bash scripts/bootstrap.sh`) "
     "and check `docker info`"
@@ -44,8 +49,6 @@ def _mapped(exc: Exception, action: str) -> DevstackError | None:
     import requests.exceptions
     import urllib3.exceptions
     from docker.utils.socket import SocketError
-
-    from devstack.engine.socket import SocketBroken
 
     if isinstance(exc, docker.errors.APIError):
         explanation = exc.explanation or str(exc)

@@ -14,14 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from devstack.engine.errors import transport_error
+from devstack.engine.errors import SocketBroken, transport_error
 from devstack.errors import DockerApiError
 
 UNIX_SCHEME = "unix://"
-
-
-class SocketBroken(ConnectionError):
-    """The socket could not be reached or broke mid-call (the cause is chained)."""
 
 
 class _UnixConnection(http.client.HTTPConnection):

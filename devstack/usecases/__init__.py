@@ -287,8 +287,7 @@ def probe_starting(
 ) -> frozenset[str]:
     """The services whose health is still "starting" but that are ready: `up` found this
     very start of the container ready (`checked`: id -> StartedAt), or its check passes now."""
-    from devstack.converge.engine_protocol import ContainerState
-    from devstack.declare.checks import CheckTarget, NotReady
+    from devstack.declare.checks import CheckTarget, ContainerState, NotReady
 
     def ready(name: str) -> str | None:
         check = stack.service(name).readiness

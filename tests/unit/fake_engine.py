@@ -12,10 +12,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from devstack.converge.engine_protocol import BuildRequest, ContainerState, ExecConnection, Stream
+from devstack.converge.engine_protocol import BuildRequest, ExecConnection, Stream
 from devstack.converge.observed import Observed, parse_snapshot
 from devstack.declare import labels
-from devstack.declare.checks import CheckTarget, NotReady, ReadinessCheck
+from devstack.declare.checks import CheckTarget, ContainerState, NotReady, ReadinessCheck
 from devstack.declare.spec import Service, Stack
 from devstack.engine.endpoint import DEFAULT_HOST, Endpoint
 from devstack.errors import DockerApiError
