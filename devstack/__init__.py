@@ -1,3 +1,3 @@
-"""devstack: one command to a healthy local stack (PostgreSQL, Redis, FastAPI) on docker-py."""
+"""devstack: one command to the healthy local stack your project declares in its stack.py."""
 
 __version__ = "0.1.0"

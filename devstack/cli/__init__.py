@@ -65,6 +65,18 @@ def seconds(text: str) -> float:
 BUILT_IN = ("up", "status", "down", "restart", "logs", "export", "db", "exec")
 
 
+def _version() -> str:
+    """The installed distribution's version (the package's own when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from devstack import __version__
+
+    try:
+        return version("devstack")
+    except PackageNotFoundError:
+        return __version__
+
+
 def build_parser(project_dir: Path | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m devstack",
@@ -77,6 +89,7 @@ def build_parser(project_dir: Path | None = None) -> argparse.ArgumentParser:
         "--project-dir", type=Path, default=Path.cwd(), help="repo root (default: .)"
     )
     parser.add_argument("--env-file", type=Path, help="settings file (default: PROJECT_DIR/.env)")
+    parser.add_argument("--version", action="version", version=f"devstack {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -113,6 +126,7 @@ def build_parser(project_dir: Path | None = None) -> argparse.ArgumentParser:
     restart = command("restart", "restart services (default: all) and wait until they are ready")
     restart.add_argument("services", nargs="*", metavar="SERVICE")
     restart.add_argument("--timeout", type=seconds, help="seconds to wait for health (default 120)")
+    restart.add_argument("--quiet", action="store_true", help="plain lines, no live display")
 
     logs = command("logs", "show the services' logs, interleaved with a service prefix")
     logs.add_argument("services", nargs="*", metavar="SERVICE", help="only these")
@@ -468,12 +482,16 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_restart(args: argparse.Namespace) -> int:
     from devstack import usecases
-    from devstack.cli.ui import make_console, plain_reporter
+    from devstack.cli.ui import live_reporter, make_console, plain_reporter, plain_wanted
 
     project = _project(args)
-    usecases.restart(
-        project, _connect(), plain_reporter(make_console()), args.services, args.timeout
-    )
+    console = make_console()
+    if plain_wanted(args.quiet):
+        usecases.restart(project, _connect(), plain_reporter(console), args.services, args.timeout)
+        return EXIT_OK
+    subjects = project.stack.start_order(args.services or None)
+    with live_reporter(console, subjects) as report:
+        usecases.restart(project, _connect(), report, args.services, args.timeout)
     return EXIT_OK
 
 

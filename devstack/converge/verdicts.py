@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from devstack.converge.buildinputs import CACHE_DIR
@@ -18,14 +18,19 @@ def _path(project_dir: Path, project: str) -> Path:
     return project_dir / CACHE_DIR / f"ready-{project}.json"
 
 
-def record(project_dir: Path, project: str, started: Mapping[str, str]) -> None:
-    """Remember these containers (id -> Docker's StartedAt) as found ready; best effort (a
+def record(
+    project_dir: Path, project: str, started: Mapping[str, str], existing: Iterable[str] = ()
+) -> None:
+    """Remember these containers (id -> Docker's StartedAt) as found ready, beside what was
+    recorded for the `existing` others (`restart api` keeps the rest); best effort (a
     read-only checkout only costs `status` a check)."""
     path = _path(project_dir, project)
     try:
         path.parent.mkdir(exist_ok=True)
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(dict(started), sort_keys=True))
+        kept = {k: v for k, v in recorded(project_dir, project).items() if k in set(existing)}
+        merged = {**kept, **started}
+        temporary.write_text(json.dumps(merged, sort_keys=True))
         temporary.replace(path)
     except OSError:
         pass

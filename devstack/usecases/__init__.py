@@ -208,7 +208,8 @@ def _record_ready(project: Project, engine: Engine, observed: Observed, result: 
     ]
     if names:
         entries = dict(_each_at_once(started, names))
-        verdicts.record(project.settings.project_dir, project.stack.project, entries)
+        existing = [c.id for c in observed.containers.values()]
+        verdicts.record(project.settings.project_dir, project.stack.project, entries, existing)
 
 
 def check_ports(engine: Engine, plan: Plan, observed: Observed) -> None:
@@ -367,9 +368,11 @@ def restart(
         observed = engine.snapshot(stack.project)
         plan = plan_restart(stack, observed, list(services) or list(stack.names))
         existing = {name: c.id for name, c in observed.containers.items()}
-        return Executor(engine, stack, report).run(
+        result = Executor(engine, stack, report).run(
             plan, timeout or project.settings.timeout, existing
         )
+        _record_ready(project, engine, engine.snapshot(stack.project), result)
+        return result
 
 
 # --- databases -----------------------------------------------------------------------------
@@ -451,7 +454,9 @@ def run_one_off(
     engine: Engine, stack: Stack, service: Service, write: Callable[[bytes], object]
 ) -> int:
     """Run `service` once in a new container on the stack's network (no published ports),
-    stream its output to `write`, remove it, and return its exit code."""
+    stream its output to `write`, remove it, and return its exit code. Interrupted (Ctrl-C),
+    the container is killed and removed at once: its program may ignore the stop signal as
+    PID 1 (pytest does), and a one-off keeps nothing a graceful stop would save."""
     import secrets
 
     container = engine.create_container(stack, service, one_off=f"run-{secrets.token_hex(3)}")
@@ -461,7 +466,7 @@ def run_one_off(
             write(chunk)
         return engine.wait(container)
     finally:
-        engine.remove_container(container)
+        engine.discard_container(container)
 
 
 def run_quietly(

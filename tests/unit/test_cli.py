@@ -37,3 +37,15 @@ def test_exec_and_shortcuts_pass_their_options_through() -> None:
     assert (args.service, args.argv) == ("api", ["ls", "-la"])
     args = parse_args(["redis-cli", "-n", "1", "ping"])
     assert args.argv == ["-n", "1", "ping"]
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("devstack 0.")
+
+
+@pytest.mark.parametrize("command", ["up", "down", "restart"])
+def test_commands_with_progress_take_quiet(command: str) -> None:
+    assert parse_args([command, "--quiet"]).quiet is True

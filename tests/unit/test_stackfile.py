@@ -195,3 +195,24 @@ def test_recipes_take_the_service_name_from_the_stack_file() -> None:
             parameter = inspect.signature(item).parameters["name"]
             if name != "tests_in_stack":  # a command word, not a service
                 assert parameter.default is inspect.Parameter.empty, name
+
+
+def test_the_tests_shortcut_in_production_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", NO_ENGINE)
+    settings(tmp_path, "DEVSTACK_DEV_MODE=false\n")  # the repository's stack.py and a .env
+    code = main(["--project-dir", str(tmp_path), "test"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "runs in dev mode only: the production image has no pytest" in err
+    assert "DEVSTACK_DEV_MODE=true" in err
+
+
+def test_a_bad_value_from_the_environment_says_to_fix_the_environment(tmp_path: Path) -> None:
+    project_with(tmp_path, SMALL)
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path, tmp_path / ".env", environ={"DEVSTACK_DEV_MODE": "maybe"})
+    assert info.value.message.startswith("DEVSTACK_DEV_MODE in the environment")
+    assert info.value.hint is not None and "your environment" in info.value.hint
+    assert "edit" not in info.value.hint
