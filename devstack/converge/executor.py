@@ -34,7 +34,7 @@ from devstack.converge.progress import (
     Reporter,
 )
 from devstack.converge.readiness import Cancelled, wait_ready
-from devstack.declare.spec import DEFAULT_CPU_SHARES, Stack
+from devstack.declare.spec import DEFAULT_CPU_SHARES, Service, Stack
 from devstack.errors import DevstackError, DockerApiError, ImageUnavailable, ResourceConflict
 
 GRACE = 5.0  # seconds a cancelled run waits for its running operations to notice
@@ -233,7 +233,11 @@ class Executor:
         self.report(Event(service.name, STARTING, f"released ({op.cause})"))
         container = self.containers[service.name]
         self.engine.signal(container, service.held.signal)
-        if service.held.cpu_shares:  # the program runs at the default weight
+        self._full_weight(service, container)
+
+    def _full_weight(self, service: Service, container: str) -> None:
+        """A released program runs at Docker's default CPU weight, not the held one."""
+        if service.held and service.held.cpu_shares:
             with contextlib.suppress(DevstackError):  # an optimization only
                 self.engine.set_cpu_shares(container, DEFAULT_CPU_SHARES)
 
@@ -254,6 +258,11 @@ class Executor:
             release=service.held.signal if service.held else None,
             interval=self.poll,
         )
+        if service.held and not op.fresh:
+            # a kept container may have been released by the re-sent signal, not by this
+            # run's release (an interrupted `up` left it held): whoever released it, it runs
+            # at full weight from now on
+            self._full_weight(service, self.containers[service.name])
 
     def _drop_image(self, op: Operation, _deadline: float) -> None:
         self.engine.remove_image_tag(op.name)

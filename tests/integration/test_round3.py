@@ -90,3 +90,32 @@ def test_interrupting_a_one_off_ends_it_at_once(
     assert code == 130, proc.stdout.read()
     assert took < 3.0, f"the interrupted one-off took {took:.1f}s to end"
     poll(lambda: not one_offs(docker_client, project), timeout=5)
+
+
+def test_held_containers_kept_from_an_interrupted_up_get_their_cpu_weight_back(
+    project: Project,
+) -> None:
+    """Item 3: Ctrl-C while the API and the worker are held, then `up` again: they are kept,
+    released by the re-sent signal, and must run at Docker's default CPU weight, not the
+    held one."""
+    command, env = project.command("up", "--quiet", "--timeout", "240")
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def held_and_running() -> bool:
+        try:
+            api = project.container("api")
+        except docker.errors.NotFound:
+            return False
+        return bool(api.status == "running" and api.attrs["HostConfig"]["CpuShares"] == 128)
+
+    try:
+        poll(held_and_running, timeout=240, interval=0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    project.run("up", "--quiet", "--timeout", "240")
+    for name in ("api", "worker"):
+        container = project.container(name)
+        assert container.attrs["HostConfig"]["CpuShares"] in (0, 1024), name
