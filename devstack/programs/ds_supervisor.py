@@ -384,16 +384,15 @@ class Supervisor:
     def _on_unexpected_exit(self, child: Child) -> None:
         code = child.exit_code
         if child.role == "command":
+            # A long-running command that ends, even with code 0 (a worker stopped by hand),
+            # is reported: whoever waits for it (`up`, `status`) learns it at once.
             lines = list(self.output_tail)
             summary = summarize_output(lines, self.project)
-            if summary is None and code != 0:
+            if summary is None:
                 last = next((line for line in reversed(lines) if line.strip()), "")
                 summary = one_line(f"exited with code {code}" + (f": {last}" if last else ""))
-            if summary is not None:
-                self.error_file.set(summary)
-                log(f"code error: {summary}; waiting for a change")
-            else:
-                log(f"the command exited with code {code}; waiting for a change")
+            self.error_file.set(summary)
+            log(f"code error: {summary}; waiting for a change")
             return
         reason = f"the server process exited unexpectedly (code {code})"
         if child.forced_error:

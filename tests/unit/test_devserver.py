@@ -428,6 +428,19 @@ def test_command_mode_execs_what_is_not_a_python_program(project: Path) -> None:
         assert stop(running) == 0
 
 
+def test_command_mode_reports_a_command_that_ends_with_code_0(project: Path) -> None:
+    """Issue 22 item 4: a long-running command (a worker) that exits 0 (e.g. after a manual
+    signal) is a failure in a dev stack: reported at once, with its last line, so `up` fails
+    fast instead of waiting for a change until its timeout."""
+    command = "sh -c 'echo worker ready; echo worker: warm shutdown; exit 0'"
+    running = launch(project, "--command", command, "--ready-pattern", r"^worker ready")
+    try:
+        summary = running.poll(running.error_summary, START_DEADLINE, "error file")
+        assert summary == "exited with code 0: worker: warm shutdown"
+    finally:
+        assert stop(running) == 0
+
+
 # -- pure helpers ------------------------------------------------------------------------------
 
 CELERY_LIKE_OUTPUT = """\
