@@ -456,7 +456,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from devstack.cli.ui import make_console, status_table
 
     console = make_console()
-    console.print(status_table(report.project, report.rows, report.engine))
+    console.print(status_table(report.project, report.rows, report.engine, report.start_interval))
     if report.observed.empty:
         console.print(f"project {report.project} has nothing running: `python -m devstack up`")
     return EXIT_OK

@@ -99,16 +99,25 @@ def live_reporter(console: Console, subjects: list[str]) -> Iterator[Reporter]:
         yield report
 
 
-def status_table(project: str, rows: list[StatusRow], engine: Endpoint | None = None) -> Table:
+def status_table(
+    project: str,
+    rows: list[StatusRow],
+    engine: Endpoint | None = None,
+    start_interval: bool | None = None,
+) -> Table:
     """The status table; its title names the engine when it is not the default one."""
     notes = [f"* {row.service}: {row.code_error}" for row in rows if row.code_error]
     notes += [f"* {row.service}: {row.drift}" for row in rows if row.drift]
     if any(row.drift for row in rows):
         notes.append("(`up` applies the current .env; `down` removes orphans)")
     if any(row.health == PROBED for row in rows):
+        follows = (
+            "within a second (start_interval)"
+            if start_interval
+            else "within one interval (this engine's API is older than 1.44: no start_interval)"
+        )
         notes.append(
-            f"{PROBED}: devstack's own check passed; Docker's first health check follows within "
-            "one interval (this engine's API has no start_interval)"
+            f"{PROBED}: devstack's own check passed; Docker's first health check follows {follows}"
         )
     title = f"devstack · {project}"
     if engine and not engine.is_default:

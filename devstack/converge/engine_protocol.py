@@ -160,6 +160,9 @@ class Engine(Protocol):
     def stop(self, container: str, timeout: int = 10) -> None:
         """Stop a container gracefully (SIGKILL after `timeout` s)."""
 
+    def api_version(self) -> str:
+        """The engine's Engine API version, e.g. "1.45"."""
+
     def set_cpu_shares(self, container: str, shares: int) -> None:
         """Change a container's CPU weight (Docker's cpu_shares; 1024 is the default)."""
 

@@ -28,6 +28,9 @@ class Healthcheck:
     timeout: float
     retries: int
     start_period: float = 0.0
+    # checks during the start period (Docker 25+, API 1.44; older engines ignore it): `docker
+    # ps` says healthy about this long after the service is, not a whole interval later
+    start_interval: float = 0.0
 
 
 @dataclass(frozen=True)

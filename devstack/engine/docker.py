@@ -105,6 +105,8 @@ def container_body(stack: Stack, service: Service, one_off: str = "") -> tuple[s
             "Timeout": int(hc.timeout * NANO),
             "Retries": hc.retries,
             "StartPeriod": int(hc.start_period * NANO),
+            # API 1.44+ (Docker 25+); older engines ignore the field (docker-py drops it)
+            **({"StartInterval": int(hc.start_interval * NANO)} if hc.start_interval else {}),
         }
     return name, {key: value for key, value in body.items() if value is not None}
 
@@ -118,6 +120,7 @@ class DockerEngine:
     def __init__(self, api: docker.APIClient | None = None, endpoint: Endpoint | None = None):
         self._api = api
         self._api_lock = threading.Lock()
+        self._api_version: str | None = None
         self.endpoint = endpoint or Endpoint("default", DEFAULT_HOST)
         path = socket_path(self.endpoint.host, self.endpoint.client_kwargs)
         self._socket = SocketApi(path) if path else None
@@ -444,6 +447,13 @@ class DockerEngine:
     def create_volume(self, name: str, project: str) -> None:
         body = {"Name": name, "Labels": labels.resource_labels(project)}
         self._call("POST", "/volumes/create", f"create volume {name}", body=body)
+
+    def api_version(self) -> str:
+        """The engine's Engine API version (`GET /version`), asked once."""
+        if self._api_version is None:
+            answer = self._json("GET", "/version", "read the engine's version")
+            self._api_version = str(answer.get("ApiVersion", ""))
+        return self._api_version
 
     def create_container(self, stack: Stack, service: Service, one_off: str = "") -> str:
         """Create (not start) the container for `service`; returns its id. `one_off`: a name

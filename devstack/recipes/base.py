@@ -31,6 +31,8 @@ from devstack.declare.spec import (
     Stack,
 )
 
+HEALTH_START_INTERVAL = 1.0  # seconds between Docker's checks until the first one passes
+
 
 def probe_host(bind_address: str) -> str:
     """Where the host reaches a port published on `bind_address` (a wildcard: loopback)."""
@@ -64,7 +66,12 @@ def healthcheck(env: Env, test: Sequence[str]) -> Healthcheck:
     a loaded machine is not "unhealthy")."""
     s = env.settings
     return Healthcheck(
-        tuple(test), s.health_interval, s.health_timeout, s.health_retries, s.timeout
+        tuple(test),
+        s.health_interval,
+        s.health_timeout,
+        s.health_retries,
+        start_period=s.timeout,
+        start_interval=HEALTH_START_INTERVAL,
     )
 
 

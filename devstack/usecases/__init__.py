@@ -20,7 +20,7 @@ from devstack.converge.status import StatusRow, status_rows
 from devstack.declare.settings import Settings, load_settings
 from devstack.declare.spec import Build, Service, Stack
 from devstack.engine.endpoint import Endpoint
-from devstack.errors import ConfigError, ResourceConflict, ServiceFailed
+from devstack.errors import ConfigError, DevstackError, ResourceConflict, ServiceFailed
 from devstack.usecases.lock import project_lock
 
 T = TypeVar("T")
@@ -250,6 +250,9 @@ class StatusReport:
     rows: list[StatusRow]
     observed: Observed
     engine: Endpoint
+    # whether the engine runs health checks at `start_interval` (API 1.44+); asked only when a
+    # row is "ready (probed)", the one note that depends on it
+    start_interval: bool | None = None
 
 
 def status(project: Project, engine: Engine) -> StatusReport:
@@ -264,7 +267,17 @@ def status(project: Project, engine: Engine) -> StatusReport:
     probed = probe_starting(stack, observed, engine, checked)
     errors = code_errors(stack, observed, engine)
     rows = status_rows(stack, observed, probed, errors)
-    return StatusReport(stack.project, rows, observed, engine.endpoint)
+    start_interval = has_start_interval(engine) if probed else None
+    return StatusReport(stack.project, rows, observed, engine.endpoint, start_interval)
+
+
+def has_start_interval(engine: Engine) -> bool:
+    """Whether the engine's API (1.44+, Docker 25+) runs health checks at `start_interval`."""
+    try:
+        major, minor = (int(part) for part in engine.api_version().split(".")[:2])
+    except (ValueError, DevstackError):
+        return False
+    return (major, minor) >= (1, 44)
 
 
 def code_errors(stack: Stack, observed: Observed, engine: Engine) -> dict[str, str]:

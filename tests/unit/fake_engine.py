@@ -270,6 +270,9 @@ class FakeEngine:
         if c.program_started is None:  # never released: the gate exits on the stop signal
             c.released_at = time.monotonic()
 
+    def api_version(self) -> str:
+        return "1.41"
+
     def set_cpu_shares(self, container: str, shares: int) -> None:
         c = self._find(container)
         self._record("cpu_shares", f"{c.service.name}={shares}")

@@ -65,8 +65,22 @@ def test_every_declared_service_matches_docker_py(tmp_path: Path, dev: bool, one
     for service in stack.services:
         name, ours = container_body(stack, service, one_off)
         theirs = docker_py_config(stack, service, one_off)
+        if service.healthcheck:  # docker-py drops start_interval (API 1.44): ours carries it
+            assert ours["Healthcheck"].pop("StartInterval") == int(
+                service.healthcheck.start_interval * 1e9
+            )
         meaningful = {k: v for k, v in theirs.items() if v not in (None, False, [], {}, "")}
         assert {k: v for k, v in ours.items() if k in meaningful} == meaningful, service.name
         extra = {k: v for k, v in ours.items() if k not in meaningful}
         assert all(v in ([], {}, None) for v in extra.values()), (service.name, extra)
         assert name == stack.container_name(service.name) + (f"-{one_off}" if one_off else "")
+
+
+def test_healthchecks_run_every_second_until_the_first_passes(tmp_path: Path) -> None:
+    """Issue 22 item 9: on Docker 25+ `docker ps` says healthy about a second after the
+    service is, not a whole interval later (older engines ignore the field)."""
+    stack = declare_stack(settings(tmp_path))
+    for service in stack.services:
+        if service.healthcheck:
+            _, body = container_body(stack, service)
+            assert body["Healthcheck"]["StartInterval"] == 1_000_000_000, service.name
