@@ -17,9 +17,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from devstack.converge.engine_protocol import Engine
-    from devstack.converge.observed import Observed
     from devstack.declare.spec import Stack
-    from devstack.usecases import Project
+    from devstack.usecases import Project, UpOutcome
     from devstack.usecases.snapshots import Done
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -410,7 +409,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         console.print(f"[green]healthy[/] in {slowest:.1f}s · project {outcome.stack.project}")
     else:
         console.print(f"[green]up to date[/]: nothing to change · project {outcome.stack.project}")
-    _print_status(console, outcome.stack, outcome.observed, frozenset(outcome.result.ready_after))
+    _print_status(console, engine, outcome, frozenset(outcome.result.ready_after))
     _print_links(console, outcome.stack)
     return EXIT_OK
 
@@ -426,12 +425,15 @@ def _say_build_fallbacks(console: Console, stack: Stack) -> None:
 
 
 def _print_status(
-    console: Console, stack: Stack, observed: Observed, probed: frozenset[str]
+    console: Console, engine: Engine, outcome: UpOutcome, probed: frozenset[str]
 ) -> None:
     from devstack.cli.ui import status_table
-    from devstack.converge.status import status_rows
+    from devstack.converge.status import PROBED, status_rows
+    from devstack.usecases import has_start_interval
 
-    console.print(status_table(stack.project, status_rows(stack, observed, probed)))
+    rows = status_rows(outcome.stack, outcome.observed, probed)
+    start_interval = has_start_interval(engine) if any(r.health == PROBED for r in rows) else None
+    console.print(status_table(outcome.stack.project, rows, None, start_interval))
 
 
 def _print_links(console: Console, stack: Stack) -> None:
