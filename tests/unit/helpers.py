@@ -13,18 +13,19 @@ from devstack.declare.stackfile import declare as declare_file
 
 PROJECT = "demo"
 REPO = Path(__file__).resolve().parents[2]
+SEED_STACK = Path(__file__).with_name("seed_stack.py")  # the five services, fixed
 
 
 def declare_stack(settings: Settings) -> Stack:
-    """The repository's own stack.py declared with `settings` (any project dir)."""
-    return declare_file(settings, REPO / "stack.py")
+    """The seed's stack (seed_stack.py) declared with `settings` (any project dir)."""
+    return declare_file(settings, SEED_STACK)
 
 
 def settings(tmp_path: Path, text: str = "", **environ: str) -> Settings:
     env_file = tmp_path / ".env"
     env_file.write_text(f"DEVSTACK_PROJECT={PROJECT}\n{text}")
-    if not (tmp_path / "stack.py").exists():  # the repository's own stack, declared there
-        (tmp_path / "stack.py").write_text((REPO / "stack.py").read_text())
+    if not (tmp_path / "stack.py").exists():  # the seed's stack, declared there
+        (tmp_path / "stack.py").write_text(SEED_STACK.read_text())
     return load_settings(tmp_path, env_file, environ=environ)
 
 

@@ -29,7 +29,7 @@ from devstack.recipes import EXAMPLE_PASSWORD
 from devstack.usecases import Project
 from tests.unit.helpers import declare_stack
 
-from .helpers import REPO, settings
+from .helpers import SEED_STACK, settings
 
 # An older Kubernetes still in providers' (extended) support, and the newest the package ships.
 K8S_VERSIONS = ["1.33.0", "1.37.0"]
@@ -463,7 +463,7 @@ def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if key.startswith(("DEVSTACK_", "POSTGRES_", "AI_AGENTS_")):
             monkeypatch.delenv(key)
     (tmp_path / ".env").write_text("DEVSTACK_PROJECT=demo\n")
-    (tmp_path / "stack.py").write_text((REPO / "stack.py").read_text())
+    (tmp_path / "stack.py").write_text(SEED_STACK.read_text())
     return tmp_path
 
 

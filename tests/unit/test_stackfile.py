@@ -151,8 +151,14 @@ def test_an_unknown_group_is_refused(tmp_path: Path) -> None:
         project_of(settings_)
 
 
+def test_the_projects_stack_declares(tmp_path: Path) -> None:
+    """The repository's own stack.py loads (the unit tests pin the seed's: seed_stack.py)."""
+    stack = declare(settings(tmp_path), REPO / "stack.py")
+    assert {"postgres", "redis", "migrate", "api", "worker"} <= set(stack.names)
+
+
 def test_env_example_documents_every_declared_key(tmp_path: Path) -> None:
-    _, env = declare_with_env(settings(tmp_path))
+    _, env = declare_with_env(settings(tmp_path), REPO / "stack.py")  # the project's own
     example = (REPO / ".env.example").read_text()
     documented = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=", example, re.M))
     missing = sorted({*env.keys, *CORE} - documented)

@@ -1,0 +1,104 @@
+"""The seed's five services as this repository first declared them: the unit tests of the tool
+run against this fixed stack, so the project's own stack.py can grow (a second worker,
+monitoring) without changing what they pin down."""
+
+from devstack import recipes as r
+
+# The project's own modules each held service imports while its dependencies start.
+MIGRATE_PRELOAD = ("service.config", "service.models", "service.migrations")
+MIGRATE = ("python", "-m", "service.migrate")  # `upgrade head` by default; ~0.15 s at head
+DEPENDENCY_INPUTS = ("certs", "image-build", "pyproject.toml")  # what the deps stages copy
+
+
+def stack(env: r.Env) -> r.Stack:
+    postgres = r.postgres(
+        env,
+        "postgres",
+        image=env.image("DEVSTACK_POSTGRES_IMAGE", "postgres:17-alpine"),
+        port_default=5433,
+        user=env.text("POSTGRES_USER", "devstack"),
+        password=env.secret("POSTGRES_PASSWORD", r.EXAMPLE_PASSWORD),
+        database=env.text("POSTGRES_DB", "devstack"),
+    )
+    redis = r.redis(
+        env,
+        "redis",
+        image=env.image("DEVSTACK_REDIS_IMAGE", "redis:7-alpine"),
+        links=("{url}/0 (cache)", "{url}/1 (broker)"),
+    )
+    image = r.dockerfile(
+        env,
+        "devstack/api",
+        args={"PYTHON_IMAGE": env.image("DEVSTACK_PYTHON_IMAGE", "python:3.12-slim")},
+        reuse=(  # a dependency change syncs the previous build's environments (Dockerfile)
+            r.ReusedStage("builder", "DEPS_FROM", DEPENDENCY_INPUTS),
+            r.ReusedStage("test-deps", "TEST_DEPS_FROM", DEPENDENCY_INPUTS),
+        ),
+    )
+    app_env = {
+        "AI_AGENTS_DATABASE_URL": r.database_url(postgres),
+        "AI_AGENTS_REDIS_URL": r.redis_url(redis, 0),
+        "AI_AGENTS_CELERY_BROKER_URL": r.redis_url(redis, 1),  # results: db 2
+        "AI_AGENTS_ENVIRONMENT": "development" if env.dev else "production",
+        **env.passthrough("AI_AGENTS_"),
+    }
+    migrate = r.alembic_job(
+        env,
+        "migrate",
+        image,
+        database=postgres,
+        database_env="AI_AGENTS_DATABASE_URL",
+        cli=MIGRATE,
+        command=MIGRATE,
+        check_command=(*MIGRATE, "check"),  # "migrations: at head" / the revisions to run
+        sources="service",
+        environment=app_env,
+        preload=MIGRATE_PRELOAD,
+        uid=10001,
+    )
+    api = r.asgi_app(
+        env,
+        "api",
+        image,
+        title="API",
+        app="service.main:app",
+        port=r.publish(env, "DEVSTACK_API_PORT", 8000, 8000, url="http://{host}:{port}"),
+        sources="service",
+        environment=app_env,
+        # its pool and Redis client are lazy: it starts with them, ready only after them
+        depends_on=(
+            r.ready(postgres, before_start=False),
+            r.ready(redis, before_start=False),
+            r.completed_of(migrate),
+        ),
+        ready_path="/api/v1/ready",
+        live_path="/api/v1/live",
+        health_path="/health",
+        uses_redis_dbs=(0, 1, 2),
+        uid=10001,  # the Dockerfile's USER
+        links=("{url}", "docs {url}/docs"),
+        shortcuts=(
+            r.Shortcut("shell", "a shell in the API container", default=("sh",), example="shell"),
+            r.tests_in_stack(
+                env,
+                paths=("tests/stack",),
+                mounts={"/app/tests": "tests", "/app/alembic": "alembic"},
+                environment={"DEVSTACK_IN_STACK": "1", "DEVSTACK_API_URL": "http://api:8000"},
+                up_first=("api", "worker"),
+            ),
+        ),
+    )
+    worker = r.celery_worker(
+        env,
+        "worker",
+        image,
+        title="Worker",
+        app="service.worker",
+        sources="service",
+        ready_file="/tmp/celery-worker.ready",  # service.worker.READY_FILE
+        environment=app_env,
+        depends_on=(postgres, redis, r.completed_of(migrate)),
+        uses_redis_dbs=(0, 1, 2),
+        uid=10001,
+    )
+    return r.stack(env, postgres, redis, migrate, api, worker)
