@@ -102,4 +102,19 @@ def stack(env: r.Env) -> r.Stack:
         uses_redis_dbs=(0, 1, 2),
         uid=10001,
     )
-    return r.stack(env, postgres, redis, migrate, api, worker)
+    reports = r.celery_worker(  # the `reports` queue's own worker (service.celery_app)
+        env,
+        "worker-reports",
+        image,
+        title="Reports worker",
+        app="service.worker",
+        queues=("reports",),
+        concurrency=1,
+        sources="service",
+        ready_file="/tmp/celery-worker.ready",
+        environment=app_env,
+        depends_on=(postgres, redis, r.completed_of(migrate)),
+        uses_redis_dbs=(0, 1, 2),
+        uid=10001,
+    )
+    return r.stack(env, postgres, redis, migrate, api, worker, reports)

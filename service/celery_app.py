@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from celery import Celery
 
 RECORD_TASK: Final = "service.tasks.record"
+# A second queue with a worker of its own (stack.py's worker-reports): its tasks never wait
+# behind the default queue's.
+REPORT_TASK: Final = "service.tasks.report"
+REPORTS_QUEUE: Final = "reports"
 TASK_MODULES: Final = ("service.tasks",)
 # State the API stores before it sends a task: tells a queued task from an unknown id, which
 # Celery reports as PENDING.
@@ -75,5 +79,6 @@ def create_celery(settings: Settings) -> Celery:
         task_time_limit=TASK_TIME_LIMIT_S,
         enable_utc=True,
         timezone="UTC",
+        task_routes={REPORT_TASK: {"queue": REPORTS_QUEUE}},
     )
     return app

@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from service.celery_app import MAX_WORK_S, RECORD_TASK
+from service.celery_app import MAX_WORK_S, RECORD_TASK, REPORT_TASK
 from service.config import get_settings
 from service.records import TaskRecord, record_task
 
@@ -26,3 +26,9 @@ def record(self: Task[Any, Any], message: str, work_s: float = 0.0) -> TaskRecor
     worker = self.request.hostname or "unknown"
     dsn = get_settings().database_url
     return asyncio.run(record_task(dsn, task_id, message, worker, work_s))
+
+
+@shared_task(name=REPORT_TASK, bind=True)
+def report(self: Task[Any, Any], subject: str) -> dict[str, str]:
+    """A report on `subject`, made by the reports queue's own worker: says which worker ran it."""
+    return {"subject": subject, "worker": self.request.hostname or "unknown"}

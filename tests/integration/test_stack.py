@@ -104,6 +104,7 @@ def test_status_reports_the_stack_without_secrets(running: Project) -> None:
         "migrate": "exited",  # the one-shot job ran to completion
         "api": "running",
         "worker": "running",
+        "worker-reports": "running",
     }
     assert data["services"][0]["ports"] == [
         f"postgresql://tester:***@127.0.0.1:{running.postgres_port}/testdb"
@@ -118,3 +119,22 @@ def test_second_up_changes_nothing(running: Project) -> None:
     output = running.run("up", "--quiet")
     assert running.values["POSTGRES_PASSWORD"] not in output.stdout + output.stderr
     assert {s: running.container(s).id for s in before} == before
+
+
+def test_a_task_routed_to_the_reports_queue_runs_on_its_own_worker(running: Project) -> None:
+    """stack.py's second Celery worker consumes the `reports` queue only; the default worker
+    keeps the default queue."""
+    from celery import Celery
+
+    base = f"redis://127.0.0.1:{running.redis_port}"
+    app = Celery("probe", broker=f"{base}/1", backend=f"{base}/2")
+    app.conf.task_routes = {"service.tasks.report": {"queue": "reports"}}
+    try:
+        report = app.send_task("service.tasks.report", args=["weekly"]).get(timeout=60)
+        record = app.send_task("service.tasks.record", args=["hello"]).get(timeout=60)
+    finally:
+        app.close()
+    reports_host = running.container("worker-reports").attrs["Config"]["Hostname"]
+    worker_host = running.container("worker").attrs["Config"]["Hostname"]
+    assert report == {"subject": "weekly", "worker": f"celery@{reports_host}"}
+    assert record["worker"] == f"celery@{worker_host}"
