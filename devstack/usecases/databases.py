@@ -168,9 +168,16 @@ def _declared(settings: Settings) -> Stack:
 
 
 # --- migrations and templates --------------------------------------------------------------
+EMPTY_TEMPLATE = TEMPLATE_PREFIX + "empty"  # a stack without a migrations job: an empty database
+
+
 def template_name(settings: Settings) -> str:
-    """The template database for the current migrations (keyed by their files' digest)."""
-    _, migrations = _migrations(_declared(settings))
+    """The template database for the current migrations (keyed by their files' digest); for
+    a stack that declares no migrations job, an empty database."""
+    try:
+        _, migrations = _declared(settings).migrations_job()
+    except LookupError:
+        return EMPTY_TEMPLATE
     return TEMPLATE_PREFIX + migrations.digest(settings.project_dir)[:12]
 
 
@@ -243,7 +250,8 @@ def _build_template(settings: Settings, server: Server, name: str) -> None:
 
     _run(server, create)
     try:
-        migrate(settings, building)
+        if name != EMPTY_TEMPLATE:
+            migrate(settings, building)
     except BaseException:
         _run(server, lambda c: _unseal_and_drop(c, building))
         raise
