@@ -120,6 +120,7 @@ def _name(service: Service | str) -> str:
 
 
 def _dependencies(items: Iterable[Service | str | Dependency]) -> tuple[Dependency, ...]:
+    """Each item as a Dependency: a service (or its name) must be ready first."""
     return tuple(i if isinstance(i, Dependency) else ready(i) for i in items)
 
 

@@ -30,7 +30,7 @@ from devstack.declare.spec import (
     Shortcut,
     url_part,
 )
-from devstack.recipes.base import bind, healthcheck, probe_host, ready
+from devstack.recipes.base import _dependencies, bind, healthcheck, probe_host
 
 # The in-container programs (devserver, the gate), mounted read-only as one folder.
 PROGRAMS = Path(__file__).resolve().parents[1] / "programs"
@@ -96,10 +96,6 @@ def _held(env: Env, preload: Sequence[str]) -> Held | None:
 
 def _programs() -> Mount:
     return Mount(str(PROGRAMS), PROGRAMS_TARGET, "bind", read_only=True)
-
-
-def _dependencies(items: Iterable[Service | str | Dependency]) -> tuple[Dependency, ...]:
-    return tuple(i if isinstance(i, Dependency) else ready(i) for i in items)
 
 
 def asgi_app(
