@@ -4,7 +4,7 @@ anything touches Docker. Every error names the variable and where it came from.
 Two kinds of keys: devstack's own (`CORE`: project name, dev mode, bind address, health
 checks, timeout, CA bundle, groups), read here; and the keys the project's stack declares
 (ports, images, credentials), read through `Env` while `stack.py` runs. Unknown keys with a
-checked prefix are reported once the declaration is known (`Env.check_unknown`)."""
+checked prefix are reported once the declaration is known (`Env.check`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -143,9 +143,7 @@ class Settings:
     @property
     def probe_host(self) -> str:
         """Where the host reaches published ports (a wildcard bind is reached on loopback)."""
-        if ipaddress.ip_address(self.bind_address).is_unspecified:
-            return "::1" if ":" in self.bind_address else "127.0.0.1"
-        return self.bind_address
+        return probe_host(self.bind_address)
 
     def raw(self, key: str) -> tuple[str | None, str]:
         """`key`'s text (the environment wins over the file) and where it came from."""
@@ -173,8 +171,6 @@ class Settings:
 
     def with_groups(self, groups: frozenset[str] | set[str]) -> Settings:
         """These settings with `groups` turned on as well (`up --with NAME`)."""
-        from dataclasses import replace
-
         return replace(self, groups=self.groups | frozenset(groups))
 
 
@@ -190,6 +186,13 @@ CORE: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DEVSTACK_CA_BUNDLE": ("ca_bundle", _bundle),
     "DEVSTACK_WITH": ("groups", _groups),
 }
+
+
+def probe_host(bind_address: str) -> str:
+    """Where the host reaches a port published on `bind_address` (a wildcard: loopback)."""
+    if ipaddress.ip_address(bind_address).is_unspecified:
+        return "::1" if ":" in bind_address else "127.0.0.1"
+    return bind_address
 
 
 def default_project_name(project_dir: Path) -> str:
@@ -218,8 +221,6 @@ def load_settings(
         name: settings.parse(key, parse, getattr(settings, name))
         for key, (name, parse) in CORE.items()
     }
-    from dataclasses import replace
-
     return replace(settings, **values)
 
 

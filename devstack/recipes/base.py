@@ -6,7 +6,6 @@ Python ones) are built from these."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
@@ -18,7 +17,7 @@ from devstack.declare.checks import (
     ReadinessCheck,
     TcpConnect,
 )
-from devstack.declare.settings import Env
+from devstack.declare.settings import Env, probe_host
 from devstack.declare.spec import (
     Condition,
     Dependency,
@@ -32,13 +31,6 @@ from devstack.declare.spec import (
 )
 
 HEALTH_START_INTERVAL = 1.0  # seconds between Docker's checks until the first one passes
-
-
-def probe_host(bind_address: str) -> str:
-    """Where the host reaches a port published on `bind_address` (a wildcard: loopback)."""
-    if ipaddress.ip_address(bind_address).is_unspecified:
-        return "::1" if ":" in bind_address else "127.0.0.1"
-    return bind_address
 
 
 def publish(

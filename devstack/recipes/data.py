@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from devstack.declare.checks import PostgresLogin, RedisPing
-from devstack.declare.settings import Env
+from devstack.declare.settings import Env, probe_host
 from devstack.declare.spec import (
     ClusterHints,
     Database,
@@ -13,7 +13,7 @@ from devstack.declare.spec import (
     Shortcut,
     url_part,
 )
-from devstack.recipes.base import healthcheck, probe_host, publish, volume
+from devstack.recipes.base import healthcheck, publish, volume
 
 EXAMPLE_PASSWORD = "devstack-example-password"
 

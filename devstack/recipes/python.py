@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from devstack.declare.checks import Completed, ExecCommand, HttpGet
-from devstack.declare.settings import Env
+from devstack.declare.settings import Env, probe_host
 from devstack.declare.spec import (
     Build,
     ClusterHints,
@@ -30,7 +30,7 @@ from devstack.declare.spec import (
     Shortcut,
     url_part,
 )
-from devstack.recipes.base import _dependencies, bind, healthcheck, probe_host
+from devstack.recipes.base import _dependencies, bind, healthcheck
 
 # The in-container programs (devserver, the gate), mounted read-only as one folder.
 PROGRAMS = Path(__file__).resolve().parents[1] / "programs"
