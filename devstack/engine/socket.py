@@ -98,8 +98,9 @@ class ExecSocket:
     gone: reset, broken pipe, TLS error) are devstack errors, mapped like those of every other
     call (errors.transport_error). Selectable (fileno)."""
 
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, pending: bytes = b""):
         self._sock = sock
+        self.pending = pending  # output read with the response's headers: returned first
 
     def fileno(self) -> int:
         """The socket's file descriptor (for select)."""
@@ -107,6 +108,9 @@ class ExecSocket:
 
     def recv(self, size: int) -> bytes:
         """Up to `size` bytes of output; b"" once the command's output ended."""
+        if self.pending:
+            data, self.pending = self.pending[:size], self.pending[size:]
+            return data
         try:
             return self._sock.recv(size)
         except OSError as exc:

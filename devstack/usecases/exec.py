@@ -134,6 +134,8 @@ def _attach_terminal(engine: Engine, exec_id: str) -> None:
     try:
         tty.setraw(in_fd)
         _resize(engine, exec_id, out_fd, in_fd)
+        if sock.pending:  # what came with the response's headers (select cannot see it)
+            _write_fd(out_fd, sock.recv(len(sock.pending)))
         stdin_open = True
         while True:
             watched: list[int | ExecSocket] = [sock, wake_r, *([in_fd] if stdin_open else [])]

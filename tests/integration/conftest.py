@@ -121,6 +121,14 @@ class Project:
             )
         return result
 
+    def services(self) -> tuple[str, ...]:
+        """The services this project's stack.py declares (with its .env)."""
+        from devstack.declare.settings import load_settings
+        from devstack.declare.stackfile import declare
+
+        settings = load_settings(self.project_dir, self.env_file, environ={})
+        return declare(settings).names
+
     def container(self, service: str) -> Any:
         return self.client.containers.get(f"{self.name}-{service}")
 

@@ -259,7 +259,7 @@ def test_stop_signal_during_up_then_up_converges(
     ], output
     project.write_env(AI_AGENTS_REDIS_URL="redis://redis:6379/0")
     project.run("up", "--quiet")
-    assert len(project.resources()["containers"]) == 5  # one per declared service
+    assert len(project.resources()["containers"]) == len(project.services())  # one each
 
 
 def test_sigterm_ends_logs_follow_with_143(redis_up: Project) -> None:
@@ -429,3 +429,16 @@ def test_cli_reads_env_file_as_windows_editors_write_it(project: Project) -> Non
     project.env_file.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(["# settings", *lines, ""]).encode())
     result = project.run("up", "--plan")  # a port read with its comment would exit 2
     assert f"{project.name}-api" in result.stdout
+
+
+def test_exec_output_over_tcp_keeps_its_first_bytes(redis_up: Project) -> None:
+    """A command's first output arrives with the exec response's headers; read from the raw
+    socket alone it was lost about one run in two on a TCP engine (`exec ... -- echo hi`
+    printed nothing)."""
+    with socket_proxy("tcp") as (_proxy, host):
+        for attempt in range(6):
+            command, env = redis_up.command(
+                "exec", "redis", "--", "echo", f"line-{attempt}", env_extra={"DOCKER_HOST": host}
+            )
+            result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+            assert (result.returncode, result.stdout) == (0, f"line-{attempt}\n"), result.stderr
