@@ -399,7 +399,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         console.print(str(plan), markup=False, highlight=False)
         return EXIT_OK
     if plain_wanted(args.quiet):
-        outcome = usecases.up(project, engine, plain_reporter(console), args.services, args.timeout)
+        width = max(len(name) for name in project.stack.names)
+        report = plain_reporter(console, width)
+        outcome = usecases.up(project, engine, report, args.services, args.timeout)
     else:
         subjects = project.stack.with_dependencies(args.services or list(project.stack.names))
         with live_reporter(console, subjects) as report:

@@ -43,8 +43,13 @@ def make_console(stderr: bool = False) -> Console:
     )
 
 
-def plain_reporter(console: Console) -> Reporter:
-    """Timestamped lines; a repeat of a subject's last phase and detail is not printed again."""
+SUBJECT_WIDTH = 12  # the plain lines' subject column; `up` widens it to its longest service
+
+
+def plain_reporter(console: Console, width: int = SUBJECT_WIDTH) -> Reporter:
+    """Timestamped lines; a repeat of a subject's last phase and detail is not printed again.
+    `width`: the subject column (at least SUBJECT_WIDTH)."""
+    width = max(width, SUBJECT_WIDTH)
     lock = threading.Lock()
     last: dict[str, Event] = {}
 
@@ -55,7 +60,7 @@ def plain_reporter(console: Console) -> Reporter:
             if last.get(event.subject) == event:
                 return
             last[event.subject] = event
-            console.print(f"{stamp} {event.subject:<12} {event.phase}{detail}", markup=False)
+            console.print(f"{stamp} {event.subject:<{width}} {event.phase}{detail}", markup=False)
 
     return report
 

@@ -42,6 +42,9 @@ class Kind(StrEnum):
     READY = "ready"  # its readiness check passed
 
 
+NAME_WIDTH = 28  # the plan's name column; a longer name widens it for the whole plan
+
+
 @dataclass(frozen=True)
 class Operation:
     """One node of the plan: `action` on `kind` `name`, because of `cause`, after `after`."""
@@ -57,7 +60,11 @@ class Operation:
     fresh: bool = False  # a wait on a container (re)started by this run
 
     def __str__(self) -> str:
-        return f"{self.action.value:<9} {self.kind:<10} {self.name:<28} ({self.cause})"
+        return self.line()
+
+    def line(self, name_width: int = NAME_WIDTH) -> str:
+        """`action kind name (cause)` with the name padded to `name_width` columns."""
+        return f"{self.action.value:<9} {self.kind:<10} {self.name:<{name_width}} ({self.cause})"
 
     @property
     def service_name(self) -> str:
@@ -72,7 +79,9 @@ class Plan:
     operations: tuple[Operation, ...]
 
     def __str__(self) -> str:
-        return "\n".join(str(op) for op in self.operations if op.shown)
+        shown = [op for op in self.operations if op.shown]
+        width = max([NAME_WIDTH, *(len(op.name) for op in shown)])  # a long name widens it all
+        return "\n".join(op.line(width) for op in shown)
 
     def graph(self) -> str:
         """Every operation with its key and edges, one per line."""

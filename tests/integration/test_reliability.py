@@ -65,10 +65,11 @@ def socket_proxy(listen: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
 
 
 def read_until(stream: IO[str], marker: str, seen: list[str]) -> None:
-    """Read lines into `seen` until one contains `marker` (the process's own timeout bounds it)."""
+    """Read lines into `seen` until one contains `marker`, runs of spaces read as one (columns
+    widen with the stack's longest name); the process's own timeout bounds it."""
     for line in stream:
         seen.append(line)
-        if marker in line:
+        if marker in " ".join(line.split()):
             return
     raise AssertionError(f"never saw {marker!r}\n" + "".join(seen))
 
@@ -242,7 +243,7 @@ def test_stop_signal_during_up_then_up_converges(
     assert process.stdout is not None
     seen: list[str] = []
     try:
-        read_until(process.stdout, "api          waiting", seen)  # the executor's wait
+        read_until(process.stdout, "api waiting", seen)  # the executor's wait
         process.send_signal(sig)
         rest, _ = process.communicate(timeout=30)
     finally:

@@ -236,3 +236,13 @@ def test_a_stopped_held_container_starts_in_order_and_a_kept_one_is_not_released
     assert "release:api <- start:api  [release]" in lines
     assert not any(line.startswith("release:worker") for line in lines)
     assert not any(line.startswith("start:worker") for line in lines)
+
+
+def test_a_name_longer_than_the_column_keeps_the_plan_aligned(tmp_path: Path) -> None:
+    s = stack(tmp_path, "DEVSTACK_PROJECT=a-rather-long-project-name\n")
+    lines = str(plan_up(s, observed(s, network=False, volumes=False))).splitlines()
+    assert len({line.index("(") for line in lines}) == 1, "\n".join(lines)
+    longest = max((line.split()[2] for line in lines), key=len)
+    assert f" {longest} (" in str(plan_up(s, observed(s)))  # still a space before the cause
+    short = stack(tmp_path)  # names that fit: the usual 28 columns, as before
+    assert str(plan_up(short, observed(short))).splitlines()[0].index("(") == 9 + 1 + 10 + 1 + 29
