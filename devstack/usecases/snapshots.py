@@ -238,7 +238,7 @@ def restore(
         await _clone(conn, staging, source)
         return await _swap_in(conn, staging, target, own, force, action)
 
-    return _run(Server.of(settings), work)
+    return _run(server, work)
 
 
 def drop_snapshot(settings: Settings, name: str) -> Done:
