@@ -208,10 +208,14 @@ def migrations_job(stack: Stack, database: str) -> Service:
 
 def migrate(settings: Settings, database: str) -> None:
     """Migrate `database` to head, in a one-off container of the stack's migrations job
-    (its image, the stack's network); MigrationFailed with its output on failure."""
+    (its image, the stack's network); MigrationFailed with its output on failure. A stack
+    with no migrations job has nothing to migrate: `database` stays empty."""
     from devstack.usecases import connect, project_of, resolve_images, run_quietly
 
-    stack = resolve_images(project_of(settings).stack)
+    declared = project_of(settings).stack
+    if not any(service.migrations for service in declared.services):
+        return
+    stack = resolve_images(declared)
     service = migrations_job(stack, database)
     code, output = run_quietly(connect(), stack, service, service.command)
     if code != 0:
@@ -250,8 +254,7 @@ def _build_template(settings: Settings, server: Server, name: str) -> None:
 
     _run(server, create)
     try:
-        if name != EMPTY_TEMPLATE:
-            migrate(settings, building)
+        migrate(settings, building)  # nothing to do for EMPTY_TEMPLATE
     except BaseException:
         _run(server, lambda c: _unseal_and_drop(c, building))
         raise

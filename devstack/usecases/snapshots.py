@@ -286,8 +286,9 @@ def list_snapshots(settings: Settings) -> list[Snapshot]:
 
 
 def reset(settings: Settings, force: bool = False, own: Mapping[str, str] | None = None) -> Done:
-    """Re-create the application's database from the migrations (built beside it, then
-    swapped in: the old one serves until the new one is complete)."""
+    """Re-create the application's database from the migrations (an empty one when the
+    stack has no migrations job), built beside it, then swapped in: the old one serves until
+    the new one is complete."""
     server = Server.of(settings)
     target = server.database
     own, staging = own or {}, _staging("new")

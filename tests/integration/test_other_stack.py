@@ -123,5 +123,8 @@ def test_a_stack_of_postgres_and_a_web_app(
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "1 passed" in result.stdout
+
+        # `db reset` with no migrations job: an empty database (was: exit 2, "needs one")
+        assert "reset: done (mini)" in project.run("db", "reset").stdout
     finally:
         project.remove_everything()

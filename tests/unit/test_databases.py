@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from devstack.declare.settings import load_settings
 from devstack.declare.spec import Migrations
 from devstack.errors import ConfigError
-from devstack.usecases.databases import RUN_DB, quote_ident
+from devstack.usecases.databases import EMPTY_TEMPLATE, RUN_DB, migrate, quote_ident, template_name
 from devstack.usecases.snapshots import snapshot_database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,3 +50,14 @@ def test_only_run_databases_carry_a_pid() -> None:
 
 def test_identifiers_are_quoted() -> None:
     assert quote_ident('a"b') == '"a""b"'
+
+
+def test_a_stack_without_a_migrations_job_has_nothing_to_migrate(tmp_path: Path) -> None:
+    """examples/minimal (no migrations job): the template is an empty database, and `db
+    reset` / a template build migrate nothing (was: ConfigError, `db reset` exited 2)."""
+    project = tmp_path / "minimal"
+    shutil.copytree(REPO / "examples/minimal", project)
+    (project / ".env").write_text("DEVSTACK_PROJECT=mini\n")
+    settings = load_settings(project, project / ".env", environ={})
+    assert template_name(settings) == EMPTY_TEMPLATE
+    migrate(settings, "dst_b1_empty")  # returns at once: no container, no Docker
