@@ -1,0 +1,1 @@
+"""The asgi-app example's web app."""
