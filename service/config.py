@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     log_level: LogLevel = "info"
     environment: Environment = "development"
     health_timeout_s: float = Field(default=1.0, gt=0, le=60)
+    # Prometheus metrics: the API's /metrics and the worker's own port. Unset: on, except in
+    # production (where /metrics would be public on the API's port).
+    metrics: bool | None = None
+    metrics_port: int = Field(default=9808, ge=1, le=65535)
+
+    @property
+    def metrics_enabled(self) -> bool:
+        """Whether to serve metrics: the setting, else everywhere but production."""
+        return self.metrics if self.metrics is not None else self.environment != "production"
 
     @field_validator("database_url")
     @classmethod

@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 
 from service import __version__
 from service.config import Settings, get_settings, redact_url
+from service.metrics import METRICS_PATH, ClientsCollector, HttpMetrics, MetricsMiddleware
 from service.resources import Resources, open_resources
 from service.routes import health, meta, tasks
 from service.task_client import TaskClient
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     resolved = settings if settings is not None else get_settings()
     configure_logging(resolved.log_level)
     task_client = TaskClient(resolved)
+    clients = ClientsCollector()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
@@ -50,8 +52,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         try:
             async with open_resources(resolved) as resources:
+                clients.clients = resources
                 yield {"resources": resources}
         finally:
+            clients.clients = None
             task_client.close()
 
     app = FastAPI(
@@ -67,7 +71,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(health.router)
     app.include_router(tasks.router)
+    if resolved.metrics_enabled:
+        add_metrics(app, clients)
     return app
+
+
+def add_metrics(app: FastAPI, clients: ClientsCollector) -> None:
+    """``/metrics``: the requests (by route template, method, status) and the clients."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry()
+    registry.register(clients)
+    app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
+
+    @app.get(METRICS_PATH, include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import task_postrun, task_prerun, worker_init, worker_ready, worker_shutdown
 
 from service.celery_app import create_celery
 from service.config import Settings, get_settings
+from service.metrics import TaskMetrics, multiprocess_dir, reset_multiprocess_dir, worker_registry
 
 logger = logging.getLogger(__name__)
 
@@ -86,10 +87,50 @@ def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
     clear_ready(_ready_file(sender))
 
 
+TASKS = TaskMetrics()
+
+
+@task_prerun.connect
+def _on_task_started(task_id: str | None = None, **_: Any) -> None:
+    if task_id:
+        TASKS.started(task_id)
+
+
+@task_postrun.connect
+def _on_task_finished(
+    task_id: str | None = None, task: Any = None, state: str | None = None, **_: Any
+) -> None:
+    name = getattr(task, "name", None) or "unknown"
+    if task_id:
+        TASKS.finished(task_id, name)
+    TASKS.count(name, state or "")
+
+
+@worker_init.connect
+def _serve_metrics(sender: Any = None, **_: Any) -> None:
+    """The main process serves every process' task metrics and its queues' lengths."""
+    app = getattr(sender, "app", None)
+    port = getattr(getattr(app, "conf", None), "service_metrics_port", None)
+    if not port or app is None:
+        return
+    from prometheus_client import start_http_server
+
+    directory = multiprocess_dir()
+    if directory is not None:
+        reset_multiprocess_dir(directory)
+    queues = app.amqp.queues
+    names = tuple(sorted(queues.consume_from or queues))
+    try:
+        start_http_server(port, registry=worker_registry(app.conf.broker_url, names))
+    except OSError as exc:  # the port is taken: the worker runs on without metrics
+        logger.warning("metrics: cannot serve on port %s: %s", port, exc)
+
+
 def create_worker_app(settings: Settings) -> Celery:
-    """The worker's app: the shared one plus where its ready file goes."""
+    """The worker's app: the shared one plus where its ready file and metrics go."""
     app = create_celery(settings)
     app.conf.service_ready_file = settings.celery_ready_file
+    app.conf.service_metrics_port = settings.metrics_port if settings.metrics_enabled else None
     return app
 
 
