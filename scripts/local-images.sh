@@ -7,6 +7,9 @@
 #   devstack-local/postgres:17-trixie    images/postgres  (Debian postgresql-17)
 #   devstack-local/redis:7-bookworm      images/redis     (Debian redis-server 7.0)
 #   devstack-local/python:3.11-bookworm  images/python    (Debian python3 3.11 + venv + curl)
+#   devstack-local/prometheus:2-bookworm         images/prometheus         (Debian prometheus)
+#   devstack-local/postgres-exporter:0-bookworm  images/postgres-exporter  (Debian package)
+#   devstack-local/redis-exporter:1-bookworm     images/redis-exporter     (Debian package)
 #
 # Idempotent: every image carries the label devstack.recipe-hash (sha256 of its images/<dir>,
 # its base image's recipe hash and RECIPE_VERSION below). An image whose label matches is left
@@ -58,11 +61,17 @@ declare -A DIR=(
     [devstack-local/postgres:17-trixie]=postgres
     [devstack-local/redis:7-bookworm]=redis
     [devstack-local/python:3.11-bookworm]=python
+    [devstack-local/prometheus:2-bookworm]=prometheus
+    [devstack-local/postgres-exporter:0-bookworm]=postgres-exporter
+    [devstack-local/redis-exporter:1-bookworm]=redis-exporter
 )
 declare -A BASE=(
     [devstack-local/postgres:17-trixie]=devstack-local/debian:trixie
     [devstack-local/redis:7-bookworm]=devstack-local/debian:bookworm
     [devstack-local/python:3.11-bookworm]=devstack-local/debian:bookworm
+    [devstack-local/prometheus:2-bookworm]=devstack-local/debian:bookworm
+    [devstack-local/postgres-exporter:0-bookworm]=devstack-local/debian:bookworm
+    [devstack-local/redis-exporter:1-bookworm]=devstack-local/debian:bookworm
 )
 ORDER=(
     devstack-local/debian:bookworm
@@ -70,6 +79,9 @@ ORDER=(
     devstack-local/postgres:17-trixie
     devstack-local/redis:7-bookworm
     devstack-local/python:3.11-bookworm
+    devstack-local/prometheus:2-bookworm
+    devstack-local/postgres-exporter:0-bookworm
+    devstack-local/redis-exporter:1-bookworm
 )
 
 # sha256 of a directory: every file's relative path, mode and content, in a stable order.
@@ -211,7 +223,7 @@ build() { # name: build it if planned
 }
 
 # Two independent chains, run side by side (downloads and dpkg overlap well on 2 cores):
-# trixie -> postgres, and bookworm -> redis, python.
+# trixie -> postgres, and bookworm -> redis, python, prometheus and the exporters.
 chain_trixie() {
     trap - EXIT
     build devstack-local/debian:trixie
@@ -222,6 +234,9 @@ chain_bookworm() {
     build devstack-local/debian:bookworm
     build devstack-local/redis:7-bookworm
     build devstack-local/python:3.11-bookworm
+    build devstack-local/prometheus:2-bookworm
+    build devstack-local/postgres-exporter:0-bookworm
+    build devstack-local/redis-exporter:1-bookworm
 }
 chain_trixie &
 pid_trixie=$!
