@@ -9,7 +9,8 @@ DevstackError                 exit 1 unless said otherwise
 ├── BuildFailed               the API image did not build
 ├── ServiceFailed             a container exited or turned unhealthy
 │   └── HealthTimeout         readiness not reached before the deadline
-└── LockBusy                  another devstack command works on the same project
+├── LockBusy                  another devstack command works on the same project
+└── MetricsUnavailable        the stack's Prometheus does not answer a query
 """
 
 from __future__ import annotations
@@ -69,3 +70,7 @@ class HealthTimeout(ServiceFailed):
 
 class LockBusy(DevstackError):
     """Another devstack command holds this project's lock."""
+
+
+class MetricsUnavailable(DevstackError):
+    """The stack's Prometheus does not answer a query (down, starting, or not published)."""

@@ -172,13 +172,22 @@ declare -A DEFAULT_IMAGE=(
     [DEVSTACK_POSTGRES_IMAGE]=postgres:17-alpine
     [DEVSTACK_REDIS_IMAGE]=redis:7-alpine
     [DEVSTACK_PYTHON_IMAGE]=python:3.12-slim
+    [DEVSTACK_PROMETHEUS_IMAGE]=prom/prometheus:v2.55.1
+    [DEVSTACK_POSTGRES_EXPORTER_IMAGE]=quay.io/prometheuscommunity/postgres-exporter:v0.16.0
+    [DEVSTACK_REDIS_EXPORTER_IMAGE]=oliver006/redis_exporter:v1.67.0-alpine
 )
 declare -A LOCAL_IMAGE=(
     [DEVSTACK_POSTGRES_IMAGE]=devstack-local/postgres:17-trixie
     [DEVSTACK_REDIS_IMAGE]=devstack-local/redis:7-bookworm
     [DEVSTACK_PYTHON_IMAGE]=devstack-local/python:3.11-bookworm
+    [DEVSTACK_PROMETHEUS_IMAGE]=devstack-local/prometheus:2-bookworm
+    [DEVSTACK_POSTGRES_EXPORTER_IMAGE]=devstack-local/postgres-exporter:0-bookworm
+    [DEVSTACK_REDIS_EXPORTER_IMAGE]=devstack-local/redis-exporter:1-bookworm
 )
 IMAGE_KEYS=(DEVSTACK_POSTGRES_IMAGE DEVSTACK_REDIS_IMAGE DEVSTACK_PYTHON_IMAGE)
+# The monitoring group's (off by default): `up --with monitoring` pulls them when it needs
+# them; they get stand-ins only where the stack's own images do (no registry, or asked for).
+MONITORING_KEYS=(DEVSTACK_PROMETHEUS_IMAGE DEVSTACK_POSTGRES_EXPORTER_IMAGE DEVSTACK_REDIS_EXPORTER_IMAGE)
 
 env_get() { # KEY: its value in .env (last assignment wins, quotes stripped), or nothing
     [ -f .env ] || return 0
@@ -230,6 +239,11 @@ ensure_images() {
         fi
     done
     [ "${#missing[@]}" -gt 0 ] || return 0
+    for key in "${MONITORING_KEYS[@]}"; do
+        image=${!key:-$(env_get "$key")}
+        image=${image:-${DEFAULT_IMAGE[$key]}}
+        if [ "$LOCAL_IMAGES" = 1 ] || ! image_present "$image"; then missing+=("$key"); fi
+    done
 
     if [ "$LOCAL_IMAGES" = 1 ]; then
         say "images: local stand-ins requested (DEVSTACK_LOCAL_IMAGES=1 / --local-images)"

@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         "restart": cmd_restart,
         "logs": cmd_logs,
         "export": cmd_export,
+        "top": cmd_top,
         "db": cmd_db,
     }.get(args.command, cmd_exec)
     received: list[int] = []
@@ -194,6 +195,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     if report.observed.empty:
         console.print(f"project {report.project} has nothing running: `python -m devstack up`")
     return EXIT_OK
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    from devstack.cli import top
+    from devstack.cli.ui import make_console, plain_wanted
+    from devstack.usecases.metrics import monitor
+
+    return top.run(
+        make_console(), monitor(_project(args), _connect()), args, plain_wanted(args.quiet)
+    )
 
 
 def cmd_down(args: argparse.Namespace) -> int:

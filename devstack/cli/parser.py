@@ -117,6 +117,11 @@ def build_parser(project_dir: Path | None = None) -> argparse.ArgumentParser:
     logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines of each")
     logs.add_argument("--since", metavar="T", help="e.g. 10m, 2h, 30s or 2026-11-26T08:00:00")
 
+    top = command("top", "request and task rates, errors and latency now, from Prometheus")
+    top.add_argument("--interval", type=seconds, default=1.0, help="seconds between refreshes")
+    top.add_argument("--once", action="store_true", help="print one frame and exit")
+    top.add_argument("--quiet", action="store_true", help="plain lines, no live display")
+
     _add_export(command("export", "render the stack as Kubernetes manifests (kustomize dir)"))
 
     _add_db(command("db", "snapshots of the application's database: snapshot, restore, list..."))

@@ -14,12 +14,18 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from devstack.converge.progress import FAILED, HEALTHY, KEPT, REMOVED, Event, Reporter
+from devstack.converge.progress import FAILED, HEALTHY, KEPT, REMOVED, SKIPPED, Event, Reporter
 from devstack.converge.status import PROBED, StatusRow
 from devstack.engine.endpoint import Endpoint
 from devstack.errors import DevstackError
 
-PHASE_STYLE = {HEALTHY: "green", REMOVED: "green", KEPT: "cyan", FAILED: "bold red"}
+PHASE_STYLE = {
+    HEALTHY: "green",
+    REMOVED: "green",
+    KEPT: "cyan",
+    FAILED: "bold red",
+    SKIPPED: "magenta",
+}
 STATE_STYLE = {"running": "green", "exited": "red", "missing": "dim", "created": "yellow"}
 HEALTH_STYLE = {
     "healthy": "green",
@@ -80,7 +86,7 @@ def live_reporter(console: Console, subjects: list[str]) -> Iterator[Reporter]:
         with lock:
             items = list(lines.items())
         for subject, (phase, detail, since) in items:
-            done = phase in {HEALTHY, REMOVED, KEPT, FAILED}
+            done = phase in {HEALTHY, REMOVED, KEPT, FAILED, SKIPPED}
             elapsed = "" if done else f"{now - since:4.1f}s"
             table.add_row(
                 Text(subject, style="bold"),

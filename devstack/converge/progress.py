@@ -16,6 +16,7 @@ BUILDING, PULLING, CREATING, STARTING, WAITING, HEALTHY, FAILED = (
     "failed",
 )
 REMOVING, REMOVED, KEPT = "removing", "removed", "kept"
+SKIPPED = "skipped"  # an optional service whose image cannot be had: `up` goes on without it
 
 
 @dataclass(frozen=True)

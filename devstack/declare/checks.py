@@ -202,9 +202,12 @@ class ExecCommand(ReadinessCheck):
 
     argv: tuple[str, ...]
     error_file: str = ""
+    # an exit code that means "failed for good" (its last output line says why): the wait
+    # stops at once instead of running out its time (e.g. an exporter that cannot log in)
+    failed_exit: int = 0
 
     def check(self, target: CheckTarget) -> None:
-        """Run the command; a non-zero exit means not ready yet."""
+        """Run the command; a non-zero exit means not ready yet (`failed_exit`: failed)."""
         argv = list(self.argv)
         if self.error_file:
             error = self.error_file
@@ -216,8 +219,10 @@ class ExecCommand(ReadinessCheck):
                 output.strip().splitlines()[0] if output.strip() else "code error",
                 hint="fix the code; the dev server restarts it on the next save",
             )
+        last = output.strip().splitlines()[-1:] if output.strip() else []
+        if self.failed_exit and code == self.failed_exit:
+            raise ServiceFailed(last[0] if last else f"exec check exited {code}")
         if code != 0:
-            last = output.strip().splitlines()[-1:] if output.strip() else []
             raise NotReady(f"exec check exited {code}" + "".join(f": {x}" for x in last))
 
     def describe(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
@@ -175,6 +176,40 @@ class Link:
 
 
 @dataclass(frozen=True)
+class File:
+    """A file written into the container before it starts (a configuration the image reads):
+    its content is part of the configuration, so a change recreates the container."""
+
+    path: str  # absolute, in the container
+    content: str = field(repr=False)
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """A Prometheus metrics endpoint inside the container, scraped by the stack's Prometheus
+    (its job is the service's name). `family` says what `top` reads there: "http" (requests
+    and their latency) or "tasks" (a task queue's throughput)."""
+
+    port: int
+    path: str = "/metrics"
+    family: str = ""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"metrics port {self.port} is not a port (1-65535)")
+        if not self.path.startswith("/") or any(c.isspace() for c in self.path):
+            raise ValueError(f"metrics path {self.path!r} must start with / and hold no spaces")
+        if self.family not in METRIC_FAMILIES:
+            raise ValueError(
+                f"metrics family {self.family!r} is not one of {', '.join(METRIC_FAMILIES)}"
+            )
+
+
+METRIC_FAMILIES = ("", "http", "tasks")
+
+
+@dataclass(frozen=True)
 class ClusterHints:
     """What a cluster needs that Docker works out by itself (read by the Kubernetes export).
 
@@ -221,6 +256,40 @@ class KeyValueStore:
     port: int
     container_port: int = 6379
     databases: int = 16
+
+
+@dataclass(frozen=True)
+class MetricsStore:
+    """A Prometheus server: its published host port (`top` queries its HTTP API there) and
+    how often it scrapes (a duration such as "2s")."""
+
+    port: int
+    container_port: int = 9090
+    scrape_interval: str = "2s"
+
+    def __post_init__(self) -> None:
+        if duration_seconds(self.scrape_interval) <= 0:
+            raise ValueError(
+                f"scrape interval {self.scrape_interval!r} is not a Prometheus duration "
+                "such as 2s, 500ms or 1m"
+            )
+
+    @property
+    def rate_window(self) -> str:
+        """A `rate()` window that holds at least four scrapes: 5 x the interval, >= 10 s."""
+        return f"{max(10, round(5 * duration_seconds(self.scrape_interval)))}s"
+
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
+
+
+def duration_seconds(text: str) -> float:
+    """A Prometheus duration ("1m30s", "500ms") in seconds; 0 when it is not one."""
+    match = _DURATION.match(text)
+    if not text or match is None:
+        return 0.0
+    hours, minutes, seconds, millis = (int(g) if g else 0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds + millis / 1000
 
 
 @dataclass(frozen=True)
@@ -287,11 +356,22 @@ class Service:
     # starts early and holds until released (its command is wrapped by `held.wrap`)
     held: Held | None = None
     group: str = ""  # an optional group, off unless turned on (`up --with GROUP`)
+    # when its image is neither here nor pullable, `up` says so and brings up the rest (nothing
+    # may depend on it)
+    optional: bool = False
+    files: tuple[File, ...] = ()  # written into the container before it starts
+    metrics: Metrics | None = None  # what the stack's Prometheus scrapes
     # capabilities: what the rest of the tool may ask of this service
     database: Database | None = None
     key_value: KeyValueStore | None = None
     migrations: Migrations | None = None
     key_value_dbs: tuple[int, ...] = ()  # the numbered Redis databases this service uses
+    metrics_store: MetricsStore | None = None
+
+    @property
+    def metrics_family(self) -> str:
+        """What its metrics say ("http", "tasks"), "" when it declares none."""
+        return self.metrics.family if self.metrics else ""
 
     @property
     def dependency_names(self) -> tuple[str, ...]:
@@ -312,6 +392,7 @@ class Service:
             "user": self.user,
             "working_dir": self.working_dir,
         }
+        items.update({f"file {f.path}": (f.content, f.mode) for f in self.files})
         items.update({f"env {k}": v for k, v in self.environment})
         return {k: _digest(v) for k, v in items.items()}
 
@@ -350,6 +431,11 @@ class Stack:
             for dependency in service.depends_on:
                 if dependency.service not in names:
                     raise ValueError(f"{service.name} depends on undeclared {dependency.service}")
+                if self.service(dependency.service).optional:
+                    raise ValueError(
+                        f"{service.name} depends on {dependency.service}, which is optional "
+                        "(up goes on without it when its image cannot be had)"
+                    )
         try:
             self._order()
         except CycleError as exc:
@@ -402,6 +488,13 @@ class Stack:
     def key_value_dbs_used(self) -> frozenset[int]:
         """The numbered Redis databases the services declare they use."""
         return frozenset(n for s in self.services for n in s.key_value_dbs)
+
+    def metrics_store(self) -> tuple[Service, MetricsStore]:
+        """The service offering a Prometheus server (LookupError if none)."""
+        for service in self.services:
+            if service.metrics_store is not None:
+                return service, service.metrics_store
+        raise LookupError("the stack declares no Prometheus (recipes.prometheus)")
 
     def migrations_job(self) -> tuple[Service, Migrations]:
         """The service that migrates the application's database (LookupError if none)."""

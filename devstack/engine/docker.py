@@ -8,10 +8,13 @@ Errors leave here as devstack errors (see devstack.engine.errors)."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import socket
+import tarfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +22,7 @@ from devstack.converge.engine_protocol import BuildRequest, ExecConnection
 from devstack.converge.observed import ImageUse, Observed, container_addresses, parse_snapshot
 from devstack.declare import labels
 from devstack.declare.checks import ContainerState
-from devstack.declare.spec import Service, Stack
+from devstack.declare.spec import File, Service, Stack
 from devstack.engine.endpoint import DEFAULT_HOST, Endpoint, resolve_endpoint
 from devstack.engine.errors import docker_errors
 from devstack.engine.socket import ExecSocket, SocketApi, api_path, refusal, socket_path
@@ -483,7 +486,23 @@ class DockerEngine:
             {"name": name},
             body=body,
         )
-        return str(created["Id"])
+        container = str(created["Id"])
+        if service.files:
+            self.put_files(container, service.files)
+        return container
+
+    def put_files(self, container: str, files: Sequence[File]) -> None:
+        """Write `files` into a created container (a tar archive extracted at /): the image
+        reads them when it starts, on a local engine as on a remote one."""
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            for file in files:
+                data = file.content.encode()
+                info = tarfile.TarInfo(file.path.lstrip("/"))
+                info.size, info.mode, info.mtime = len(data), file.mode, int(time.time())
+                tar.addfile(info, io.BytesIO(data))
+        with docker_errors("write files into a container"):
+            self.api.put_archive(container, "/", archive.getvalue())
 
     def output(self, container: str) -> LogStream:
         """A following stream of the container's raw output, from its start until it exits."""

@@ -31,6 +31,7 @@ from devstack.recipes.base import (
     with_shortcuts,
 )
 from devstack.recipes.data import EXAMPLE_PASSWORD, database_url, postgres, redis, redis_url
+from devstack.recipes.monitoring import grafana, postgres_exporter, prometheus, redis_exporter
 from devstack.recipes.python import (
     alembic_job,
     asgi_app,
@@ -57,13 +58,17 @@ __all__ = [
     "database_url",
     "dockerfile",
     "exec_check",
+    "grafana",
     "healthcheck",
     "http",
     "log_line",
     "postgres",
+    "postgres_exporter",
+    "prometheus",
     "publish",
     "ready",
     "redis",
+    "redis_exporter",
     "redis_url",
     "stack",
     "tcp",

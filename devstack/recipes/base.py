@@ -29,6 +29,7 @@ from devstack.declare.spec import (
     Shortcut,
     Stack,
 )
+from devstack.recipes.scrape import with_scrape_configs
 
 HEALTH_START_INTERVAL = 1.0  # seconds between Docker's checks until the first one passes
 
@@ -162,13 +163,14 @@ def container(
 
 def stack(env: Env, *services: Service) -> Stack:
     """The project's stack: its services (in the order `status` lists them), the project's
-    network and the volumes they mount, the declared secrets and the groups turned on."""
+    network and the volumes they mount, the declared secrets and the groups turned on. A
+    Prometheus among them (`prometheus`) scrapes every service that declares metrics."""
     volumes = dict.fromkeys(m.source for s in services for m in s.mounts if m.kind == "volume")
     return Stack(
         project=env.project,
         network=f"{env.project}_net",
         volumes=tuple(volumes),
-        services=tuple(services),
+        services=with_scrape_configs(services),
         secrets=tuple(env.secrets().items()),
         example_secrets=env.example_secrets(),
         groups_on=env.settings.groups,

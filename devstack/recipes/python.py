@@ -22,6 +22,7 @@ from devstack.declare.spec import (
     Dependency,
     Held,
     Link,
+    Metrics,
     Migrations,
     Mount,
     Port,
@@ -40,6 +41,7 @@ DEVSERVER_TARGET = f"{PROGRAMS_TARGET}/devserver.py"
 # the databases' first start leaves on a small machine instead of slowing it down.
 HELD_CPU_SHARES = 128
 CODE_ERROR_FILE = "/tmp/devstack-code-error"  # where a dev server writes a code error
+MULTIPROC_DIR = "/tmp/prometheus-multiproc"  # a prefork worker's processes' metric files
 # What each kind of held service imports while its dependencies start (third-party only for
 # servers: devserver forks fresh servers on change, so project code is never preloaded
 # there); chosen with `python -X importtime`. The project adds its own modules.
@@ -119,10 +121,13 @@ def asgi_app(
     links: Sequence[str] = ("{url}",),
     shortcuts: Sequence[Shortcut] = (),
     group: str = "",
+    metrics_path: str = "",
 ) -> Service:
     """An ASGI app (`module:attribute`) served on `port`. Ready when `GET ready_path` answers
     200; `live_path` is its liveness endpoint (a cluster restarts it when that fails),
-    `health_path` Docker's health check (curl in the image). In dev mode it runs under
+    `health_path` Docker's health check (curl in the image); `metrics_path` its Prometheus
+    metrics on the same port (the "http" family: `http_requests_total` and
+    `http_request_duration_seconds` by method, route and status). In dev mode it runs under
     devserver with `sources` (a folder of the project) mounted read-only and held until its
     `before_start` dependencies are met; otherwise plain uvicorn."""
     target = source_target or f"/app/{sources}"
@@ -159,6 +164,7 @@ def asgi_app(
         shortcuts=tuple(shortcuts),
         key_value_dbs=tuple(uses_redis_dbs),
         group=group,
+        metrics=Metrics(inner, metrics_path, "http") if metrics_path else None,
     )
 
 
@@ -180,10 +186,15 @@ def celery_worker(
     uid: int | None = None,
     title: str = "",
     group: str = "",
+    metrics_port: int = 0,
 ) -> Service:
     """A Celery worker for `app` consuming `queues` (default: Celery's default queue). Ready
     when `ready_file` (written by the live worker process on Celery's `worker_ready` signal as
-    `<pid> <start time>`) names a running process. In dev mode it runs under devserver's
+    `<pid> <start time>`) names a running process. `metrics_port`: where the worker serves
+    Prometheus metrics (the "tasks" family: `celery_tasks_total` by task and state,
+    `celery_task_duration_seconds`, `celery_queue_length`); its processes share them through
+    `PROMETHEUS_MULTIPROC_DIR` (prometheus-client's multiprocess mode, which the prefork pool
+    needs), set here. In dev mode it runs under devserver's
     command mode: Celery restarts on a change under `sources`, a task module that fails to
     import is reported like the web app's code errors."""
     target = source_target or f"/app/{sources}"
@@ -209,12 +220,15 @@ def celery_worker(
         if ready_file
         else ("sh", "-c", f'celery -A {app} inspect ping -d "celery@$HOSTNAME"')
     )
+    variables = dict(environment or {})
+    if metrics_port:
+        variables.setdefault("PROMETHEUS_MULTIPROC_DIR", MULTIPROC_DIR)
     return Service(
         name=name,
         title=title or name,
         image=f"{image.repository}:unbuilt",  # the build's tag replaces it before use
         build=image,
-        environment=tuple(sorted((environment or {}).items())),
+        environment=tuple(sorted(variables.items())),
         command=tuple(command),
         mounts=(source, _programs()) if held else (),
         held=held,
@@ -225,6 +239,7 @@ def celery_worker(
         cluster=ClusterHints(uid=uid),
         key_value_dbs=tuple(uses_redis_dbs),
         group=group,
+        metrics=Metrics(metrics_port, "/metrics", "tasks") if metrics_port else None,
     )
 
 

@@ -15,12 +15,18 @@ from typing import TYPE_CHECKING, TypeVar
 
 from devstack.converge.engine_protocol import Engine
 from devstack.converge.observed import Observed
-from devstack.converge.progress import Reporter
+from devstack.converge.progress import SKIPPED, Event, Reporter
 from devstack.converge.status import StatusRow, status_rows
 from devstack.declare.settings import Settings, load_settings
 from devstack.declare.spec import Build, Service, Stack
 from devstack.engine.endpoint import Endpoint
-from devstack.errors import ConfigError, DevstackError, ResourceConflict, ServiceFailed
+from devstack.errors import (
+    ConfigError,
+    DevstackError,
+    DockerApiError,
+    ResourceConflict,
+    ServiceFailed,
+)
 from devstack.usecases.lock import project_lock
 
 T = TypeVar("T")
@@ -181,6 +187,7 @@ def up(
     stack = resolve_images(project.stack)
     with project_lock(stack.project, "up"):
         observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
+        stack, observed = _without_unobtainable(stack, observed, engine, report, services)
         plan = plan_up(stack, observed, list(services) or None)
         check_ports(engine, plan, observed)
         executor = Executor(engine, stack, report, cancel)
@@ -190,6 +197,35 @@ def up(
             observed = engine.snapshot(stack.project)
         _record_ready(project, engine, observed, result)
     return UpOutcome(stack, plan, result, observed)
+
+
+def _without_unobtainable(
+    stack: Stack, observed: Observed, engine: Engine, report: Reporter, named: Sequence[str]
+) -> tuple[Stack, Observed]:
+    """The stack without its optional services whose image is neither here nor pullable
+    (one line says so for each): `up` brings up the rest. One named on the command line is
+    not skipped: its pull fails `up` as any other would."""
+    missing = [
+        s
+        for s in stack.services
+        if s.optional and s.image not in observed.image_ids and s.name not in named
+    ]
+    skipped: set[str] = set()
+    for service in missing:
+        try:
+            for chunk in engine.pull(service.image):
+                if "error" in chunk:
+                    raise DockerApiError(str(chunk["error"]))
+        except DevstackError:
+            detail = f"image {service.image} is not here and cannot be pulled (no registry?)"
+            report(Event(service.name, SKIPPED, f"{detail}; the rest comes up without it"))
+            skipped.add(service.name)
+    if len(skipped) < len(missing):  # something was pulled: its id is needed
+        observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
+    services = tuple(s for s in stack.services if s.name not in skipped)
+    mounted = {m.source for s in services for m in s.mounts}
+    volumes = tuple(v for v in stack.volumes if v in mounted)
+    return replace(stack, services=services, volumes=volumes), observed
 
 
 def _record_ready(project: Project, engine: Engine, observed: Observed, result: RunResult) -> None:
