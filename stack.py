@@ -3,12 +3,18 @@ the Alembic migrations job, the FastAPI service and its Celery worker, all from 
 Dockerfile. Every `env.*` call names the `.env` key that sets the value and its default
 (`.env.example` documents each). See README.md, "Declaring your stack"."""
 
+from pathlib import Path
+
 from devstack import recipes as r
+
+HERE = Path(__file__).resolve().parent
 
 # The project's own modules each held service imports while its dependencies start.
 MIGRATE_PRELOAD = ("service.config", "service.models", "service.migrations")
 MIGRATE = ("python", "-m", "service.migrate")  # `upgrade head` by default; ~0.15 s at head
 DEPENDENCY_INPUTS = ("certs", "image-build", "pyproject.toml")  # what the deps stages copy
+WORKER_METRICS_PORT = 9808  # service.config.Settings.metrics_port
+MONITORING = "monitoring"
 
 
 def stack(env: r.Env) -> r.Stack:
@@ -73,6 +79,8 @@ def stack(env: r.Env) -> r.Stack:
             r.completed_of(migrate),
         ),
         ready_path="/api/v1/ready",
+        # /metrics: served in development only unless AI_AGENTS_METRICS=true (service.config)
+        metrics_path="/metrics" if env.dev else "",
         live_path="/api/v1/live",
         health_path="/health",
         uses_redis_dbs=(0, 1, 2),
@@ -101,6 +109,7 @@ def stack(env: r.Env) -> r.Stack:
         depends_on=(postgres, redis, r.completed_of(migrate)),
         uses_redis_dbs=(0, 1, 2),
         uid=10001,
+        metrics_port=WORKER_METRICS_PORT if env.dev else 0,
     )
     reports = r.celery_worker(  # the `reports` queue's own worker (service.celery_app)
         env,
@@ -116,5 +125,34 @@ def stack(env: r.Env) -> r.Stack:
         depends_on=(postgres, redis, r.completed_of(migrate)),
         uses_redis_dbs=(0, 1, 2),
         uid=10001,
+        metrics_port=WORKER_METRICS_PORT if env.dev else 0,
     )
-    return r.stack(env, postgres, redis, migrate, api, worker, reports)
+    # --- monitoring: off unless `up --with monitoring` (or DEVSTACK_WITH=monitoring) ---------
+    prometheus = r.prometheus(  # scrapes every service above that declares metrics
+        env, "prometheus", image=env.image("DEVSTACK_PROMETHEUS_IMAGE", "prom/prometheus:v2.55.1")
+    )
+    postgres_exporter = r.postgres_exporter(
+        env,
+        "postgres-exporter",
+        postgres,
+        image=env.image(
+            "DEVSTACK_POSTGRES_EXPORTER_IMAGE",
+            "quay.io/prometheuscommunity/postgres-exporter:v0.16.0",
+        ),
+    )
+    redis_exporter = r.redis_exporter(
+        env,
+        "redis-exporter",
+        redis,
+        image=env.image("DEVSTACK_REDIS_EXPORTER_IMAGE", "oliver006/redis_exporter:v1.67.0-alpine"),
+    )
+    grafana = r.grafana(
+        env,
+        "grafana",
+        prometheus,
+        image=env.image("DEVSTACK_GRAFANA_IMAGE", "grafana/grafana:11.3.0"),
+        dashboards={"devstack.json": (HERE / "monitoring/dashboard.json").read_text()},
+        admin_password=env.secret("GRAFANA_ADMIN_PASSWORD", r.EXAMPLE_PASSWORD),
+    )
+    monitoring = (prometheus, postgres_exporter, redis_exporter, grafana)
+    return r.stack(env, postgres, redis, migrate, api, worker, reports, *monitoring)
