@@ -135,12 +135,31 @@ class UpOutcome:
 
 def plan_for_up(project: Project, engine: Engine, services: Sequence[str] = ()) -> Plan:
     """What `up` would change, changing nothing."""
-    from devstack.converge.plan import plan_up
-
     stack = resolve_images(project.stack)
     observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
-    plan = plan_up(stack, observed, list(services) or None)
+    plan = _plan_up(project, stack, observed, services)
     return _explain_jobs(plan, stack, observed, engine)
+
+
+def _plan_up(project: Project, stack: Stack, observed: Observed, services: Sequence[str]) -> Plan:
+    """`up`'s plan; a whole-stack `up` also removes the containers of groups turned off
+    (their volumes stay): `up --with monitoring`, then `up`, adds and removes the group."""
+    from devstack.converge.plan import plan_down, plan_up
+
+    off = [] if services else [n for n in observed.containers if n not in stack.names]
+    off = [n for n in off if n in project.whole.names]
+    on = replace(
+        observed, containers={n: c for n, c in observed.containers.items() if n not in off}
+    )
+    plan = plan_up(stack, on, list(services) or None)
+    if not off:
+        return plan
+    removal = plan_down(project.whole, observed, False, off)
+    causes = {n: f"group {project.whole.service(n).group!r} is off" for n in off}
+    removal_ops = tuple(
+        replace(op, cause=causes.get(op.service_name, op.cause)) for op in removal.operations
+    )
+    return replace(plan, operations=plan.operations + removal_ops)
 
 
 def _explain_jobs(plan: Plan, stack: Stack, observed: Observed, engine: Engine) -> Plan:
@@ -181,14 +200,13 @@ def up(
     """Build, create and start what is missing or changed; return once every service is
     ready (or raise the first failure)."""
     from devstack.converge.executor import Executor
-    from devstack.converge.plan import plan_up
 
     project.check_on(services)
     stack = resolve_images(project.stack)
     with project_lock(stack.project, "up"):
         observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
         stack, observed = _without_unobtainable(stack, observed, engine, report, services)
-        plan = plan_up(stack, observed, list(services) or None)
+        plan = _plan_up(project, stack, observed, services)
         check_ports(engine, plan, observed)
         executor = Executor(engine, stack, report, cancel)
         existing = {name: c.id for name, c in observed.containers.items()}

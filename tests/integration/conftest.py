@@ -27,6 +27,9 @@ INHERITED = (
     "DEVSTACK_REDIS_IMAGE",
     "DEVSTACK_PYTHON_IMAGE",
     "DEVSTACK_CA_BUNDLE",
+    "DEVSTACK_PROMETHEUS_IMAGE",
+    "DEVSTACK_POSTGRES_EXPORTER_IMAGE",
+    "DEVSTACK_REDIS_EXPORTER_IMAGE",
 )
 OWN_PREFIXES = ("DEVSTACK_", "POSTGRES_", "AI_AGENTS_")
 TEST_PREFIX = "dstest-"  # every test project is named dstest-<pid of its pytest>-<random>
@@ -195,6 +198,8 @@ def new_project(
         "DEVSTACK_POSTGRES_PORT": str(free_port()),
         "DEVSTACK_REDIS_PORT": str(free_port()),
         "DEVSTACK_API_PORT": str(free_port()),
+        "DEVSTACK_PROMETHEUS_PORT": str(free_port()),
+        "DEVSTACK_GRAFANA_PORT": str(free_port()),
         "POSTGRES_USER": "tester",
         "POSTGRES_PASSWORD": f"pw-{secrets.token_hex(6)}",
         "POSTGRES_DB": "testdb",
