@@ -48,6 +48,7 @@ COPIED = (
     "service",
     "alembic",
     "image-build",
+    "monitoring",  # stack.py reads the dashboard there
 )
 # The scenarios that take several commands (the others are one command: Tool.run_simple).
 MULTI_STEP = {

@@ -240,7 +240,7 @@ def test_hot_reload_picks_up_edits_and_new_files(
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / name, source / name)
     skip = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("certs", "service", "alembic", "image-build"):
+    for name in ("certs", "service", "alembic", "image-build", "monitoring"):
         shutil.copytree(REPO_ROOT / name, source / name, ignore=skip)
     project = make_project(project_dir=source)
     project.run("up", "--quiet")

@@ -26,7 +26,7 @@ def copy_repo(target: Path) -> Path:
     target.mkdir(parents=True)
     for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "stack.py"):
         shutil.copy2(REPO_ROOT / name, target / name)
-    for name in ("certs", "service", "alembic", "image-build"):
+    for name in ("certs", "service", "alembic", "image-build", "monitoring"):
         shutil.copytree(
             REPO_ROOT / name,
             target / name,
