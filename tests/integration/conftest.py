@@ -130,7 +130,7 @@ class Project:
         from devstack.declare.stackfile import declare
 
         settings = load_settings(self.project_dir, self.env_file, environ={})
-        return declare(settings).names
+        return declare(settings).active().names  # the groups turned on
 
     def container(self, service: str) -> Any:
         return self.client.containers.get(f"{self.name}-{service}")
