@@ -177,22 +177,14 @@ class Executor:
     def _pull(self, op: Operation, _deadline: float) -> None:
         subject = op.service_name or op.name
         self.report(Event(subject, PULLING, op.name))
-        try:
-            for chunk in self.engine.pull(op.name):
-                if self.cancel.is_set():
-                    raise Cancelled
-                if "error" in chunk:
-                    raise DockerApiError(str(chunk["error"]))
-                status = str(chunk.get("status", ""))
-                if status:
-                    self.report(Event(subject, PULLING, f"{op.name}: {status}"))
-        except DockerApiError as exc:
-            raise ImageUnavailable(
-                f"image {op.name} is not on this machine and cannot be pulled "
-                f"({exc.message.splitlines()[0][-160:]})",
-                hint="no registry reachable? `bash scripts/bootstrap.sh --local-images` builds "
-                "local stand-ins and names them in .env (README: Offline / air-gapped hosts)",
-            ) from exc
+
+        def status(text: str) -> None:
+            if self.cancel.is_set():
+                raise Cancelled
+            if text:
+                self.report(Event(subject, PULLING, f"{op.name}: {text}"))
+
+        pull_image(self.engine, op.name, status)
 
     def _create_network(self, op: Operation, _deadline: float) -> None:
         self.engine.create_network(op.name, self.stack.project)
@@ -293,7 +285,28 @@ class Executor:
         self.report(Event(op.name, KEPT, op.cause))
 
 
+def pull_image(
+    engine: Engine, reference: str, status: Callable[[str], None] = lambda _: None
+) -> None:
+    """Pull `reference`, passing each chunk's progress status ("" if none) to `status`
+    (which may raise to stop); ImageUnavailable when
+    the engine cannot (no registry reachable, no such image)."""
+    try:
+        for chunk in engine.pull(reference):
+            if "error" in chunk:
+                raise DockerApiError(str(chunk["error"]))
+            status(str(chunk.get("status", "")))
+    except DockerApiError as exc:
+        raise ImageUnavailable(
+            f"image {reference} is not on this machine and cannot be pulled "
+            f"({exc.message.splitlines()[0][-160:]})",
+            hint="no registry reachable? `bash scripts/bootstrap.sh --local-images` builds "
+            "local stand-ins and names them in .env (README: Offline / air-gapped hosts)",
+        ) from exc
+
+
 Handler = Callable[[Executor, Operation, float], None]
+
 HANDLERS: dict[tuple[Action, Kind], Handler] = {
     (Action.BUILD, Kind.IMAGE): Executor._build,
     (Action.PULL, Kind.IMAGE): Executor._pull,

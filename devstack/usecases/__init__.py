@@ -20,13 +20,7 @@ from devstack.converge.status import StatusRow, status_rows
 from devstack.declare.settings import Settings, load_settings
 from devstack.declare.spec import Build, Service, Stack
 from devstack.engine.endpoint import Endpoint
-from devstack.errors import (
-    ConfigError,
-    DevstackError,
-    DockerApiError,
-    ResourceConflict,
-    ServiceFailed,
-)
+from devstack.errors import ConfigError, DevstackError, ResourceConflict, ServiceFailed
 from devstack.usecases.lock import project_lock
 
 T = TypeVar("T")
@@ -146,8 +140,8 @@ def _plan_up(project: Project, stack: Stack, observed: Observed, services: Seque
     (their volumes stay): `up --with monitoring`, then `up`, adds and removes the group."""
     from devstack.converge.plan import plan_down, plan_up
 
-    off = [] if services else [n for n in observed.containers if n not in stack.names]
-    off = [n for n in off if n in project.whole.names]
+    declared_off = set(project.whole.names) - set(stack.names)
+    off = [] if services else [n for n in observed.containers if n in declared_off]
     on = replace(
         observed, containers={n: c for n, c in observed.containers.items() if n not in off}
     )
@@ -223,6 +217,8 @@ def _without_unobtainable(
     """The stack without its optional services whose image is neither here nor pullable
     (one line says so for each): `up` brings up the rest. One named on the command line is
     not skipped: its pull fails `up` as any other would."""
+    from devstack.converge.executor import pull_image
+
     missing = [
         s
         for s in stack.services
@@ -231,9 +227,7 @@ def _without_unobtainable(
     skipped: set[str] = set()
     for service in missing:
         try:
-            for chunk in engine.pull(service.image):
-                if "error" in chunk:
-                    raise DockerApiError(str(chunk["error"]))
+            pull_image(engine, service.image)
         except DevstackError:
             detail = f"image {service.image} is not here and cannot be pulled (no registry?)"
             report(Event(service.name, SKIPPED, f"{detail}; the rest comes up without it"))
