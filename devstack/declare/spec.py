@@ -459,7 +459,13 @@ class Stack:
                         f"{group!r} (off): turn it on with `up --with {group}` or "
                         f"DEVSTACK_WITH={group}"
                     )
-        return replace(self, services=tuple(on))
+        return self.with_services(on)
+
+    def with_services(self, services: Sequence[Service]) -> Stack:
+        """A copy with only `services`, and only the volumes they mount."""
+        mounted = {m.source for s in services for m in s.mounts}
+        volumes = tuple(v for v in self.volumes if v in mounted)
+        return replace(self, services=tuple(services), volumes=volumes)
 
     @property
     def groups(self) -> tuple[str, ...]:

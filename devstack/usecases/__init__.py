@@ -234,10 +234,7 @@ def _without_unobtainable(
             skipped.add(service.name)
     if len(skipped) < len(missing):  # something was pulled: its id is needed
         observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
-    services = tuple(s for s in stack.services if s.name not in skipped)
-    mounted = {m.source for s in services for m in s.mounts}
-    volumes = tuple(v for v in stack.volumes if v in mounted)
-    return replace(stack, services=services, volumes=volumes), observed
+    return stack.with_services([s for s in stack.services if s.name not in skipped]), observed
 
 
 def _record_ready(project: Project, engine: Engine, observed: Observed, result: RunResult) -> None:

@@ -151,7 +151,9 @@ def asgi_app_project(tmp_path: Path, client: docker.DockerClient) -> Project:
     )
     name = f"{TEST_PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
     project = Project(name, tmp_path / "asgi-app.env", project_dir, client)
-    inherited = {k: v for k, v in inherited_settings().items() if k != "DEVSTACK_REDIS_IMAGE"}
+    # the images it declares and the CA bundle (no Redis, no monitoring group)
+    declared = ("DEVSTACK_POSTGRES_IMAGE", "DEVSTACK_PYTHON_IMAGE", "DEVSTACK_CA_BUNDLE")
+    inherited = {k: v for k, v in inherited_settings().items() if k in declared}
     project.write_env(
         DEVSTACK_PROJECT=name,
         DEVSTACK_POSTGRES_PORT=str(free_port()),

@@ -96,3 +96,16 @@ def test_status_marks_drift(tmp_path: Path) -> None:
     after = stack(tmp_path, "DEVSTACK_REDIS_PORT=6400\n")
     rows = status_rows(after, observed(before, {"redis": "running"}))
     assert rows[1].drift == "ports changed"
+
+
+def test_a_group_turned_off_brings_no_volume_of_its_own() -> None:
+    """`up` creates the volumes of the services turned on only: a group turned off (e.g.
+    monitoring) made every plain `up` create its volumes, and the plugin call that drift."""
+    from devstack.declare.spec import Mount, Service, Stack
+
+    db = Service("db", "img", mounts=(Mount("p_data", "/data", "volume"),))
+    metrics = Service("metrics", "img", group="extra", mounts=(Mount("p_tsdb", "/t", "volume"),))
+    declared = Stack("p", "p_net", ("p_data", "p_tsdb"), (db, metrics))
+    assert declared.active().volumes == ("p_data",)
+    on = Stack("p", "p_net", ("p_data", "p_tsdb"), (db, metrics), groups_on=frozenset({"extra"}))
+    assert on.active().volumes == ("p_data", "p_tsdb")
