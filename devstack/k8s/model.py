@@ -66,6 +66,17 @@ class Rendered:
     secret_values: tuple[str, ...] = field(repr=False)  # what must never leave secret.yaml
 
 
+# C0 and C1 control characters and DEL: a value holding one does not survive the way to a
+# program intact (initdb keeps a password's first line), so the export refuses it.
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def literal(text: str) -> str:
+    """`text` where Kubernetes expands `$(VAR)` (env values, command, args, exec probes):
+    every `$` doubled, so it reaches the program as written."""
+    return text.replace("$", "$$")
+
+
 def dns_label(text: str) -> str:
     """`text` as a DNS-1123 label (lowercase alphanumerics and '-', at most 63)."""
     label = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63].rstrip("-")

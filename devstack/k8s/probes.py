@@ -23,6 +23,7 @@ from devstack.k8s.model import (
     Obj,
     RenderOptions,
     dns_label,
+    literal,
 )
 from devstack.k8s.secrets import Secrets
 
@@ -71,7 +72,8 @@ class Probes:
             case PostgresLogin():
                 port = self._check_port(service, check)
                 argv = ["pg_isready", "-h", "127.0.0.1", "-p", str(port)]
-                return {"exec": {"command": [*argv, "-U", check.user, "-d", check.database]}}
+                argv += ["-U", literal(check.user), "-d", literal(check.database)]
+                return {"exec": {"command": argv}}
             case RedisPing():
                 port = self._check_port(service, check)
                 return {
@@ -80,7 +82,7 @@ class Probes:
             case HttpGet():
                 return {"httpGet": {"path": check.path, "port": self._check_port(service, check)}}
             case ExecCommand():
-                return {"exec": {"command": list(check.argv)}}
+                return {"exec": {"command": [literal(arg) for arg in check.argv]}}
             case Completed():
                 raise NoKubernetesEquivalent(
                     f"{service.name} declares the check `{check.describe()}` but is not a "
@@ -231,10 +233,11 @@ class Probes:
     def _maybe_secret(self, name: str, value: str) -> Obj:
         if self.secrets.is_secret(name, value):
             return self._secret_env(name, self.secrets.key_holding(value, name))
-        return {"name": name, "value": value}
+        return {"name": name, "value": literal(value)}
 
     def _wait_container(self, name: str, image: str, script: str, env: list[Obj]) -> Obj:
-        container: Obj = {"name": name, "image": image, "command": ["sh", "-c", script]}
+        command = ["sh", "-c", literal(script)]  # the shell's $(...) and $out stay the shell's
+        container: Obj = {"name": name, "image": image, "command": command}
         if env:
             container["env"] = env
         container["resources"] = WAIT_RESOURCES

@@ -10,6 +10,7 @@ from devstack.declare.checks import (
 )
 from devstack.declare.spec import Mount, Service, Stack
 from devstack.k8s.model import (
+    CONTROL_CHARACTER,
     MANAGED_BY,
     SECRET_NAME,
     SECRET_NAMES,
@@ -22,6 +23,7 @@ from devstack.k8s.model import (
     _digest,
     _label_value,
     dns_label,
+    literal,
 )
 from devstack.k8s.probes import Probes, _container_security, _token_volume
 from devstack.k8s.secrets import Secrets, secret_forms
@@ -41,6 +43,7 @@ class _Renderer(Probes):
         self.secrets = Secrets()
         self.uses_job_waiter = False
         self.job_names: dict[str, str] = {}
+        self._check_values()
         self._collect_secret_values()
         self._check_volumes()
         # every secret variable's key first, so the init containers find the same keys
@@ -90,6 +93,19 @@ class _Renderer(Probes):
         return rendered
 
     # -- checks on the declaration ------------------------------------------------------------
+
+    def _check_values(self) -> None:
+        values = [(name, value, "") for name, value in self.stack.secrets]
+        for service in self.stack.services:
+            values += [(n, v, f" (of {service.name})") for n, v in self._environment(service)]
+        for name, value, where in values:
+            found = CONTROL_CHARACTER.search(value)
+            if found:
+                raise NoKubernetesEquivalent(
+                    f"{name}{where} holds the control character {found.group()!r}: a manifest "
+                    "would not bring it to the program intact",
+                    hint=f"remove it from {name} (a password keeps only its first line in initdb)",
+                )
 
     def _collect_secret_values(self) -> None:
         # declared secrets, then variables named as secrets: their names label the values
@@ -281,7 +297,8 @@ class _Renderer(Probes):
             )
         container: Obj = {"name": service.name, "image": self.image(service)}
         if service.command:
-            container["args"] = list(service.command)  # Docker's command is the image's CMD
+            # Docker's command is the image's CMD; Kubernetes would expand $(VAR) in it
+            container["args"] = [literal(arg) for arg in service.command]
         if service.working_dir:
             container["workingDir"] = service.working_dir
         ports = self._ports(service)

@@ -6,6 +6,7 @@ refused. The real Go parser is exercised by tests/integration/test_k8s_apiserver
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from ruamel.yaml import YAML
 
 from devstack.k8s import dump
 from devstack.k8s.export import ExportOptions, export_k8s
+from tests.unit.helpers import SEED_STACK
 from tests.unit.test_k8s import API_IMAGE, project
 
 # Plain scalars some reader takes for a number, boolean or null: YAML 1.1, YAML 1.2 (core
@@ -136,3 +138,77 @@ def test_config_hash_annotation_is_a_string(tmp_path: Path) -> None:
             template = document.get("spec", {}).get("template", {}) if document else {}
             for value in template.get("metadata", {}).get("annotations", {}).values():
                 assert isinstance(value, str)
+
+
+# --- Kubernetes' $(VAR) expansion and control characters ----------------------------------------
+
+# The only reference the renderer means: the Job waiter's namespace from the downward API.
+MEANT = "$(POD_NAMESPACE)"
+
+
+def expanded_fields(rendered: Any) -> list[str]:
+    """Every string Kubernetes expands $(VAR) in: env values, command, args, exec probes."""
+    found: list[str] = []
+    for body in rendered.files.values():
+        for document in read_11(body):
+            template = (document or {}).get("spec", {}).get("template")
+            if not template:
+                continue
+            spec = template["spec"]
+            for container in [*spec.get("initContainers", []), *spec["containers"]]:
+                found += [e["value"] for e in container.get("env", []) if "value" in e]
+                found += container.get("command", []) + container.get("args", [])
+                for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                    found += container.get(probe, {}).get("exec", {}).get("command", [])
+    return found
+
+
+def test_dollar_is_escaped_where_kubernetes_expands(tmp_path: Path) -> None:
+    """`POSTGRES_USER=u$(PGPORT)x` logged in as `u5432x`: every `$` Kubernetes would expand
+    is written `$$` (the waiter's own `$(POD_NAMESPACE)` aside)."""
+    text = "POSTGRES_USER='u$(PGPORT)x'\nPOSTGRES_DB='d$b'\nAI_AGENTS_X='$(HOME)'\n"
+    options = ExportOptions(out=tmp_path / "k8s", api_image=API_IMAGE)
+    rendered = export_k8s(project(tmp_path, text), options)
+    fields = expanded_fields(rendered)
+    assert "u$$(PGPORT)x" in fields and "d$$b" in fields  # PGUSER, PGDATABASE
+    for value in fields:
+        assert "$" not in value.replace("$$", "").replace(MEANT, ""), value
+    # not in ConfigMaps (envFrom is not expanded): the value as given
+    config = read_11(rendered.files["postgres.yaml"])[0]["data"]
+    assert config["POSTGRES_USER"] == "u$(PGPORT)x"
+
+
+@pytest.mark.parametrize("value", ["two\nlines", "tab\there", "bell\x07", "del\x7f", "c1\x85"])
+def test_control_characters_are_refused_naming_the_key(tmp_path: Path, value: str) -> None:
+    """A password with a newline applied, but initdb kept its first line: refused (exit 2)."""
+    from dataclasses import replace
+
+    from devstack.k8s import NoKubernetesEquivalent, render
+    from tests.unit.test_k8s import options, prod_stack
+
+    stack = prod_stack(tmp_path)
+    api = stack.service("api")
+    api = replace(api, environment=(*api.environment, ("AI_AGENTS_BAD", value)))
+    services = tuple(api if s.name == "api" else s for s in stack.services)
+    with pytest.raises(NoKubernetesEquivalent) as info:
+        render(replace(stack, services=services), options())
+    assert info.value.exit_code == 2
+    assert "AI_AGENTS_BAD" in info.value.message and "\n" not in info.value.message
+
+
+def test_a_password_with_a_newline_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.unit.test_k8s import run_export
+
+    for key in list(os.environ):
+        if key.startswith(("DEVSTACK_", "POSTGRES_", "AI_AGENTS_")):
+            monkeypatch.delenv(key)
+    (tmp_path / ".env").write_text("DEVSTACK_PROJECT=demo\n")
+    (tmp_path / "stack.py").write_text(SEED_STACK.read_text())
+    monkeypatch.setenv("POSTGRES_PASSWORD", "first-line\nsecond-line")
+    out = tmp_path / "k8s"
+    assert run_export(tmp_path, "--api-image", API_IMAGE, "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert "POSTGRES_PASSWORD" in err and "control character" in err, err
+    assert not out.exists()
