@@ -33,6 +33,7 @@ WAIT_RESOURCES: Obj = {
     "requests": {"cpu": "10m", "memory": "32Mi"},
     "limits": {"cpu": "200m", "memory": "128Mi"},
 }
+JOB_TTL = 7 * 24 * 3600  # a finished Job is deleted after a week (ttlSecondsAfterFinished)
 STARTUP_PERIOD = 2  # seconds between startupProbe attempts
 DEFAULT_STORAGE = "1Gi"
 

@@ -11,6 +11,7 @@ from devstack.declare.checks import (
 from devstack.declare.spec import Mount, Service, Stack
 from devstack.k8s.model import (
     CONTROL_CHARACTER,
+    JOB_TTL,
     MANAGED_BY,
     SECRET_NAME,
     SECRET_NAMES,
@@ -420,13 +421,24 @@ class _Renderer(Probes):
         }
 
     def _job(self, service: Service, pod: Obj) -> Obj:
-        name = dns_label(f"{service.name}-{_digest(pod)}")
+        # A Job's pod template is immutable: a new image or command is a new Job, named by
+        # the hash of both. A tag names different images over time (`:latest`, a rebuilt
+        # `:1.0`): the same name then skips the new image's work, so a digest is asked for.
+        image = self.image(service)
+        if "@" not in image:
+            self.notes.append(
+                f"{service.name} runs {image} by tag: a new image pushed under the same tag "
+                f"keeps the Job's name, and the cluster skips it; name the image by digest "
+                f"(REF@sha256:...) so each image gets its own Job"
+            )
+        name = dns_label(f"{service.name}-{_digest({'image': image, 'pod': pod})}")
         self.job_names[service.name] = name
+        spec: Obj = {"backoffLimit": 2, "ttlSecondsAfterFinished": JOB_TTL, "template": pod}
         return {
             "apiVersion": "batch/v1",
             "kind": "Job",
             "metadata": self.metadata(name, service),
-            "spec": {"backoffLimit": 2, "template": pod},
+            "spec": spec,
         }
 
     # -- shared objects -------------------------------------------------------------------------
