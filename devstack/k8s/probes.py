@@ -200,7 +200,9 @@ class Probes:
                     "env": [
                         {
                             "name": "POD_NAMESPACE",
-                            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+                            "valueFrom": {
+                                "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}
+                            },
                         }
                     ],
                     "resources": WAIT_RESOURCES,
@@ -272,10 +274,12 @@ def _container_security() -> Obj:
 
 def _token_volume() -> Obj:
     """The service account token, mounted only into the init containers that wait for Jobs
-    (the pod has `automountServiceAccountToken: false`: the app gets no token)."""
+    (the pod has `automountServiceAccountToken: false`: the app gets no token). The server's
+    defaults (defaultMode, fieldRef's apiVersion) are written so a re-apply changes nothing."""
     return {
         "name": "kube-api-access",
         "projected": {
+            "defaultMode": 0o644,
             "sources": [
                 {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}},
                 {
@@ -287,10 +291,13 @@ def _token_volume() -> Obj:
                 {
                     "downwardAPI": {
                         "items": [
-                            {"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}
+                            {
+                                "path": "namespace",
+                                "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                            }
                         ]
                     }
                 },
-            ]
+            ],
         },
     }

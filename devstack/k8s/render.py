@@ -393,8 +393,12 @@ class _Renderer(Probes):
         }
 
     def _statefulset(self, service: Service, pod: Obj) -> Obj:
+        # with the fields the server fills in (a claim template list is replaced as a whole
+        # by `kubectl apply`: any missing one reported the StatefulSet `configured`)
         claims = [
             {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
                 "metadata": {
                     "name": self.volume_name(m.source),
                     "labels": self.labels(service),
@@ -402,7 +406,9 @@ class _Renderer(Probes):
                 "spec": {
                     "accessModes": ["ReadWriteOnce"],
                     "resources": {"requests": {"storage": self.options.storage}},
+                    "volumeMode": "Filesystem",
                 },
+                "status": {"phase": "Pending"},
             }
             for m in service.mounts
             if m.kind == "volume"

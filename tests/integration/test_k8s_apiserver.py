@@ -194,3 +194,15 @@ def test_hostile_project_and_namespace_apply(
     export(out, {"DEVSTACK_PROJECT": name})  # the namespace is the project's name
     objects = apply_twice(apiserver, out, name)
     assert objects
+
+
+def test_client_side_reapply_reports_unchanged(apiserver: ApiServer, tmp_path: Path) -> None:
+    """`kubectl apply -k` (client-side) twice: the second reports every object `unchanged`
+    (the server's defaults are in the manifests, so nothing differs from what it stored)."""
+    out = tmp_path / "k8s"
+    namespace = namespace_for("csa")
+    export(out, {}, "--namespace", namespace)
+    apiserver.restricted_namespace(namespace)
+    apiserver.kubectl("apply", "-k", str(out))
+    second = apiserver.kubectl("apply", "-k", str(out)).stdout.splitlines()
+    assert second and all(line.endswith(" unchanged") for line in second), second

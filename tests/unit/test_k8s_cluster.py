@@ -42,3 +42,29 @@ def test_a_job_run_by_a_mutable_tag_is_warned_about(tmp_path: Path) -> None:
 def test_finished_jobs_expire(tmp_path: Path) -> None:
     for job in jobs(export(tmp_path)):
         assert job["spec"]["ttlSecondsAfterFinished"] > 0
+
+
+# --- the server's defaults, written out -------------------------------------------------------
+
+
+def test_the_server_defaults_are_written(tmp_path: Path) -> None:
+    """Fields the API server fills in when left out made `kubectl apply` report `configured`
+    for every workload on an unchanged re-apply: the export writes them itself."""
+    rendered = export(tmp_path)
+    for workload in objects(rendered, "StatefulSet"):
+        for claim in workload["spec"]["volumeClaimTemplates"]:
+            assert (claim["apiVersion"], claim["kind"]) == ("v1", "PersistentVolumeClaim")
+            assert claim["spec"]["volumeMode"] == "Filesystem"
+    projected = [
+        volume["projected"]
+        for kind in ("Deployment", "StatefulSet", "Job")
+        for workload in objects(rendered, kind)
+        for volume in workload["spec"]["template"]["spec"].get("volumes", [])
+        if "projected" in volume
+    ]
+    assert projected
+    for volume in projected:
+        assert volume["defaultMode"] == 0o644
+        for source in volume["sources"]:
+            for item in source.get("downwardAPI", {}).get("items", []):
+                assert item["fieldRef"]["apiVersion"] == "v1"
