@@ -269,7 +269,11 @@ def _wait_script(what: str, body: str, timeout: int, fatal: str = "") -> str:
 
 
 def _container_security() -> Obj:
-    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+    }
 
 
 def _token_volume() -> Obj:

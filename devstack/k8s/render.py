@@ -9,6 +9,14 @@ from devstack.declare.checks import (
     HttpGet,
 )
 from devstack.declare.spec import Mount, Service, Stack
+from devstack.k8s.hardening import (
+    SECRET_FILES_DIR,
+    SECRET_FILES_VOLUME,
+    network_policy,
+    secret_file_env,
+    secret_files_volume,
+    writable_dirs,
+)
 from devstack.k8s.model import (
     CONTROL_CHARACTER,
     JOB_TTL,
@@ -235,6 +243,8 @@ class _Renderer(Probes):
             docs.append(self._statefulset(service, pod))
         else:
             docs.append(self._deployment(service, pod))
+        metadata = self.metadata(service.name, service)
+        docs.append(network_policy(self.stack, service, metadata, self.selector(service)))
         return docs
 
     def _split_environment(
@@ -309,20 +319,38 @@ class _Renderer(Probes):
             ]
         if plain:
             container["envFrom"] = [{"configMapRef": {"name": f"{service.name}-config"}}]
-        if secret:
-            container["env"] = [
-                self._secret_env(name, self.secrets.key_for(service.name, name, value))
-                for name, value in secret
-            ]
+        # a secret the image reads from a file (NAME_FILE) is mounted, not in the environment
+        files: list[tuple[str, str]] = []
+        env: list[Obj] = []
+        for name, value in secret:
+            key = self.secrets.key_for(service.name, name, value)
+            if name in service.cluster.secret_files:
+                variable, path = secret_file_env(name)
+                env.append(variable)
+                files.append((key, path))
+            else:
+                env.append(self._secret_env(name, key))
+        if env:
+            container["env"] = env
         container.update(self._probes(service))
         container["resources"] = SERVER_RESOURCES
         container["securityContext"] = _container_security()
-        mounts = [m for m in service.mounts if m.kind == "volume"]
-        if mounts:
-            container["volumeMounts"] = [self._volume_mount(m) for m in mounts]
+        writable = writable_dirs(service)
+        mounts = [self._volume_mount(m) for m in service.mounts if m.kind == "volume"]
+        mounts += [{"name": name, "mountPath": path} for name, path in writable]
+        if files:
+            mounts.append(
+                {"name": SECRET_FILES_VOLUME, "mountPath": SECRET_FILES_DIR, "readOnly": True}
+            )
+        container["volumeMounts"] = mounts
         init = self._init_containers(service)
+        for waiter in init:  # a read-only root filesystem: /tmp for what they write too
+            tmp = {"name": writable[0][0], "mountPath": writable[0][1]}
+            waiter["volumeMounts"] = [tmp, *waiter.get("volumeMounts", [])]
         # only the Job waiters mount a token (kubectl reads the API): the app gets none
-        needs_token = any("volumeMounts" in c for c in init)
+        needs_token = any(
+            m["name"] == "kube-api-access" for c in init for m in c.get("volumeMounts", [])
+        )
         spec: Obj = {"automountServiceAccountToken": False}
         if needs_token:
             spec["serviceAccountName"] = WAITER
@@ -332,8 +360,12 @@ class _Renderer(Probes):
         spec["containers"] = [container]
         if service.one_shot:
             spec["restartPolicy"] = "Never"
-        if needs_token:
-            spec["volumes"] = [_token_volume()]
+        volumes: list[Obj] = [_token_volume()] if needs_token else []
+        volumes += [{"name": name, "emptyDir": {}} for name, _ in writable]
+        if files:
+            group = "fsGroup" in spec["securityContext"]
+            volumes.append(secret_files_volume(files, group_readable=group))
+        spec["volumes"] = volumes
         metadata: Obj = {"labels": self.labels(service)}
         if plain:
             metadata["annotations"] = {"devstack/config-hash": _digest(plain)}
@@ -374,6 +406,8 @@ class _Renderer(Probes):
             security.update(runAsUser=uid, runAsGroup=uid)
             if any(m.kind == "volume" for m in service.mounts):
                 security["fsGroup"] = uid
+                # only a volume whose root has another owner is walked (not every restart)
+                security["fsGroupChangePolicy"] = "OnRootMismatch"
         security["seccompProfile"] = {"type": "RuntimeDefault"}
         return security
 
