@@ -215,10 +215,15 @@ class ClusterHints:
 
     `uid`: the numeric user the image's process runs as (Kubernetes' `runAsNonRoot` needs a
     number, and the volume's `fsGroup` follows it); `environment`: variables set on a cluster
-    only (e.g. a data directory below a volume's root, which may hold `lost+found`)."""
+    only (e.g. a data directory below a volume's root, which may hold `lost+found`);
+    `writable`: directories the program writes outside its volumes (empty directories under a
+    read-only root filesystem; /tmp always is one); `secret_files`: secret variables the image
+    also reads from a file named by `NAME_FILE` (the official images' convention)."""
 
     uid: int | None = None
     environment: tuple[tuple[str, str], ...] = ()
+    writable: tuple[str, ...] = ()
+    secret_files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

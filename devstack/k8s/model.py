@@ -33,6 +33,7 @@ WAIT_RESOURCES: Obj = {
     "requests": {"cpu": "10m", "memory": "32Mi"},
     "limits": {"cpu": "200m", "memory": "128Mi"},
 }
+JOB_TTL = 7 * 24 * 3600  # a finished Job is deleted after a week (ttlSecondsAfterFinished)
 STARTUP_PERIOD = 2  # seconds between startupProbe attempts
 DEFAULT_STORAGE = "1Gi"
 
@@ -64,6 +65,17 @@ class Rendered:
     notes: tuple[str, ...]
     secret_hint: str
     secret_values: tuple[str, ...] = field(repr=False)  # what must never leave secret.yaml
+
+
+# C0 and C1 control characters and DEL: a value holding one does not survive the way to a
+# program intact (initdb keeps a password's first line), so the export refuses it.
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def literal(text: str) -> str:
+    """`text` where Kubernetes expands `$(VAR)` (env values, command, args, exec probes):
+    every `$` doubled, so it reaches the program as written."""
+    return text.replace("$", "$$")
 
 
 def dns_label(text: str) -> str:

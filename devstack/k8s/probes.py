@@ -23,6 +23,7 @@ from devstack.k8s.model import (
     Obj,
     RenderOptions,
     dns_label,
+    literal,
 )
 from devstack.k8s.secrets import Secrets
 
@@ -71,7 +72,8 @@ class Probes:
             case PostgresLogin():
                 port = self._check_port(service, check)
                 argv = ["pg_isready", "-h", "127.0.0.1", "-p", str(port)]
-                return {"exec": {"command": [*argv, "-U", check.user, "-d", check.database]}}
+                argv += ["-U", literal(check.user), "-d", literal(check.database)]
+                return {"exec": {"command": argv}}
             case RedisPing():
                 port = self._check_port(service, check)
                 return {
@@ -80,7 +82,7 @@ class Probes:
             case HttpGet():
                 return {"httpGet": {"path": check.path, "port": self._check_port(service, check)}}
             case ExecCommand():
-                return {"exec": {"command": list(check.argv)}}
+                return {"exec": {"command": [literal(arg) for arg in check.argv]}}
             case Completed():
                 raise NoKubernetesEquivalent(
                     f"{service.name} declares the check `{check.describe()}` but is not a "
@@ -198,7 +200,9 @@ class Probes:
                     "env": [
                         {
                             "name": "POD_NAMESPACE",
-                            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+                            "valueFrom": {
+                                "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}
+                            },
                         }
                     ],
                     "resources": WAIT_RESOURCES,
@@ -231,10 +235,11 @@ class Probes:
     def _maybe_secret(self, name: str, value: str) -> Obj:
         if self.secrets.is_secret(name, value):
             return self._secret_env(name, self.secrets.key_holding(value, name))
-        return {"name": name, "value": value}
+        return {"name": name, "value": literal(value)}
 
     def _wait_container(self, name: str, image: str, script: str, env: list[Obj]) -> Obj:
-        container: Obj = {"name": name, "image": image, "command": ["sh", "-c", script]}
+        command = ["sh", "-c", literal(script)]  # the shell's $(...) and $out stay the shell's
+        container: Obj = {"name": name, "image": image, "command": command}
         if env:
             container["env"] = env
         container["resources"] = WAIT_RESOURCES
@@ -264,15 +269,21 @@ def _wait_script(what: str, body: str, timeout: int, fatal: str = "") -> str:
 
 
 def _container_security() -> Obj:
-    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+    }
 
 
 def _token_volume() -> Obj:
     """The service account token, mounted only into the init containers that wait for Jobs
-    (the pod has `automountServiceAccountToken: false`: the app gets no token)."""
+    (the pod has `automountServiceAccountToken: false`: the app gets no token). The server's
+    defaults (defaultMode, fieldRef's apiVersion) are written so a re-apply changes nothing."""
     return {
         "name": "kube-api-access",
         "projected": {
+            "defaultMode": 0o644,
             "sources": [
                 {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}},
                 {
@@ -284,10 +295,13 @@ def _token_volume() -> Obj:
                 {
                     "downwardAPI": {
                         "items": [
-                            {"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}
+                            {
+                                "path": "namespace",
+                                "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                            }
                         ]
                     }
                 },
-            ]
+            ],
         },
     }

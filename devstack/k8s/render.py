@@ -9,7 +9,17 @@ from devstack.declare.checks import (
     HttpGet,
 )
 from devstack.declare.spec import Mount, Service, Stack
+from devstack.k8s.hardening import (
+    SECRET_FILES_DIR,
+    SECRET_FILES_VOLUME,
+    network_policy,
+    secret_file_env,
+    secret_files_volume,
+    writable_dirs,
+)
 from devstack.k8s.model import (
+    CONTROL_CHARACTER,
+    JOB_TTL,
     MANAGED_BY,
     SECRET_NAME,
     SECRET_NAMES,
@@ -22,6 +32,7 @@ from devstack.k8s.model import (
     _digest,
     _label_value,
     dns_label,
+    literal,
 )
 from devstack.k8s.probes import Probes, _container_security, _token_volume
 from devstack.k8s.secrets import Secrets, secret_forms
@@ -41,6 +52,7 @@ class _Renderer(Probes):
         self.secrets = Secrets()
         self.uses_job_waiter = False
         self.job_names: dict[str, str] = {}
+        self._check_values()
         self._collect_secret_values()
         self._check_volumes()
         # every secret variable's key first, so the init containers find the same keys
@@ -90,6 +102,19 @@ class _Renderer(Probes):
         return rendered
 
     # -- checks on the declaration ------------------------------------------------------------
+
+    def _check_values(self) -> None:
+        values = [(name, value, "") for name, value in self.stack.secrets]
+        for service in self.stack.services:
+            values += [(n, v, f" (of {service.name})") for n, v in self._environment(service)]
+        for name, value, where in values:
+            found = CONTROL_CHARACTER.search(value)
+            if found:
+                raise NoKubernetesEquivalent(
+                    f"{name}{where} holds the control character {found.group()!r}: a manifest "
+                    "would not bring it to the program intact",
+                    hint=f"remove it from {name} (a password keeps only its first line in initdb)",
+                )
 
     def _collect_secret_values(self) -> None:
         # declared secrets, then variables named as secrets: their names label the values
@@ -218,6 +243,8 @@ class _Renderer(Probes):
             docs.append(self._statefulset(service, pod))
         else:
             docs.append(self._deployment(service, pod))
+        metadata = self.metadata(service.name, service)
+        docs.append(network_policy(self.stack, service, metadata, self.selector(service)))
         return docs
 
     def _split_environment(
@@ -281,7 +308,8 @@ class _Renderer(Probes):
             )
         container: Obj = {"name": service.name, "image": self.image(service)}
         if service.command:
-            container["args"] = list(service.command)  # Docker's command is the image's CMD
+            # Docker's command is the image's CMD; Kubernetes would expand $(VAR) in it
+            container["args"] = [literal(arg) for arg in service.command]
         if service.working_dir:
             container["workingDir"] = service.working_dir
         ports = self._ports(service)
@@ -291,20 +319,38 @@ class _Renderer(Probes):
             ]
         if plain:
             container["envFrom"] = [{"configMapRef": {"name": f"{service.name}-config"}}]
-        if secret:
-            container["env"] = [
-                self._secret_env(name, self.secrets.key_for(service.name, name, value))
-                for name, value in secret
-            ]
+        # a secret the image reads from a file (NAME_FILE) is mounted, not in the environment
+        files: list[tuple[str, str]] = []
+        env: list[Obj] = []
+        for name, value in secret:
+            key = self.secrets.key_for(service.name, name, value)
+            if name in service.cluster.secret_files:
+                variable, path = secret_file_env(name)
+                env.append(variable)
+                files.append((key, path))
+            else:
+                env.append(self._secret_env(name, key))
+        if env:
+            container["env"] = env
         container.update(self._probes(service))
         container["resources"] = SERVER_RESOURCES
         container["securityContext"] = _container_security()
-        mounts = [m for m in service.mounts if m.kind == "volume"]
-        if mounts:
-            container["volumeMounts"] = [self._volume_mount(m) for m in mounts]
+        writable = writable_dirs(service)
+        mounts = [self._volume_mount(m) for m in service.mounts if m.kind == "volume"]
+        mounts += [{"name": name, "mountPath": path} for name, path in writable]
+        if files:
+            mounts.append(
+                {"name": SECRET_FILES_VOLUME, "mountPath": SECRET_FILES_DIR, "readOnly": True}
+            )
+        container["volumeMounts"] = mounts
         init = self._init_containers(service)
+        for waiter in init:  # a read-only root filesystem: /tmp for what they write too
+            tmp = {"name": writable[0][0], "mountPath": writable[0][1]}
+            waiter["volumeMounts"] = [tmp, *waiter.get("volumeMounts", [])]
         # only the Job waiters mount a token (kubectl reads the API): the app gets none
-        needs_token = any("volumeMounts" in c for c in init)
+        needs_token = any(
+            m["name"] == "kube-api-access" for c in init for m in c.get("volumeMounts", [])
+        )
         spec: Obj = {"automountServiceAccountToken": False}
         if needs_token:
             spec["serviceAccountName"] = WAITER
@@ -314,8 +360,12 @@ class _Renderer(Probes):
         spec["containers"] = [container]
         if service.one_shot:
             spec["restartPolicy"] = "Never"
-        if needs_token:
-            spec["volumes"] = [_token_volume()]
+        volumes: list[Obj] = [_token_volume()] if needs_token else []
+        volumes += [{"name": name, "emptyDir": {}} for name, _ in writable]
+        if files:
+            group = "fsGroup" in spec["securityContext"]
+            volumes.append(secret_files_volume(files, group_readable=group))
+        spec["volumes"] = volumes
         metadata: Obj = {"labels": self.labels(service)}
         if plain:
             metadata["annotations"] = {"devstack/config-hash": _digest(plain)}
@@ -356,6 +406,8 @@ class _Renderer(Probes):
             security.update(runAsUser=uid, runAsGroup=uid)
             if any(m.kind == "volume" for m in service.mounts):
                 security["fsGroup"] = uid
+                # only a volume whose root has another owner is walked (not every restart)
+                security["fsGroupChangePolicy"] = "OnRootMismatch"
         security["seccompProfile"] = {"type": "RuntimeDefault"}
         return security
 
@@ -375,8 +427,12 @@ class _Renderer(Probes):
         }
 
     def _statefulset(self, service: Service, pod: Obj) -> Obj:
+        # with the fields the server fills in (a claim template list is replaced as a whole
+        # by `kubectl apply`: any missing one reported the StatefulSet `configured`)
         claims = [
             {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
                 "metadata": {
                     "name": self.volume_name(m.source),
                     "labels": self.labels(service),
@@ -384,7 +440,9 @@ class _Renderer(Probes):
                 "spec": {
                     "accessModes": ["ReadWriteOnce"],
                     "resources": {"requests": {"storage": self.options.storage}},
+                    "volumeMode": "Filesystem",
                 },
+                "status": {"phase": "Pending"},
             }
             for m in service.mounts
             if m.kind == "volume"
@@ -403,13 +461,24 @@ class _Renderer(Probes):
         }
 
     def _job(self, service: Service, pod: Obj) -> Obj:
-        name = dns_label(f"{service.name}-{_digest(pod)}")
+        # A Job's pod template is immutable: a new image or command is a new Job, named by
+        # the hash of both. A tag names different images over time (`:latest`, a rebuilt
+        # `:1.0`): the same name then skips the new image's work, so a digest is asked for.
+        image = self.image(service)
+        if "@" not in image:
+            self.notes.append(
+                f"{service.name} runs {image} by tag: a new image pushed under the same tag "
+                f"keeps the Job's name, and the cluster skips it; name the image by digest "
+                f"(REF@sha256:...) so each image gets its own Job"
+            )
+        name = dns_label(f"{service.name}-{_digest({'image': image, 'pod': pod})}")
         self.job_names[service.name] = name
+        spec: Obj = {"backoffLimit": 2, "ttlSecondsAfterFinished": JOB_TTL, "template": pod}
         return {
             "apiVersion": "batch/v1",
             "kind": "Job",
             "metadata": self.metadata(name, service),
-            "spec": {"backoffLimit": 2, "template": pod},
+            "spec": spec,
         }
 
     # -- shared objects -------------------------------------------------------------------------

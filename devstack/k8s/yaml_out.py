@@ -1,8 +1,16 @@
-"""YAML output: block style, no aliases, strings quoted where a reader could take them for
-another type."""
+"""YAML output: block style, no aliases, strings quoted where any reader could take them for
+another type.
+
+PyYAML writes YAML 1.1 and quotes what a 1.1 reader would not read as a string; the API server
+and kubectl read with Go: YAML 1.2 numbers (`0o17`, `08`, `1e3`, `01760116e9`) and go-yaml v2's
+booleans (`y`, `N`, `on`). A string is therefore also quoted when it starts like a number in
+any YAML version (an optional sign, then a digit or a dot) or is one of those words, so both
+versions read back the same string (tests/unit/test_k8s_values.py reads with ruamel.yaml's
+YAML 1.2 loader, tests/integration/test_k8s_apiserver.py with the API server)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,8 +37,41 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
+# Every int, float, octal, hex, sexagesimal or timestamp form starts like this in YAML 1.1,
+# YAML 1.2 or Go's readers; and the words that one of them reads as a boolean, null or float.
+_NUMBER_START = re.compile(r"[-+]?\.?[0-9]")
+_WORDS = frozenset(
+    {
+        "y",
+        "n",
+        "yes",
+        "no",
+        "on",
+        "off",
+        "true",
+        "false",
+        "null",
+        "~",
+        ".inf",
+        "-.inf",
+        "+.inf",
+        ".nan",
+    }
+)
+
+
+def needs_quotes(data: str) -> bool:
+    """Whether a plain `data` could read back as something other than this string."""
+    return not data or bool(_NUMBER_START.match(data)) or data.lower() in _WORDS
+
+
 def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in data else None
+    if "\n" in data:
+        style: str | None = "|"
+    elif needs_quotes(data):
+        style = "'"
+    else:
+        style = None  # PyYAML still quotes what YAML 1.1 or its characters require
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 

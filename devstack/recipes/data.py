@@ -66,6 +66,8 @@ def postgres(
         cluster=ClusterHints(
             uid=70 if "alpine" in image else 999,
             environment=(("PGDATA", "/var/lib/postgresql/data/pgdata"),),
+            writable=("/var/run/postgresql",),  # its socket and lock file
+            secret_files=("POSTGRES_PASSWORD",),  # POSTGRES_PASSWORD_FILE
         ),
         shortcuts=(
             Shortcut(

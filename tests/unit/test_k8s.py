@@ -345,7 +345,10 @@ def test_stateful_services_keep_their_data(case_render: tuple[Case, Rendered]) -
         assert stateful["spec"]["replicas"] == 1
         (claim,) = stateful["spec"]["volumeClaimTemplates"]
         (container,) = stateful["spec"]["template"]["spec"]["containers"]
-        assert [m["name"] for m in container["volumeMounts"]] == [claim["metadata"]["name"]]
+        # the claim holds the data; the pod's own volumes are scratch space and secret files
+        claimed = [m["name"] for m in container["volumeMounts"]]
+        volumes = {v["name"] for v in stateful["spec"]["template"]["spec"]["volumes"]}
+        assert claimed[0] == claim["metadata"]["name"] and set(claimed[1:]) == volumes
         assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
     redis = sets["redis"]["spec"]["template"]["spec"]["containers"][0]
     assert redis["args"] == ["redis-server", "--appendonly", "yes"]
@@ -391,7 +394,8 @@ def test_dependencies_are_waited_for_like_up(case_render: tuple[Case, Rendered])
         assert pods[name]["serviceAccountName"] == "devstack-job-waiter"
         assert pods[name]["automountServiceAccountToken"] is False
         app = pods[name]["containers"][0]
-        assert "volumeMounts" not in app  # only the waiter sees the token
+        # only the waiter sees the token
+        assert "kube-api-access" not in {m["name"] for m in app["volumeMounts"]}
     (role,) = objects(rendered, "Role")
     assert role["rules"] == [
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch"]}
@@ -417,6 +421,7 @@ def test_security_labels_and_resources(case_render: tuple[Case, Rendered]) -> No
             assert container["securityContext"] == {
                 "allowPrivilegeEscalation": False,
                 "capabilities": {"drop": ["ALL"]},
+                "readOnlyRootFilesystem": True,
             }
             assert set(container["resources"]) == {"requests", "limits"}
         if name in {"api", "worker"} or name.startswith("migrate-"):
