@@ -467,10 +467,24 @@ class Stack:
         return self.with_services(on)
 
     def with_services(self, services: Sequence[Service]) -> Stack:
-        """A copy with only `services`, and only the volumes they mount."""
+        """A copy with only `services`, the volumes they mount and the secrets they use (a
+        secret's value appears in one's environment, command or files)."""
         mounted = {m.source for s in services for m in s.mounts}
         volumes = tuple(v for v in self.volumes if v in mounted)
-        return replace(self, services=tuple(services), volumes=volumes)
+        texts = [
+            text
+            for s in services
+            for text in (*(v for _, v in s.environment), *s.command, *(f.content for f in s.files))
+        ]
+        secrets = tuple((n, v) for n, v in self.secrets if any(v in text for text in texts))
+        used = {n for n, _ in secrets}
+        return replace(
+            self,
+            services=tuple(services),
+            volumes=volumes,
+            secrets=secrets,
+            example_secrets=tuple(n for n in self.example_secrets if n in used),
+        )
 
     @property
     def groups(self) -> tuple[str, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from devstack.converge.status import rows_as_json, status_rows
@@ -109,3 +110,19 @@ def test_a_group_turned_off_brings_no_volume_of_its_own() -> None:
     assert declared.active().volumes == ("p_data",)
     on = Stack("p", "p_net", ("p_data", "p_tsdb"), (db, metrics), groups_on=frozenset({"extra"}))
     assert on.active().volumes == ("p_data", "p_tsdb")
+
+
+def test_a_group_turned_off_brings_no_secret_of_its_own() -> None:
+    """The export of a stack without its monitoring group refused --secrets-from-env over
+    GRAFANA_ADMIN_PASSWORD, a secret only that group's (turned off) service uses."""
+    from devstack.declare.spec import File, Service, Stack
+
+    db = Service("db", "img", environment=(("PASSWORD", "s3cret-db"),))
+    ui = Service("ui", "img", group="extra", files=(File("/etc/ui.ini", "pw=s3cret-ui"),))
+    secrets = (("DB_PASSWORD", "s3cret-db"), ("UI_PASSWORD", "s3cret-ui"))
+    declared = Stack("p", "p_net", (), (db, ui), secrets, ("DB_PASSWORD", "UI_PASSWORD"))
+    assert declared.active().secrets == (("DB_PASSWORD", "s3cret-db"),)
+    assert declared.active().example_secrets == ("DB_PASSWORD",)
+    on = replace(declared, groups_on=frozenset({"extra"})).active()
+    assert on.secrets == secrets
+    assert on.example_secrets == ("DB_PASSWORD", "UI_PASSWORD")
