@@ -330,7 +330,9 @@ class DockerEngine:
         with docker_errors("start an exec"):
             wrapped = self.api.exec_start(exec_id, tty=tty, socket=True)
         sock: socket.socket = getattr(wrapped, "_sock", wrapped)
-        wrapper = ExecSocket(sock, _read_with_headers(wrapped, sock))
+        # over ssh the "socket" reads the very buffer http.client peeked into: nothing is lost
+        pending = b"" if self.endpoint.is_ssh else _read_with_headers(wrapped, sock)
+        wrapper = ExecSocket(sock, pending)
         sock.settimeout(None)
 
         def frames() -> Iterator[tuple[int, bytes]]:
