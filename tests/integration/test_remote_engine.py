@@ -8,6 +8,7 @@ and loaded there (the namespace has no registry and no route out)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -113,9 +114,12 @@ def test_up_from_nothing_status_logs_and_down_on_a_remote_engine(remote: Project
     assert "127.0.0.1" not in up.stdout
     assert httpx.get(f"http://{ADDR}:{port}/api/v1/ready", timeout=5).status_code == 200
 
-    status = remote.run("status").stdout
-    assert f"engine: DOCKER_HOST ({HOST})" in status
-    assert f"{ADDR}:{port}" in status and f"{ADDR}:{remote.postgres_port}" in status
+    assert f"engine: DOCKER_HOST ({HOST})" in remote.run("status").stdout
+    shown = json.loads(remote.run("status", "--json").stdout)
+    assert shown["engine"] == {"source": "DOCKER_HOST", "context": "default", "host": HOST}
+    ports = {row["service"]: row["ports"] for row in shown["services"]}
+    assert ports["api"] == [f"http://{ADDR}:{port}"]
+    assert f"@{ADDR}:{remote.postgres_port}/" in ports["postgres"][0]
 
     logs = remote.run("logs", "api").stdout
     assert "/api/v1/ready" in logs or "Application startup complete" in logs, logs[-2000:]
