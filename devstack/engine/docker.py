@@ -173,7 +173,7 @@ class DockerEngine:
             if shutil.which("ssh") is None:
                 raise DockerUnavailable(
                     f"the Docker engine {self.endpoint.describe()} is reached over ssh, and "
-                    "there is no `ssh` command here",
+                    "there is no ssh command here",
                     hint="install the OpenSSH client (Debian: `apt-get install openssh-client`)",
                 )
             kwargs["use_ssh_client"] = True
