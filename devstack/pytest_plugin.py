@@ -85,11 +85,13 @@ class StackSession:
 
 def _load(config: pytest.Config) -> Any:
     from devstack.declare.settings import load_settings
+    from devstack.engine.endpoint import engine_host
 
     project_dir = Path(config.getini("devstack_project_dir") or config.rootpath)
     if not project_dir.is_absolute():
         project_dir = config.rootpath / project_dir
-    return load_settings(project_dir, config.getoption("devstack_env_file"))
+    env_file = config.getoption("devstack_env_file")
+    return load_settings(project_dir, env_file, engine_host=engine_host())
 
 
 def _is_worker(config: pytest.Config) -> bool:

@@ -76,8 +76,8 @@ class Engine(Protocol):
     def is_running(self, container: str) -> bool:
         """Whether a container by this name or id exists and runs."""
 
-    def port_holder(self, port: int) -> str:
-        """Which container (of which project) publishes host `port`, or another process."""
+    def port_holder(self, port: int) -> str | None:
+        """Which container (of which project) publishes host `port`; None when none does."""
 
     def addresses(self, project: str, network: str) -> dict[str, str]:
         """IP address -> name of every running container of `project` (one-off runs too)

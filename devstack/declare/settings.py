@@ -128,6 +128,9 @@ class Settings:
     timeout: float = 120.0
     ca_bundle: Path | None = None
     groups: frozenset[str] = frozenset()  # optional groups turned on (DEVSTACK_WITH, --with)
+    # the Docker engine's host when it is another machine (DOCKER_HOST=tcp://…, ssh://…, a
+    # context): its published ports are reached there; "" for a local engine
+    engine_host: str = ""
     file_values: Mapping[str, str] = field(default_factory=dict, repr=False)
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -142,8 +145,9 @@ class Settings:
 
     @property
     def probe_host(self) -> str:
-        """Where the host reaches published ports (a wildcard bind is reached on loopback)."""
-        return probe_host(self.bind_address)
+        """Where this machine reaches published ports: a wildcard bind on loopback, or on the
+        engine's host when the engine is another machine."""
+        return reach_host(self.bind_address, self.engine_host)
 
     def raw(self, key: str) -> tuple[str | None, str]:
         """`key`'s text (the environment wins over the file) and where it came from."""
@@ -174,6 +178,8 @@ class Settings:
         return replace(self, groups=self.groups | frozenset(groups))
 
 
+REMOTE_BIND = "0.0.0.0"  # the default bind address on a remote engine: reachable from here
+
 # devstack's own variables: the setting each fills and what parses its text.
 CORE: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DEVSTACK_PROJECT": ("project", _project),
@@ -195,6 +201,15 @@ def probe_host(bind_address: str) -> str:
     return bind_address
 
 
+def reach_host(bind_address: str, engine_host: str = "") -> str:
+    """Where this machine reaches a port published on `bind_address` by an engine on
+    `engine_host` ("" : this machine). A remote engine's wildcard bind is reached at its host;
+    its specific address is that address."""
+    if engine_host and ipaddress.ip_address(bind_address).is_unspecified:
+        return engine_host
+    return probe_host(bind_address)
+
+
 def default_project_name(project_dir: Path) -> str:
     """`<folder>-<6 hex of its absolute path>`: two checkouts in same-named folders differ."""
     resolved = project_dir.resolve()
@@ -204,10 +219,15 @@ def default_project_name(project_dir: Path) -> str:
 
 
 def load_settings(
-    project_dir: Path, env_file: Path | None = None, environ: Mapping[str, str] | None = None
+    project_dir: Path,
+    env_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    engine_host: str = "",
 ) -> Settings:
     """Read `.env` and the environment and validate devstack's own keys (the stack's keys
-    are validated while it is declared: `Env`)."""
+    are validated while it is declared: `Env`). `engine_host`: the engine's host when it is
+    another machine; there, ports bind to all its addresses unless DEVSTACK_BIND_ADDRESS
+    says which, and its loopback (unreachable from here) is refused."""
     env_path = env_file or project_dir / ".env"
     file_values = read_env_file(env_path, required=env_file is not None)
     environ = dict(os.environ if environ is None else environ)
@@ -216,12 +236,24 @@ def load_settings(
         env_file=env_path,
         file_values=file_values,
         environ=environ,
+        engine_host=engine_host,
+        bind_address=REMOTE_BIND if engine_host else Settings.bind_address,
     )
     values = {
         name: settings.parse(key, parse, getattr(settings, name))
         for key, (name, parse) in CORE.items()
     }
-    return replace(settings, **values)
+    settings = replace(settings, **values)
+    if engine_host and settings.is_loopback:
+        key = "DEVSTACK_BIND_ADDRESS"
+        raise ConfigError(
+            f"{key}={settings.bind_address} ({settings.raw(key)[1]}) publishes the ports on the "
+            f"loopback of the Docker engine's host {engine_host}, which this machine cannot "
+            "reach",
+            hint=f"unset it (ports then bind to all of {engine_host}'s addresses) or set the "
+            f"engine's address; {settings.hint_for(key)}",
+        )
+    return settings
 
 
 @dataclass(frozen=True)
@@ -330,9 +362,15 @@ class Env:
                 raise ConfigError(f"{settings.env_file}: unknown setting {key}", hint=hint)
         example = self.example_secrets()
         if example and not settings.is_loopback:
+            where = (
+                f"the Docker engine on {settings.engine_host} publishes the stack on its "
+                f"network (DEVSTACK_BIND_ADDRESS={settings.bind_address})"
+                if settings.engine_host
+                else f"DEVSTACK_BIND_ADDRESS={settings.bind_address} publishes the stack beyond "
+                "this machine"
+            )
             raise ConfigError(
-                f"{settings.env_file} (settings): DEVSTACK_BIND_ADDRESS={settings.bind_address} "
-                f"publishes the stack beyond this machine with the example {example[0]}; set a "
+                f"{settings.env_file} (settings): {where} with the example {example[0]}; set a "
                 "real one first",
                 hint=settings.hint_for(example[0]),
             )

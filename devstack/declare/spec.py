@@ -43,11 +43,22 @@ class Port:
     container_port: int
     setting: str = field(default="", compare=False)  # the .env key that chooses host_port
     url: str = field(default="{host}:{port}", compare=False)
+    # where this machine reaches it (a remote engine's host for a wildcard bind); "": derived
+    reach: str = field(default="", compare=False)
+
+    @property
+    def probe_host(self) -> str:
+        """Where this machine connects to the port: `reach`, else the bind address (loopback
+        for a wildcard)."""
+        if self.reach:
+            return self.reach
+        wildcard = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+        return wildcard.get(self.host_ip, self.host_ip)
 
     def format_url(self, host_ip: str | None = None, host_port: int | None = None) -> str:
         """This port's URL, for the declared or an observed binding."""
         host = host_ip if host_ip is not None else self.host_ip
-        host = "127.0.0.1" if host in {"", "0.0.0.0"} else host
+        host = (self.reach or "127.0.0.1") if host in {"", "0.0.0.0", "::"} else host
         host = f"[{host}]" if ":" in host else host
         return self.url.format(host=host, port=host_port or self.host_port)
 

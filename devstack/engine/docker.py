@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 import socket
 import tarfile
 import threading
@@ -26,7 +27,7 @@ from devstack.declare.spec import File, Service, Stack
 from devstack.engine.endpoint import DEFAULT_HOST, Endpoint, resolve_endpoint
 from devstack.engine.errors import docker_errors
 from devstack.engine.socket import ExecSocket, SocketApi, api_path, refusal, socket_path
-from devstack.errors import DockerApiError
+from devstack.errors import DockerApiError, DockerUnavailable
 
 if TYPE_CHECKING:
     import docker
@@ -161,9 +162,25 @@ class DockerEngine:
 
                 with docker_errors("connect"):
                     self._api = docker.APIClient(
-                        version="auto", timeout=120, **self.endpoint.client_kwargs
+                        version="auto", timeout=120, **self._client_kwargs()
                     )
             return self._api
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        """docker-py's arguments for this endpoint: `ssh://` goes through the OpenSSH client,
+        as the docker CLI does (the user's ~/.ssh/config, agent and known hosts apply; no
+        paramiko), which then runs `docker system dial-stdio` on the engine's host."""
+        kwargs = dict(self.endpoint.client_kwargs)
+        kwargs.setdefault("base_url", self.endpoint.host)
+        if self.endpoint.is_ssh:
+            if shutil.which("ssh") is None:
+                raise DockerUnavailable(
+                    f"the Docker engine {self.endpoint.describe()} is reached over ssh, and "
+                    "there is no ssh command here",
+                    hint="install the OpenSSH client (Debian: `apt-get install openssh-client`)",
+                )
+            kwargs["use_ssh_client"] = True
+        return kwargs
 
     def close(self) -> None:
         if self._api is not None:
@@ -316,7 +333,9 @@ class DockerEngine:
         with docker_errors("start an exec"):
             wrapped = self.api.exec_start(exec_id, tty=tty, socket=True)
         sock: socket.socket = getattr(wrapped, "_sock", wrapped)
-        wrapper = ExecSocket(sock, _read_with_headers(wrapped, sock))
+        # over ssh the "socket" reads the very buffer http.client peeked into: nothing is lost
+        pending = b"" if self.endpoint.is_ssh else _read_with_headers(wrapped, sock)
+        wrapper = ExecSocket(sock, pending)
         sock.settimeout(None)
 
         def frames() -> Iterator[tuple[int, bytes]]:
@@ -363,8 +382,8 @@ class DockerEngine:
             content = archive.extractfile(member) if member is not None else None
             return content.read().decode(errors="replace") if content is not None else None
 
-    def port_holder(self, port: int) -> str:
-        """Which running container (of which project) publishes host `port`."""
+    def port_holder(self, port: int) -> str | None:
+        """Which running container (of which project) publishes host `port`; None: none."""
         rows: list[dict[str, Any]] = self._json("GET", "/containers/json", "list containers")
         for row in rows:
             if any(p.get("PublicPort") == port for p in row.get("Ports") or []):
@@ -372,7 +391,7 @@ class DockerEngine:
                 project = (row.get("Labels") or {}).get(labels.PROJECT)
                 owner = f" of devstack project {project}" if project else ""
                 return f"container {name}{owner}"
-        return "another process (not a container)"
+        return None
 
     def addresses(self, project: str, network: str) -> dict[str, str]:
         """IP address -> name of every running container of `project` on `network`."""

@@ -14,12 +14,14 @@ always uses `$DOCKER_CONFIG/contexts`. In that case the store is read here, into
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from devstack.errors import ConfigError
 
@@ -43,6 +45,17 @@ class Endpoint:
         """True when nothing chose an engine: the default socket."""
         return self.source == "default"
 
+    @property
+    def remote_host(self) -> str:
+        """The engine's host when it is another machine (`tcp://`, `ssh://`, `http(s)://` to
+        a host that is not this one's loopback), where its published ports are reached; ""
+        for a local engine (a unix socket, a named pipe, or loopback)."""
+        return remote_host_of(self.host)
+
+    @property
+    def is_ssh(self) -> bool:
+        return self.host.startswith("ssh://")
+
     def describe(self) -> str:
         """E.g. "context colima (unix:///home/me/.colima/default/docker.sock)"."""
         if self.source == "DOCKER_HOST":
@@ -54,6 +67,29 @@ class Endpoint:
     def as_json(self) -> dict[str, str]:
         """The endpoint for `status --json`."""
         return {"source": self.source, "context": self.context, "host": self.host}
+
+
+def remote_host_of(host: str) -> str:
+    """The host name or address in a Docker address (`tcp://10.0.0.5:2375`,
+    `ssh://me@build-box`, `tcp://[fd00::5]:2376`) when it names another machine; "" otherwise."""
+    parts = urlsplit(host)
+    if parts.scheme not in {"tcp", "ssh", "http", "https"}:
+        return ""
+    name = parts.hostname or ""
+    if not name or name == "localhost" or name.endswith(".localhost"):
+        return ""
+    try:
+        if ipaddress.ip_address(name).is_loopback:
+            return ""
+    except ValueError:
+        pass  # a host name
+    return name
+
+
+def engine_host() -> str:
+    """Where the chosen engine publishes ports, seen from here: its host when it is another
+    machine, "" when it is this one (see Endpoint.remote_host)."""
+    return resolve_endpoint().remote_host
 
 
 def resolve_endpoint() -> Endpoint:

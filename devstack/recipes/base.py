@@ -17,7 +17,7 @@ from devstack.declare.checks import (
     ReadinessCheck,
     TcpConnect,
 )
-from devstack.declare.settings import Env, probe_host
+from devstack.declare.settings import Env
 from devstack.declare.spec import (
     Condition,
     Dependency,
@@ -40,7 +40,8 @@ def publish(
     """A port published on the host: `key` in `.env` chooses the host port (`default`);
     `url` is what `status` and `up` show ({host} and {port} filled in)."""
     host_port = env.port(key, default)
-    return Port(env.settings.bind_address, host_port, container_port, key, url=url)
+    bind, reach = env.settings.bind_address, env.settings.probe_host
+    return Port(bind, host_port, container_port, key, url=url, reach=reach)
 
 
 def volume(env: Env, name: str, target: str) -> Mount:
@@ -71,9 +72,7 @@ def healthcheck(env: Env, test: Sequence[str]) -> Healthcheck:
 # --- readiness checks ------------------------------------------------------------------------
 def http(port: Port, path: str = "/") -> HttpGet:
     """Ready when `GET path` on the published `port` answers 200."""
-    return HttpGet(
-        probe_host(port.host_ip), port.host_port, path, container_port=port.container_port
-    )
+    return HttpGet(port.probe_host, port.host_port, path, container_port=port.container_port)
 
 
 def tcp(port: Port) -> TcpConnect:

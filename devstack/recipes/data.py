@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from devstack.declare.checks import PostgresLogin, RedisPing
-from devstack.declare.settings import Env, probe_host
+from devstack.declare.settings import Env
 from devstack.declare.spec import (
     ClusterHints,
     Database,
@@ -55,7 +55,7 @@ def postgres(
             env, ("CMD-SHELL", "pg_isready -h 127.0.0.1 -U $POSTGRES_USER -d $POSTGRES_DB")
         ),
         readiness=PostgresLogin(
-            probe_host(published.host_ip),
+            published.probe_host,
             published.host_port,
             user=user,
             password=password,
@@ -108,7 +108,7 @@ def redis(
         ports=(published,),
         mounts=(volume(env, data_volume, "/data"),),
         healthcheck=healthcheck(env, ("CMD", "redis-cli", "ping")),
-        readiness=RedisPing(probe_host(published.host_ip), published.host_port),
+        readiness=RedisPing(published.probe_host, published.host_port),
         cluster=ClusterHints(uid=999),  # the official image's redis user
         shortcuts=(
             Shortcut(

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from devstack.declare.checks import Completed, ExecCommand, HttpGet
-from devstack.declare.settings import Env, probe_host
+from devstack.declare.settings import Env
 from devstack.declare.spec import (
     Build,
     ClusterHints,
@@ -140,7 +140,7 @@ def asgi_app(
         )
     else:
         command = ("uvicorn", *serve)
-    host, inner = probe_host(port.host_ip), port.container_port
+    host, inner = port.probe_host, port.container_port
     health = ("CMD", "curl", "-fsS", f"http://localhost:{inner}{health_path}")
     return Service(
         name=name,

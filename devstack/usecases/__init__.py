@@ -18,12 +18,13 @@ from devstack.converge.observed import Observed
 from devstack.converge.progress import SKIPPED, Event, Reporter
 from devstack.converge.status import StatusRow, status_rows
 from devstack.declare.settings import Settings, load_settings
-from devstack.declare.spec import Build, Service, Stack
+from devstack.declare.spec import Build, Port, Service, Stack
 from devstack.engine.endpoint import Endpoint
 from devstack.errors import ConfigError, DevstackError, ResourceConflict, ServiceFailed
 from devstack.usecases.lock import project_lock
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 if TYPE_CHECKING:  # the executor and builds are imported only by the commands that run them
     from devstack.converge.executor import RunResult
@@ -77,7 +78,10 @@ def load_project(
 ) -> Project:
     """Read `.env` (or `env_file`) and run the project's `stack.py`, with the optional
     `groups` turned on as well; ConfigError on bad input."""
-    return project_of(load_settings(project_dir, env_file).with_groups(set(groups)))
+    from devstack.engine.endpoint import engine_host
+
+    settings = load_settings(project_dir, env_file, engine_host=engine_host())
+    return project_of(settings.with_groups(set(groups)))
 
 
 def project_of(settings: Settings) -> Project:
@@ -196,6 +200,7 @@ def up(
     from devstack.converge.executor import Executor
 
     project.check_on(services)
+    refuse_host_paths(engine, project.stack.services, project.settings.dev_mode)
     stack = resolve_images(project.stack)
     with project_lock(stack.project, "up"):
         observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
@@ -257,22 +262,90 @@ def _record_ready(project: Project, engine: Engine, observed: Observed, result: 
         verdicts.record(project.settings.project_dir, project.stack.project, entries, existing)
 
 
+def refuse_host_paths(engine: Engine, services: Sequence[Service], dev_mode: bool) -> None:
+    """A remote engine cannot mount this machine's files: refuse a service that bind-mounts
+    one (dev mode mounts the sources) before anything changes, saying what to do instead."""
+    remote = engine.endpoint.remote_host
+    if not remote:
+        return
+    for service in services:
+        for mount in service.mounts:
+            if mount.kind != "bind":
+                continue
+            if dev_mode:
+                raise ConfigError(
+                    f"dev mode mounts this machine's {mount.source} into {service.name}, and "
+                    f"the Docker engine on {remote} cannot see this machine's files",
+                    hint="set DEVSTACK_DEV_MODE=false (the image carries the code; `up` "
+                    "rebuilds it after a change), or use a Docker engine on this machine",
+                )
+            raise ConfigError(
+                f"{service.name} mounts this machine's {mount.source}, which the Docker engine "
+                f"on {remote} cannot see",
+                hint="copy it into the image instead, or use a Docker engine on this machine",
+            )
+
+
 def check_ports(engine: Engine, plan: Plan, observed: Observed) -> None:
-    """Before anything changes: every host port a container will take must be free."""
+    """Before anything changes: every host port a container will take must be free. On this
+    machine's engine: a bind here. On another host's (nothing binds there from here): no
+    container of that engine publishes it, and nothing answers a connection to it there."""
     from devstack.converge.plan import Action, Kind
 
     ours = {p.host_port for c in observed.containers.values() if c.running for p in c.ports}
-    for op in plan.of_kind(Kind.CONTAINER):
-        if op.action is Action.KEEP or op.service is None:
-            continue
-        for port in op.service.ports:
-            if port.host_port in ours or _port_free(port.host_ip, port.host_port):
-                continue
+    remote = engine.endpoint.remote_host
+    wanted = [
+        port
+        for op in plan.of_kind(Kind.CONTAINER)
+        if op.action is not Action.KEEP and op.service is not None
+        for port in op.service.ports
+        if port.host_port not in ours
+    ]
+    if remote:
+        _check_remote_ports(engine, remote, wanted)
+        return
+    for port in wanted:
+        if not _port_free(port.host_ip, port.host_port):
             raise ResourceConflict(
                 f"host port {port.host_port} ({port.setting}) is already in use by "
-                f"{engine.port_holder(port.host_port)}",
+                f"{engine.port_holder(port.host_port) or OTHER_PROCESS}",
                 hint=f"stop it, or set {port.setting} in .env to a free port",
             )
+
+
+OTHER_PROCESS = "another process (not a container)"
+
+
+def _check_remote_ports(engine: Engine, remote: str, ports: Sequence[Port]) -> None:
+    """The engine's own containers first (it names them), then a TCP connect to each port
+    where this machine reaches it: an answer means another process listens there."""
+    for port in ports:
+        holder = engine.port_holder(port.host_port)
+        if holder:
+            raise ResourceConflict(
+                f"host port {port.host_port} ({port.setting}) on the Docker engine's host "
+                f"{remote} is already in use by {holder}",
+                hint=f"stop it, or set {port.setting} in .env to a free port",
+            )
+    answered = _each_at_once(lambda p: (p, _answers(p.probe_host, p.host_port)), list(ports))
+    for port, answers in answered:
+        if answers:
+            raise ResourceConflict(
+                f"host port {port.host_port} ({port.setting}) on the Docker engine's host "
+                f"{remote} is already in use by {OTHER_PROCESS}: {port.probe_host}:"
+                f"{port.host_port} accepts connections",
+                hint=f"stop it, or set {port.setting} in .env to a free port",
+            )
+
+
+def _answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether something accepts a TCP connection at host:port (refused, unreachable or
+    silent: no; a silent firewall costs `timeout`, and Docker still refuses a taken port)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _port_free(host_ip: str, port: int) -> bool:
@@ -371,7 +444,7 @@ def probe_starting(
     return frozenset(name for name in _each_at_once(ready, starting) if name)
 
 
-def _each_at_once(work: Callable[[str], T], names: list[str]) -> list[T]:
+def _each_at_once(work: Callable[[K], T], names: list[K]) -> list[T]:
     """`work` for every name, each on its own thread (engine round trips overlap)."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -517,6 +590,7 @@ def run_one_off(
     PID 1 (pytest does), and a one-off keeps nothing a graceful stop would save."""
     import secrets
 
+    refuse_host_paths(engine, [service], dev_mode=False)
     container = engine.create_container(stack, service, one_off=f"run-{secrets.token_hex(3)}")
     try:
         engine.start(container)

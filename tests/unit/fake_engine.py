@@ -163,8 +163,11 @@ class FakeEngine:
     def is_running(self, container: str) -> bool:
         return self._find(container).status() == "running"
 
-    def port_holder(self, port: int) -> str:
-        return "another process (not a container)"
+    def port_holder(self, port: int) -> str | None:
+        for c in self.containers.values():
+            if c.status == "running" and any(p.host_port == port for p in c.service.ports):
+                return f"container {c.name}"
+        return None
 
     def addresses(self, project: str, network: str) -> dict[str, str]:
         return {}
