@@ -13,7 +13,7 @@ import hashlib
 import ipaddress
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -348,8 +348,9 @@ class Env:
             k.name for k in self.keys.values() if k.example and values[k.name] == k.default
         )
 
-    def check(self) -> None:
-        """After the declaration: unknown keys (typos) and example secrets on a public bind."""
+    def check(self, example: Sequence[str]) -> None:
+        """After the declaration: unknown keys (typos), and `example` secrets (those still at
+        their example default that the services turned on use) on a public bind."""
         settings = self.settings
         known = {*CORE, *self.keys}
         checked = (CORE_PREFIX, *{k.split("_", 1)[0] + "_" for k in self.keys if "_" in k})
@@ -360,7 +361,6 @@ class Env:
                 close = difflib.get_close_matches(key, sorted(known), n=1)
                 hint = f"did you mean {close[0]}?" if close else "see .env.example for valid keys"
                 raise ConfigError(f"{settings.env_file}: unknown setting {key}", hint=hint)
-        example = self.example_secrets()
         if example and not settings.is_loopback:
             where = (
                 f"the Docker engine on {settings.engine_host} publishes the stack on its "

@@ -53,7 +53,11 @@ def declare_with_env(settings: Settings, path: Path | None = None) -> tuple[Stac
             "(end it with `return recipes.stack(env, ...)`)",
             hint=HINT,
         )
-    env.check()
+    try:  # only the secrets of services turned on matter (a group off is not published)
+        examples = stack.active().example_secrets
+    except ValueError:  # a service on depends on one off: project_of says so
+        examples = stack.example_secrets
+    env.check(examples)
     check_ports(stack, settings)
     return stack, env
 

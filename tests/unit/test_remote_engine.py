@@ -128,6 +128,21 @@ def test_example_secrets_are_refused_on_a_remote_engine(tmp_path: Path) -> None:
         usecases.project_of(settings)
 
 
+def test_only_the_example_secrets_of_services_turned_on_are_refused(tmp_path: Path) -> None:
+    """GRAFANA_ADMIN_PASSWORD, used by the monitoring group only, refused every remote `up`
+    without that group; with the group on it is refused."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("DEVSTACK_PROJECT=demo\nPOSTGRES_PASSWORD=a-real-one\n")
+    repo = Path(__file__).parents[2]
+    for name in ("stack.py", ".env.example", "monitoring/dashboard.json"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text((repo / name).read_text())
+    settings = load_settings(tmp_path, env_file, environ={}, engine_host="192.0.2.7")
+    assert "grafana" not in usecases.project_of(settings).stack.names
+    with pytest.raises(ConfigError, match=r"example GRAFANA_ADMIN_PASSWORD"):
+        usecases.project_of(settings.with_groups({"monitoring"}))
+
+
 def test_dev_mode_is_refused_on_a_remote_engine_in_one_line(tmp_path: Path) -> None:
     settings = remote_settings(tmp_path, "DEVSTACK_DEV_MODE=true\n")
     project = usecases.project_of(settings)  # type: ignore[arg-type]
