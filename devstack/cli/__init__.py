@@ -143,7 +143,21 @@ def cmd_up(args: argparse.Namespace) -> int:
         console.print(f"[green]up to date[/]: nothing to change · project {outcome.stack.project}")
     _print_status(console, engine, outcome, frozenset(outcome.result.ready_after))
     _print_links(console, outcome.stack)
+    if args.timeline:
+        _print_timeline(console, project)
     return EXIT_OK
+
+
+def _print_timeline(console: Console, project: Project) -> None:
+    from devstack.converge.timeline import as_text
+    from devstack.usecases import last_timeline
+
+    timeline = last_timeline(project)
+    if timeline is None:
+        console.print("no timeline recorded yet: the next `up` that starts something records it")
+        return
+    for line in as_text(timeline):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _say_build_fallbacks(console: Console, stack: Stack) -> None:

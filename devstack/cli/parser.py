@@ -9,7 +9,7 @@ from pathlib import Path
 
 EXAMPLES = {
     "up": "examples:\n  python -m devstack up\n  python -m devstack up --plan\n"
-    "  python -m devstack up api --timeout 60",
+    "  python -m devstack up api --timeout 60\n  python -m devstack up --timeline",
     "status": "examples:\n  python -m devstack status\n  python -m devstack status --json",
     "down": "examples:\n  python -m devstack down            # keeps the data volumes\n"
     "  python -m devstack down --volumes  # deletes this project's data too\n"
@@ -89,6 +89,12 @@ def build_parser(project_dir: Path | None = None) -> argparse.ArgumentParser:
     up.add_argument("--timeout", type=seconds, help="seconds to wait for health (default 120)")
     up.add_argument("--plan", action="store_true", help="print what would change, change nothing")
     up.add_argument("--quiet", action="store_true", help="plain lines, no live display")
+    up.add_argument(
+        "--timeline",
+        action="store_true",
+        help="then print when each service was created, started, released and ready (and "
+        "which check passed) in the last `up` that changed something",
+    )
     up.add_argument(
         "--with",
         dest="groups",
