@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         "logs": cmd_logs,
         "export": cmd_export,
         "db": cmd_db,
+        "dashboard": cmd_dashboard,
     }.get(args.command, cmd_exec)
     received: list[int] = []
     try:
@@ -260,6 +261,26 @@ def cmd_logs(args: argparse.Namespace) -> int:
         tail=args.tail,
         since=args.since,
     )
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Serve the dashboard until Ctrl-C (exit 130)."""
+    from devstack.cli.ui import make_console
+    from devstack.dashboard import Options, serve
+
+    project = _project(args)
+    console = make_console()
+
+    def say(line: str) -> None:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+        console.file.flush()
+
+    options = Options(args.host, args.port, not args.no_open, args.allow_remote)
+    try:
+        return serve(project, _connect(), options, say)
+    except KeyboardInterrupt:
+        say("dashboard stopped")
+        return EXIT_INTERRUPTED
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -17,6 +17,8 @@ EXAMPLES = {
     "restart": "examples:\n  python -m devstack restart api\n  python -m devstack restart",
     "logs": "examples:\n  python -m devstack logs\n  python -m devstack logs api -f\n"
     "  python -m devstack logs postgres --tail 50 --since 10m",
+    "dashboard": "examples:\n  python -m devstack dashboard\n"
+    "  python -m devstack dashboard --port 8765 --no-open",
     "exec": "examples:\n  python -m devstack exec api -- python -V\n"
     "  python -m devstack exec postgres -- pg_isready",
     "export": "examples:\n  python -m devstack export k8s --api-image "
@@ -45,7 +47,7 @@ def seconds(text: str) -> float:
     return value
 
 
-BUILT_IN = ("up", "status", "down", "restart", "logs", "export", "db", "exec")
+BUILT_IN = ("up", "status", "down", "restart", "logs", "export", "db", "exec", "dashboard")
 
 
 def _version() -> str:
@@ -123,6 +125,8 @@ def build_parser(project_dir: Path | None = None) -> argparse.ArgumentParser:
     logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines of each")
     logs.add_argument("--since", metavar="T", help="e.g. 10m, 2h, 30s or 2026-11-26T08:00:00")
 
+    _add_dashboard(command("dashboard", "the stack in your browser: services, logs, timeline"))
+
     _add_export(command("export", "render the stack as Kubernetes manifests (kustomize dir)"))
 
     _add_db(command("db", "snapshots of the application's database: snapshot, restore, list..."))
@@ -155,6 +159,31 @@ def _add_db(db: argparse.ArgumentParser) -> None:
     reset = actions.add_parser("reset", help="drop the database and re-create it from migrations")
     for sub in (snap, restore, reset):
         sub.add_argument("--force", action="store_true", help="disconnect clients (says so)")
+
+
+def _add_dashboard(dashboard: argparse.ArgumentParser) -> None:
+    """`dashboard` and its options (see devstack.dashboard)."""
+    dashboard.add_argument("--port", type=port_number, default=0, help="default: a free port")
+    dashboard.add_argument(
+        "--host", default="127.0.0.1", metavar="ADDR", help="default 127.0.0.1 (this machine)"
+    )
+    dashboard.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host beyond this machine (refused while an example password is in use)",
+    )
+    dashboard.add_argument("--no-open", action="store_true", help="do not open a browser")
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port (1-65535)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 1 to 65535 (got {text})")
+    return value
 
 
 def _add_export(export: argparse.ArgumentParser) -> None:
