@@ -25,6 +25,7 @@ from devstack.usecases.logs import Follower
 from devstack.usecases.overview import changes_rows, container_events, log_follower, views
 
 DEBOUNCE = 0.03  # s: events come in bursts (kill, die, stop); read the rows once per burst
+SETTLE = 0.25  # s: after an event-driven read, read once more this much later
 REFRESH = 10.0  # s: without events, the rows are read again this often (uptime moves on)
 LOG_FLUSH = 0.1  # s: log lines are sent in batches at most this often
 LOG_BACKLOG = 2000  # lines a newly opened tab receives
@@ -151,13 +152,18 @@ class Hub:
             self.stop.wait(RETRY)
 
     def _refresher(self) -> None:
+        """Read the rows after each burst of events, once more SETTLE later (Docker may send
+        `die` before its container list says "exited"), and every REFRESH without events."""
+        settle = False
         while not self.stop.is_set():
-            self.dirty.wait(REFRESH)
+            woke = self.dirty.wait(SETTLE if settle else REFRESH)
             if self.stop.is_set():
                 return
-            self.stop.wait(DEBOUNCE)  # the rest of a burst of events
-            self.dirty.clear()
+            if woke:
+                self.stop.wait(DEBOUNCE)  # the rest of a burst of events
+                self.dirty.clear()
             self._refresh()
+            settle = woke
 
     def _refresh(self) -> None:
         """Read the rows (one status, as `status` does) and send them if they changed."""
