@@ -8,6 +8,8 @@
 #      built from Debian packages by scripts/local-images.sh, whose names go into .env
 #   5. DEVSTACK_CA_BUNDLE in .env when PyPI is trusted inside the Python base image only
 #      through the host's CA bundle (a TLS-intercepting proxy; pip in the API build needs it)
+#   6. Debian's chromium + chromium-driver for the dashboard's browser tests (root on Debian;
+#      skipped when both are present)
 #
 # Idempotent and quick on a warm machine. Options:
 #   --local-images   use the local stand-in images even if a registry is reachable
@@ -134,7 +136,7 @@ ensure_python() {
     # current = the stamp was written by this interpreter after the last pyproject.toml change,
     # and everything still imports (from outside the checkout, so not via the cwd)
     if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$(cat "$stamp")" = "$exe" ] &&
-        (cd / && "$PYTHON" -c 'import devstack, docker, rich, tenacity, pytest, httpx') 2>/dev/null; then
+        (cd / && "$PYTHON" -c 'import devstack, docker, rich, tenacity, pytest, httpx, selenium') 2>/dev/null; then
         say "python: devstack and test dependencies already installed ($exe)"
         return
     fi
@@ -314,9 +316,20 @@ urllib.request.urlopen("https://pypi.org/simple/pip/", timeout=10).close()' 2>&1
     fi
 }
 
+# ------------------------------------------------------------------- 6. a headless browser
+ensure_browser() { # the dashboard's end-to-end tests drive it (tests/integration/test_dashboard.py)
+    if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+        say "browser: chromium and chromium-driver present"
+        return
+    fi
+    apt_install chromium chromium-driver ||
+        warn "browser: could not install chromium + chromium-driver (not root on Debian?): the dashboard's browser tests need them"
+}
+
 ensure_docker
 ensure_python
 ensure_env_file
 ensure_images
 ensure_ca_bundle
+ensure_browser
 say "ready: next, python -m devstack up"

@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         "export": cmd_export,
         "top": cmd_top,
         "db": cmd_db,
+        "dashboard": cmd_dashboard,
     }.get(args.command, cmd_exec)
     received: list[int] = []
     try:
@@ -144,7 +145,21 @@ def cmd_up(args: argparse.Namespace) -> int:
         console.print(f"[green]up to date[/]: nothing to change · project {outcome.stack.project}")
     _print_status(console, engine, outcome, frozenset(outcome.result.ready_after))
     _print_links(console, outcome.stack)
+    if args.timeline:
+        _print_timeline(console, project)
     return EXIT_OK
+
+
+def _print_timeline(console: Console, project: Project) -> None:
+    from devstack.converge.timeline import as_text
+    from devstack.usecases import last_timeline
+
+    timeline = last_timeline(project)
+    if timeline is None:
+        console.print("no timeline recorded yet: the next `up` that starts something records it")
+        return
+    for line in as_text(timeline):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _say_build_fallbacks(console: Console, stack: Stack) -> None:
@@ -257,6 +272,26 @@ def cmd_logs(args: argparse.Namespace) -> int:
         tail=args.tail,
         since=args.since,
     )
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Serve the dashboard until Ctrl-C (exit 130)."""
+    from devstack.cli.ui import make_console
+    from devstack.dashboard import Options, serve
+
+    project = _project(args)
+    console = make_console()
+
+    def say(line: str) -> None:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+        console.file.flush()
+
+    options = Options(args.host, args.port, not args.no_open, args.allow_remote)
+    try:
+        return serve(project, _connect(), options, say)
+    except KeyboardInterrupt:
+        say("dashboard stopped")
+        return EXIT_INTERRUPTED
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 EXAMPLES = {
     "up": "examples:\n  python -m devstack up\n  python -m devstack up --plan\n"
-    "  python -m devstack up api --timeout 60",
+    "  python -m devstack up api --timeout 60\n  python -m devstack up --timeline",
     "status": "examples:\n  python -m devstack status\n  python -m devstack status --json",
     "down": "examples:\n  python -m devstack down            # keeps the data volumes\n"
     "  python -m devstack down --volumes  # deletes this project's data too\n"
@@ -17,6 +17,8 @@ EXAMPLES = {
     "restart": "examples:\n  python -m devstack restart api\n  python -m devstack restart",
     "logs": "examples:\n  python -m devstack logs\n  python -m devstack logs api -f\n"
     "  python -m devstack logs postgres --tail 50 --since 10m",
+    "dashboard": "examples:\n  python -m devstack dashboard\n"
+    "  python -m devstack dashboard --port 8765 --no-open",
     "exec": "examples:\n  python -m devstack exec api -- python -V\n"
     "  python -m devstack exec postgres -- pg_isready",
     "export": "examples:\n  python -m devstack export k8s --api-image "
@@ -45,7 +47,7 @@ def seconds(text: str) -> float:
     return value
 
 
-BUILT_IN = ("up", "status", "down", "restart", "logs", "export", "db", "exec")
+BUILT_IN = ("up", "status", "down", "restart", "logs", "export", "db", "exec", "dashboard")
 
 
 def _version() -> str:
@@ -90,6 +92,12 @@ def build_parser(project_dir: Path | None = None) -> argparse.ArgumentParser:
     up.add_argument("--plan", action="store_true", help="print what would change, change nothing")
     up.add_argument("--quiet", action="store_true", help="plain lines, no live display")
     up.add_argument(
+        "--timeline",
+        action="store_true",
+        help="then print when each service was created, started, released and ready (and "
+        "which check passed) in the last `up` that changed something",
+    )
+    up.add_argument(
         "--with",
         dest="groups",
         action="append",
@@ -121,6 +129,7 @@ def build_parser(project_dir: Path | None = None) -> argparse.ArgumentParser:
     top.add_argument("--interval", type=seconds, default=1.0, help="seconds between refreshes")
     top.add_argument("--once", action="store_true", help="print one frame and exit")
     top.add_argument("--quiet", action="store_true", help="plain lines, no live display")
+    _add_dashboard(command("dashboard", "the stack in your browser: services, logs, timeline"))
 
     _add_export(command("export", "render the stack as Kubernetes manifests (kustomize dir)"))
 
@@ -154,6 +163,31 @@ def _add_db(db: argparse.ArgumentParser) -> None:
     reset = actions.add_parser("reset", help="drop the database and re-create it from migrations")
     for sub in (snap, restore, reset):
         sub.add_argument("--force", action="store_true", help="disconnect clients (says so)")
+
+
+def _add_dashboard(dashboard: argparse.ArgumentParser) -> None:
+    """`dashboard` and its options (see devstack.dashboard)."""
+    dashboard.add_argument("--port", type=port_number, default=0, help="default: a free port")
+    dashboard.add_argument(
+        "--host", default="127.0.0.1", metavar="ADDR", help="default 127.0.0.1 (this machine)"
+    )
+    dashboard.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host beyond this machine (refused while an example password is in use)",
+    )
+    dashboard.add_argument("--no-open", action="store_true", help="do not open a browser")
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port (1-65535)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 1 to 65535 (got {text})")
+    return value
 
 
 def _add_export(export: argparse.ArgumentParser) -> None:

@@ -39,6 +39,24 @@ class Stream(Protocol):
 
 
 @dataclass(frozen=True)
+class ContainerEvent:
+    """Something that happened to one of a project's containers (Docker's /events)."""
+
+    service: str  # the service label ("" when the container has none)
+    action: str  # create | start | die | kill | stop | destroy | health_status: unhealthy ...
+    container: str  # its id
+
+
+class EventStream(Protocol):
+    """A following stream of container events that another thread may close to end it."""
+
+    def __iter__(self) -> Iterator[ContainerEvent]: ...
+
+    def close(self) -> None:
+        """End the stream (its iteration stops)."""
+
+
+@dataclass(frozen=True)
 class BuildRequest:
     """An image build: the context as a tar, the Dockerfile, target, args, tag and labels."""
 
@@ -75,6 +93,9 @@ class Engine(Protocol):
 
     def is_running(self, container: str) -> bool:
         """Whether a container by this name or id exists and runs."""
+
+    def events(self, project: str) -> EventStream:
+        """From now on, every event of the project's containers, as it happens."""
 
     def port_holder(self, port: int) -> str | None:
         """Which container (of which project) publishes host `port`; None when none does."""

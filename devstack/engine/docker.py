@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from devstack.converge.engine_protocol import BuildRequest, ExecConnection
+from devstack.converge.engine_protocol import BuildRequest, ContainerEvent, ExecConnection
 from devstack.converge.observed import ImageUse, Observed, container_addresses, parse_snapshot
 from devstack.declare import labels
 from devstack.declare.checks import ContainerState
@@ -44,6 +44,28 @@ class LogStream:
     def __iter__(self) -> Iterator[bytes]:
         with docker_errors("follow container logs"):
             yield from self._raw
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._raw.close()
+
+
+class ContainerEvents:
+    """A following stream of a project's container events; `close` (any thread) ends it."""
+
+    def __init__(self, raw: Any):
+        self._raw = raw
+
+    def __iter__(self) -> Iterator[ContainerEvent]:
+        with docker_errors("follow engine events"):
+            for item in self._raw:
+                actor = item.get("Actor") or {}
+                attributes = actor.get("Attributes") or {}
+                yield ContainerEvent(
+                    service=str(attributes.get(labels.SERVICE, "")),
+                    action=str(item.get("Action") or item.get("status") or ""),
+                    container=str(actor.get("ID") or item.get("id") or ""),
+                )
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -308,6 +330,13 @@ class DockerEngine:
             if exc.status == DockerApiError.NOT_FOUND:
                 return False
             raise
+
+    def events(self, project: str) -> ContainerEvents:
+        """From now on, every event of the project's containers (one long request)."""
+        query = {**labels.project_filter(project), "type": ["container"]}
+        with docker_errors("follow engine events"):
+            raw = self.api.events(decode=True, filters=query)
+        return ContainerEvents(raw)
 
     def exec_create(
         self,

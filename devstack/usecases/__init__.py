@@ -29,6 +29,7 @@ K = TypeVar("K")
 if TYPE_CHECKING:  # the executor and builds are imported only by the commands that run them
     from devstack.converge.executor import RunResult
     from devstack.converge.plan import Plan
+    from devstack.converge.timeline import Recorder, Timeline
 
 
 @dataclass(frozen=True)
@@ -207,9 +208,14 @@ def up(
         stack, observed = _without_unobtainable(stack, observed, engine, report, services)
         plan = _plan_up(project, stack, observed, services)
         check_ports(engine, plan, observed)
-        executor = Executor(engine, stack, report, cancel)
+        recorder = _recorder(stack, report)
+        executor = Executor(engine, stack, recorder, cancel)
         existing = {name: c.id for name, c in observed.containers.items()}
-        result = executor.run(plan, timeout or project.settings.timeout, existing)
+        try:
+            result = executor.run(plan, timeout or project.settings.timeout, existing)
+        finally:
+            if plan.changes:  # an up-to-date `up` keeps the timeline of the one that started it
+                _save_timeline(project, recorder.timeline(stack.names))
         if plan.changes:
             observed = engine.snapshot(stack.project)
         _record_ready(project, engine, observed, result)
@@ -240,6 +246,27 @@ def _without_unobtainable(
     if len(skipped) < len(missing):  # something was pulled: its id is needed
         observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
     return stack.with_services([s for s in stack.services if s.name not in skipped]), observed
+
+
+def _recorder(stack: Stack, report: Reporter) -> Recorder:
+    """A reporter that also records the run's timeline (devstack.converge.timeline)."""
+    from devstack.converge.timeline import Recorder
+
+    checks = {s.name: s.readiness.describe() for s in stack.services if s.readiness}
+    return Recorder(stack.project, report, checks)
+
+
+def _save_timeline(project: Project, timeline: Timeline) -> None:
+    from devstack.converge import timeline as timelines
+
+    timelines.save(project.settings.project_dir, timeline)
+
+
+def last_timeline(project: Project) -> Timeline | None:
+    """The timeline of the project's last `up` that changed something, or None."""
+    from devstack.converge import timeline as timelines
+
+    return timelines.load(project.settings.project_dir, project.stack.project)
 
 
 def _record_ready(project: Project, engine: Engine, observed: Observed, result: RunResult) -> None:
