@@ -223,8 +223,10 @@ def test_restart_from_the_page_restarts_the_container_and_the_logs_follow_it(
 
     def followed() -> bool:  # the new start's first lines reached the page
         lines = browser.execute_script(chatty_lines)
-        last = len(lines) - 1 - lines[::-1].index("chatty started") if lines else -1
-        return lines.count("chatty started") > starts and "tick 1 odd" in lines[last:]
+        if lines.count("chatty started") <= starts:
+            return False  # (index() raised when no start line had reached the page yet)
+        last = len(lines) - 1 - lines[::-1].index("chatty started")
+        return "tick 1 odd" in lines[last:]
 
     poll(followed, timeout=30)
 
