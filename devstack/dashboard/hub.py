@@ -32,6 +32,7 @@ LOG_BACKLOG = 2000  # lines a newly opened tab receives
 LOG_TAIL = 200  # lines of each service read when the dashboard starts
 CLIENT_QUEUE = 500  # messages queued for a slow tab before it is dropped (it reconnects)
 RETRY = 2.0  # s: wait before following the engine's events again after an error
+NOW_EVERY = 2.0  # s: the "Now" panel's numbers are read from Prometheus this often
 
 
 def sse(kind: str, data: object) -> bytes:
@@ -65,10 +66,7 @@ class Hub:
         self.events: EventStream | None = None
         self.follower: Follower | None = None
         self.threads: list[threading.Thread] = []
-        # --- NOW PANEL (issue 24, "Now"): the lead wires the monitoring group's use case here:
-        # a function returning {service: {"rate": .., "errors": .., "p95": .., "tasks": ..}},
-        # called on its own thread and sent as `now` events; None keeps the panel's placeholder.
-        self.now_provider: Callable[[], dict[str, Any]] | None = None
+        self.now: dict[str, Any] | None = None  # the last numbers sent to the "Now" panel
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -79,6 +77,7 @@ class Hub:
             (self._refresher, "dashboard-rows"),
             (self._follow_logs, "dashboard-logs"),
             (self._flush_logs, "dashboard-log-batches"),
+            (self._watch_now, "dashboard-now"),
         ):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -108,6 +107,8 @@ class Hub:
             client.messages.put_nowait(sse("timeline", self.timeline()))
             if self.logs:
                 client.messages.put_nowait(sse("logs", list(self.logs)))
+            if self.now is not None:
+                client.messages.put_nowait(sse("now", self.now))
             self.clients.add(client)
         return client
 
@@ -185,6 +186,39 @@ class Hub:
             self.state = state
         if changed:
             self.broadcast("state", state)
+
+    # --- now: what the services do, from the monitoring group's Prometheus -----------------
+    def _watch_now(self) -> None:
+        """Every NOW_EVERY while a tab is open: each watched service's numbers, or why there
+        are none (the group is off, Prometheus does not answer), as a `now` event."""
+        from devstack.usecases.metrics import monitor
+
+        while not self.stop.wait(self._now_every()):
+            with self.lock:
+                watched = bool(self.clients)
+            if not watched and self.now is not None:
+                continue  # nobody looks: Prometheus is not asked
+            try:
+                rates = monitor(self.project, self.engine).rates()
+                now: dict[str, Any] = {
+                    "at": time.time(),
+                    "services": [
+                        {"service": r.service, "family": r.family, "values": r.values}
+                        for r in rates
+                    ],
+                }
+            except DevstackError as exc:
+                hint = f" ({exc.hint})" if exc.hint else ""
+                now = {"at": time.time(), "services": [], "off": exc.message + hint}
+            self.now = now
+            self.broadcast("now", now)
+
+    def _now_every(self) -> float:
+        """At once the first time; then NOW_EVERY, or REFRESH while there is nothing to read
+        (the group off: a Docker call each time, to see whether it was turned on)."""
+        if self.now is None:
+            return 0.0
+        return NOW_EVERY if self.now["services"] else REFRESH
 
     # --- logs ------------------------------------------------------------------------------
     def _follow_logs(self) -> None:

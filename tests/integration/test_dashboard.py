@@ -163,6 +163,9 @@ def test_the_page_shows_every_service_its_health_message_and_the_timeline(
     )
     assert set(timeline) == {"web", "chatty"}
     assert "log line /chatty started/" in browser.find_element("id", "timeline").text
+    # no Prometheus in this stack: the "Now" panel says why it is empty
+    placeholder = browser.find_element("id", "now-placeholder")
+    poll(lambda: "Prometheus" in placeholder.text or "metrics" in placeholder.text, timeout=10)
 
 
 def test_nothing_answers_without_the_token_and_actions_need_token_and_origin(

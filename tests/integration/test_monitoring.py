@@ -13,13 +13,18 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.integration.conftest import REPO_ROOT, Project, poll
+from tests.integration.test_dashboard import Dashboard, browser, open_page
+
+__all__ = ["browser"]  # the module's fixture: a headless chromium
 
 DASHBOARD = REPO_ROOT / "monitoring" / "dashboard.json"
+NOW_WANTED = (("api", "req/s"), ("worker", "tasks/s"))  # what the dashboard must chart
 
 
 def prometheus_query(project: Project, promql: str) -> list[dict[str, object]]:
@@ -112,6 +117,26 @@ def test_top_shows_requests_and_tasks(monitored: Project) -> None:
         )
 
     poll(busy, timeout=60, interval=1)
+
+
+def test_the_dashboard_charts_requests_and_tasks_now(monitored: Project, browser: Any) -> None:
+    """The dashboard's "Now" panel: the API's request rate and the worker's task rate, live
+    from Prometheus, in a real browser."""
+    dashboard = Dashboard(monitored)
+    try:
+        open_page(browser, dashboard)
+        value = """return document.querySelector(
+            `#now-charts [data-service='${arguments[0]}'] [data-metric='${arguments[1]}']`
+        )?.dataset.value;"""
+
+        def busy() -> bool:
+            numbers = [browser.execute_script(value, s, m) for s, m in NOW_WANTED]
+            return all(n not in (None, "", "0") for n in numbers)
+
+        poll(busy, timeout=60, interval=0.5)
+        assert browser.find_elements("css selector", "#now-charts polyline")
+    finally:
+        assert dashboard.stop() == 130
 
 
 def test_top_with_prometheus_down_says_so_and_keeps_trying(monitored: Project) -> None:

@@ -239,12 +239,53 @@ function showAction(action) {
 $("up").addEventListener("click", () => post("/api/up"));
 $("down").addEventListener("click", () => post("/api/down"));
 
-// --- NOW PANEL: the lead's monitoring use case sends `now` events (see index.html) ----------
+// --- Now: each watched service's numbers from Prometheus, as small live charts -----------
+const NOW_POINTS = 60; // the last two minutes at one reading every 2 s
+const nowHistory = new Map(); // "service metric" -> [values]
+
+function formatNow(metric, value) {
+  if (value === null || value === undefined) return "–";
+  if (metric === "p50" || metric === "p95") return value < 1 ? `${(value * 1000).toFixed(0)} ms` : `${value.toFixed(2)} s`;
+  return value < 10 ? value.toFixed(2) : value.toFixed(0);
+}
+
+function sparkline(values) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${NOW_POINTS - 1} 20`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  const known = values.filter((v) => v !== null);
+  const top = Math.max(...known, 1e-9);
+  const points = values.map((v, i) => `${i + NOW_POINTS - values.length},${20 - 19 * ((v ?? 0) / top)}`);
+  const line = document.createElementNS(ns, "polyline");
+  line.setAttribute("points", points.join(" "));
+  svg.appendChild(line);
+  return svg;
+}
+
 function renderNow(data) {
   const panel = $("now");
+  const charts = $("now-charts");
   panel.dataset.wired = "true";
-  $("now-placeholder").hidden = true;
-  $("now-charts").textContent = JSON.stringify(data);
+  $("now-placeholder").hidden = !!data.services.length;
+  if (!data.services.length) {
+    $("now-placeholder").textContent = data.off || "no service declares metrics";
+    charts.replaceChildren();
+    return;
+  }
+  const cards = data.services.map((s) => {
+    const card = el("div", { class: "now-card", "data-service": s.service }, el("h3", { text: s.service }));
+    for (const [metric, value] of Object.entries(s.values)) {
+      const key = `${s.service} ${metric}`;
+      const history = [...(nowHistory.get(key) || []), value].slice(-NOW_POINTS);
+      nowHistory.set(key, history);
+      card.append(el("div", { class: "now-metric", "data-metric": metric, "data-value": value ?? "" },
+        el("span", { class: "name", text: metric }), sparkline(history),
+        el("span", { class: "value", text: formatNow(metric, value) })));
+    }
+    return card;
+  });
+  charts.replaceChildren(...cards);
 }
 
 // --- the one event stream ------------------------------------------------------------------
