@@ -138,12 +138,10 @@ def plan_up(stack: Stack, observed: Observed, services: list[str] | None = None)
             ops.append(Operation(Action.PULL, Kind.IMAGE, image, cause, service, key=key))
     ops.append(_presence(stack.network, Kind.NETWORK, observed.networks))
     ops.extend(_presence(v, Kind.VOLUME, observed.volumes) for v in stack.volumes)
-    # Every image is in place before any container is made: a failed build or pull leaves
-    # nothing half-made behind it.
-    image_keys = tuple(_key(Kind.IMAGE, image) for image in images)
-    container_ops = {
-        name: _container_op(stack, stack.service(name), observed, image_keys) for name in names
-    }
+    # Each container waits for its own image only: the databases start (and initialise)
+    # while the application's image builds. A failed build leaves them running, which the
+    # next `up` keeps.
+    container_ops = {name: _container_op(stack, stack.service(name), observed) for name in names}
     ops.extend(container_ops.values())
     for name in names:
         ops.extend(_start_and_ready(stack.service(name), container_ops, observed))
@@ -163,12 +161,10 @@ def _presence(name: str, kind: Kind, existing: frozenset[str]) -> Operation:
     return Operation(Action.CREATE, kind, name, "missing", key=_key(kind, name))
 
 
-def _container_op(
-    stack: Stack, service: Service, observed: Observed, image_keys: tuple[str, ...]
-) -> Operation:
+def _container_op(stack: Stack, service: Service, observed: Observed) -> Operation:
     current = observed.containers.get(service.name)
     action, cause = container_action(service, current, observed, stack.network)
-    needs = [*image_keys, _key(Kind.NETWORK, stack.network)]
+    needs = [_key(Kind.IMAGE, service.image), _key(Kind.NETWORK, stack.network)]
     needs += [_key(Kind.VOLUME, m.source) for m in service.mounts if m.source in stack.volumes]
     return Operation(
         action,

@@ -7,8 +7,10 @@ import itertools
 import statistics
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -317,3 +319,42 @@ def test_a_fixed_poll_interval_checks_at_that_pace_instead_of_backing_off() -> N
     gaps = [later - earlier for earlier, later in itertools.pairwise(fixed)]
     assert len(fixed) >= 20 and statistics.median(gaps) < 0.03
     assert len(attempts(None)) < len(fixed) / 2  # the default backs off to 50 ms
+
+
+def test_services_without_the_built_image_start_while_it_builds(tmp_path: Path) -> None:
+    """First `up` of a fresh clone: Postgres and Redis (pulled images, present) start while
+    the application's image builds; the build here only ends once both were started, so a
+    plan that makes every container wait for every image never gets there."""
+    from devstack.converge.engine_protocol import BuildRequest
+    from devstack.declare.spec import Build
+
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    started = threading.Event()
+
+    @dataclass
+    class SlowBuild(FakeEngine):
+        def start(self, container: str) -> None:
+            super().start(container)
+            if {"postgres", "redis"} <= {c for _, call, c in self.calls if call == "start"}:
+                started.set()
+
+        def build(self, request: BuildRequest) -> Iterator[dict[str, Any]]:
+            self._record("build", request.tag)
+            if not started.wait(timeout=3):
+                yield {"error": "the databases did not start while the image was building"}
+            yield {"stream": "Step 1/1 : FROM scratch\n"}
+            self.images[request.tag] = f"sha256:{request.tag}"
+            self._record("built", request.tag)
+
+    build = Build(tmp_path)
+    api = replace(
+        service("api", Dependency("postgres"), Dependency("redis")),
+        build=build,
+        image="devstack/api:h1",
+    )
+    stack = make_stack(service("postgres"), service("redis"), api)
+    engine = SlowBuild(images={"img/postgres": "sha256:pg", "img/redis": "sha256:redis"})
+    run_up(engine, stack)
+    assert engine.when("start", "postgres") < engine.when("built", "devstack/api:h1")
+    assert engine.when("start", "redis") < engine.when("built", "devstack/api:h1")
+    assert engine.when("built", "devstack/api:h1") < engine.when("create", "api")
