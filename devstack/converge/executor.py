@@ -12,7 +12,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
 
@@ -58,8 +58,12 @@ class Executor:
         report: Reporter,
         cancel: threading.Event | None = None,
         poll: float | None = None,
+        trusted: Mapping[str, str] | None = None,
     ):
         self.engine = engine
+        # kept containers `up` found ready in this very start (id -> StartedAt, see
+        # devstack.converge.verdicts) that Docker has not checked yet: one inspect, no check
+        self.trusted = dict(trusted or {})
         self.stack = stack
         self.report = report
         self.cancel = cancel or threading.Event()
@@ -96,11 +100,13 @@ class Executor:
         try:
             while sorter.is_active() and failure is None:
                 for key in sorter.get_ready():
-                    name = f"devstack-{key}"
-                    threading.Thread(
-                        target=work, args=(operations[key],), name=name, daemon=True
-                    ).start()
+                    op = operations[key]
                     running += 1
+                    if _inline(op):  # no engine call: a thread would cost more than the op
+                        work(op)
+                        continue
+                    name = f"devstack-{key}"
+                    threading.Thread(target=work, args=(op,), name=name, daemon=True).start()
                 if running == 0:
                     break
                 key, error = finished.get()
@@ -244,10 +250,12 @@ class Executor:
     def _wait(self, op: Operation, deadline: float) -> None:
         service = op.service
         assert service is not None
+        container = self.containers[service.name]
+        trusted = None if op.fresh else self.trusted.get(container)
         self.report(Event(service.name, WAITING, "checking"))
         wait_ready(
             self.engine,
-            self.containers[service.name],
+            container,
             service,
             deadline,
             self.cancel,
@@ -257,6 +265,7 @@ class Executor:
             # op comes after the service's dependencies, so after its release's too)
             release=service.held.signal if service.held else None,
             interval=self.poll,
+            trusted_start=trusted,
         )
         if service.held and not op.fresh:
             # a kept container may have been released by the re-sent signal, not by this
@@ -291,6 +300,11 @@ class Executor:
 
     def _keep_volume(self, op: Operation, _deadline: float) -> None:
         self.report(Event(op.name, KEPT, op.cause))
+
+
+def _inline(op: Operation) -> bool:
+    """Whether `op` makes no engine call (kept resources, a ready step Docker vouches for)."""
+    return op.action is Action.KEEP
 
 
 Handler = Callable[[Executor, Operation, float], None]

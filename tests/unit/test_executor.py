@@ -358,3 +358,32 @@ def test_services_without_the_built_image_start_while_it_builds(tmp_path: Path) 
     assert engine.when("start", "postgres") < engine.when("built", "devstack/api:h1")
     assert engine.when("start", "redis") < engine.when("built", "devstack/api:h1")
     assert engine.when("built", "devstack/api:h1") < engine.when("create", "api")
+
+
+def test_a_no_op_up_trusts_what_up_found_ready_until_docker_checks(tmp_path: Path) -> None:
+    """Right after `up`, Docker's first health check is still pending: a second `up` asks
+    whether each container still runs the start `up` found ready (one inspect) instead of
+    running its check again; a container started since is checked."""
+    from devstack.converge import verdicts
+
+    class Counting(Scripted):
+        def check(self, target: CheckTarget) -> None:
+            checks.append(target.container)
+            super().check(target)
+
+    checks: list[str] = []
+    stack = make_stack(*(replace(s, readiness=Counting()) for s in SEED.services))
+    engine = FakeEngine()
+    run_up(engine, stack)
+    for container in engine.containers.values():
+        container.health = "health: starting"
+    ids = {c.service.name: c.id for c in engine.containers.values()}
+    verdicts.record(tmp_path, "demo", {i: engine.state(i).started_at for i in ids.values()})
+    engine.restart(ids["api"])  # a later start than the one recorded: checked again
+    checks.clear()
+    observed = engine.snapshot("demo", [s.image for s in stack.services])
+    plan = plan_up(stack, observed)
+    trusted = verdicts.recorded(tmp_path, "demo")
+    existing = {n: c.id for n, c in observed.containers.items()}
+    Executor(engine, stack, lambda e: None, trusted=trusted).run(plan, 5, existing)
+    assert checks == [ids["api"]]
