@@ -12,7 +12,6 @@ import json
 import socket
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from devstack.converge.engine_protocol import BuildRequest, ExecConnection
@@ -428,6 +427,8 @@ class DockerEngine:
     def image_tags(self, repository: str) -> dict[str, int]:
         """Every `repository:tag` reference that exists locally, with the last time its image
         was tagged (Unix seconds; a tag set again counts as new)."""
+        from datetime import UTC, datetime
+
         with docker_errors(f"list the images of {repository}"):
             found = self.api.images(name=repository)
             tagged: dict[str, int] = {}

@@ -340,13 +340,25 @@ def probe_starting(
 
 
 def _each_at_once(work: Callable[[str], T], names: list[str]) -> list[T]:
-    """`work` for every name, each on its own thread (engine round trips overlap)."""
-    from concurrent.futures import ThreadPoolExecutor
+    """`work` for every name, each on its own thread (engine round trips overlap); the
+    first exception is raised. Plain threads: concurrent.futures imports logging (~3 ms)."""
+    results: dict[int, T] = {}
+    errors: list[BaseException] = []
 
-    if not names:
-        return []
-    with ThreadPoolExecutor(len(names)) as pool:
-        return list(pool.map(work, names))
+    def run(index: int, name: str) -> None:
+        try:
+            results[index] = work(name)
+        except BaseException as exc:  # handed to the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=item, daemon=True) for item in enumerate(names)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return [results[index] for index in range(len(names))]
 
 
 # --- down / restart ------------------------------------------------------------------------
