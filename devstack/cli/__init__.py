@@ -187,6 +187,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows_as_json(report.project, report.rows, report.engine), indent=2))
         return EXIT_OK
+    if not sys.stdout.isatty():  # rich would print no colours: the same text without rich
+        from devstack.cli.plaintable import status_text
+
+        empty = f"project {report.project} has nothing running: `python -m devstack up`"
+        text = status_text(report.project, report.rows, report.engine, report.start_interval, 160)
+        if text is not None and len(empty) <= 160:
+            sys.stdout.write(text + (f"{empty}\n" if report.observed.empty else ""))
+            return EXIT_OK
     from devstack.cli.ui import make_console, status_table
 
     console = make_console()

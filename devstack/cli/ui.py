@@ -14,8 +14,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from devstack.cli.plaintable import HEADER, status_parts
 from devstack.converge.progress import FAILED, HEALTHY, KEPT, REMOVED, Event, Reporter
-from devstack.converge.status import PROBED, StatusRow
+from devstack.converge.status import StatusRow
 from devstack.engine.endpoint import Endpoint
 from devstack.errors import DevstackError
 
@@ -110,32 +111,18 @@ def status_table(
     engine: Endpoint | None = None,
     start_interval: bool | None = None,
 ) -> Table:
-    """The status table; its title names the engine when it is not the default one."""
-    notes = [f"* {row.service}: {row.code_error}" for row in rows if row.code_error]
-    notes += [f"* {row.service}: {row.drift}" for row in rows if row.drift]
-    if any(row.drift for row in rows):
-        notes.append("(`up` applies the current .env; `down` removes orphans)")
-    if any(row.health == PROBED for row in rows):
-        follows = (
-            "within a second (start_interval)"
-            if start_interval
-            else "within one interval (this engine's API is older than 1.44: no start_interval)"
-        )
-        notes.append(
-            f"{PROBED}: devstack's own check passed; Docker's first health check follows {follows}"
-        )
-    title = f"devstack · {project}"
-    if engine and not engine.is_default:
-        title += f"\nengine: {engine.describe()}"
+    """The status table; its title names the engine when it is not the default one (the
+    text of its parts: devstack.cli.plaintable, which prints it without rich off a terminal)."""
+    title, caption, _ = status_parts(project, rows, engine, start_interval)
     table = Table(
         title=title,
         min_width=max(len(line) for line in title.splitlines()),  # never wrap the title
         title_justify="left",
-        caption="\n".join(notes) or None,
+        caption=caption or None,
         caption_justify="left",
         caption_style="yellow",
     )
-    for column in ("service", "container", "state", "health", "ports", "image", "uptime"):
+    for column in HEADER:
         table.add_column(column, overflow="fold", min_width=6)
     for row in rows:
         state = Text(row.state, style=STATE_STYLE.get(row.state, "yellow"))
