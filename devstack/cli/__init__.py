@@ -165,6 +165,13 @@ def _print_status(
 
     rows = status_rows(outcome.stack, outcome.observed, probed)
     start_interval = has_start_interval(engine) if any(r.health == PROBED for r in rows) else None
+    if not console.is_terminal:  # rich would print no colours: the same text, faster
+        from devstack.cli.plaintable import status_text
+
+        text = status_text(outcome.stack.project, rows, None, start_interval, console.width)
+        if text is not None:
+            console.file.write(text)
+            return
     console.print(status_table(outcome.stack.project, rows, None, start_interval))
 
 
