@@ -183,12 +183,13 @@ def up(
         observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
         plan = plan_up(stack, observed, list(services) or None)
         check_ports(engine, plan, observed)
-        executor = Executor(engine, stack, report, cancel, trusted=_trusted(project, observed))
+        trusted = _trusted(project, observed)
+        executor = Executor(engine, stack, report, cancel, trusted=trusted)
         existing = {name: c.id for name, c in observed.containers.items()}
         result = executor.run(plan, timeout or project.settings.timeout, existing)
         if plan.changes:
             observed = engine.snapshot(stack.project)
-        _record_ready(project, engine, observed, result)
+        _record_ready(project, engine, observed, result, trusted)
     return UpOutcome(stack, plan, result, observed)
 
 
@@ -205,13 +206,22 @@ def _trusted(project: Project, observed: Observed) -> dict[str, str]:
     return {cid: started for cid, started in checked.items() if cid in starting}
 
 
-def _record_ready(project: Project, engine: Engine, observed: Observed, result: RunResult) -> None:
+def _record_ready(
+    project: Project,
+    engine: Engine,
+    observed: Observed,
+    result: RunResult,
+    known: Mapping[str, str] | None = None,
+) -> None:
     """Remember which running containers passed their check (see devstack.converge.verdicts); only
-    those Docker still calls "starting" matter."""
+    those Docker still calls "starting" matter. `known`: StartedAt of containers already
+    recorded (not inspected again; a stale one only costs the next `up` a check)."""
     from devstack.converge import verdicts
 
     def started(name: str) -> tuple[str, str]:
         container = observed.containers[name]
+        if known and container.id in known:
+            return container.id, known[container.id]
         return container.id, engine.state(container.id).started_at
 
     names = [

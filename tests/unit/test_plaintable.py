@@ -126,3 +126,33 @@ def test_random_tables_match_rich() -> None:
             rendered += 1
             assert found == with_rich(rows, None, None, width)
     assert rendered > 60  # the rest: 7 columns of at least 8 do not fit 40 or 60
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "07:01:02.123 api          healthy  1.2s",
+        "07:01:02.123 postgres     waiting  [not ready] connection refused: 127.0.0.1:5432",
+        "07:01:02.123 migrate      building  8/19 RUN pip install -e .[service]",
+        "x" * 160,
+        "x" * 161,
+        "a line with an emoji code :smile: in it",
+        "trailing space ",
+        "wide 世界",
+    ],
+)
+def test_plain_lines_as_rich_prints_them(line: str) -> None:
+    """A progress line plain_as_is accepts is exactly what rich prints (markup off)."""
+    from devstack.cli.ui import plain_as_is
+
+    out = io.StringIO()
+    Console(file=out, width=160, highlight=False, no_color=True).print(line, markup=False)
+    if plain_as_is(line, 160):
+        assert out.getvalue() == f"{line}\n"
+    else:
+        assert line in {
+            "x" * 161,
+            "a line with an emoji code :smile: in it",
+            "trailing space ",
+            "wide 世界",
+        }
