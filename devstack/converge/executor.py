@@ -12,7 +12,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
 
@@ -58,12 +58,8 @@ class Executor:
         report: Reporter,
         cancel: threading.Event | None = None,
         poll: float | None = None,
-        trusted: Mapping[str, str] | None = None,
     ):
         self.engine = engine
-        # kept containers `up` found ready in this very start (id -> StartedAt, see
-        # devstack.converge.verdicts) that Docker has not checked yet: one inspect, no check
-        self.trusted = dict(trusted or {})
         self.stack = stack
         self.report = report
         self.cancel = cancel or threading.Event()
@@ -251,7 +247,6 @@ class Executor:
         service = op.service
         assert service is not None
         container = self.containers[service.name]
-        trusted = None if op.fresh else self.trusted.get(container)
         self.report(Event(service.name, WAITING, "checking"))
         wait_ready(
             self.engine,
@@ -265,7 +260,6 @@ class Executor:
             # op comes after the service's dependencies, so after its release's too)
             release=service.held.signal if service.held else None,
             interval=self.poll,
-            trusted_start=trusted,
         )
         if service.held and not op.fresh:
             # a kept container may have been released by the re-sent signal, not by this

@@ -117,8 +117,15 @@ def _key(kind: str, name: str) -> str:
     return f"{kind}:{name}"
 
 
-def plan_up(stack: Stack, observed: Observed, services: list[str] | None = None) -> Plan:
-    """Operations that bring `services` (default: all, with their dependencies) to the spec."""
+def plan_up(
+    stack: Stack,
+    observed: Observed,
+    services: list[str] | None = None,
+    ready: frozenset[str] = frozenset(),
+) -> Plan:
+    """Operations that bring `services` (default: all, with their dependencies) to the spec.
+    `ready`: running services whose current start an earlier `up` found ready while Docker
+    has not checked them yet (devstack.converge.verdicts): kept without a check."""
     names = stack.with_dependencies(services or list(stack.names))
     ops: list[Operation] = []
     images: dict[str, Service] = {}
@@ -144,7 +151,7 @@ def plan_up(stack: Stack, observed: Observed, services: list[str] | None = None)
     container_ops = {name: _container_op(stack, stack.service(name), observed) for name in names}
     ops.extend(container_ops.values())
     for name in names:
-        ops.extend(_start_and_ready(stack.service(name), container_ops, observed))
+        ops.extend(_start_and_ready(stack.service(name), container_ops, observed, ready))
     ops.extend(_replaced_images(stack, observed, container_ops))
     known = set(stack.names)
     for service_name, orphan in sorted(observed.containers.items()):
@@ -205,7 +212,10 @@ def container_action(
 
 
 def _start_and_ready(
-    service: Service, container_ops: dict[str, Operation], observed: Observed
+    service: Service,
+    container_ops: dict[str, Operation],
+    observed: Observed,
+    known_ready: frozenset[str] = frozenset(),
 ) -> list[Operation]:
     """The start step (after the dependencies its conditions name) and the readiness step."""
     container = container_ops[service.name]
@@ -214,8 +224,11 @@ def _start_and_ready(
     if container.action is Action.KEEP:
         current = observed.containers[service.name]
         healthy = current.health == "healthy"
-        action = Action.KEEP if healthy else Action.WAIT
+        known = not healthy and current.health == "starting" and service.name in known_ready
+        action = Action.KEEP if healthy or known else Action.WAIT
         cause = "Docker reports it healthy" if healthy else service_check(service)
+        if known:
+            cause = "an earlier up found this start ready; Docker has not checked it yet"
         ready = Operation(
             action,
             Kind.READY,

@@ -51,16 +51,13 @@ def wait_ready(
     fresh: bool = True,
     release: str | None = None,
     interval: float | None = None,
-    trusted_start: str | None = None,
 ) -> None:
     """Block until `service`'s readiness check passes; raise ServiceFailed, HealthTimeout or
     Cancelled. `fresh`: the container was (re)started by this run, so Docker's health status
     is its own; a kept container's old "unhealthy" does not count (its check decides).
     `release`: a held service's release signal, sent again before each attempt while the
     container runs (one lost before its gate listened must not hold it forever).
-    `interval`: poll at this fixed pace instead of the short growing one (the bench's floor).
-    `trusted_start`: the StartedAt of a start `up` already found ready; while the container
-    still runs that start, it is ready without running the check again."""
+    `interval`: poll at this fixed pace instead of the short growing one (the bench's floor)."""
     check = service.readiness
     if check is None:
         return
@@ -77,8 +74,6 @@ def wait_ready(
         if cancel.is_set():
             raise Cancelled
         state = engine.state(container)
-        if trusted_start and state.status == "running" and state.started_at == trusted_start:
-            return
         if release and state.status == "running":
             engine.signal(container, release)
         if state.status in {"exited", "dead"} and not check.waits_for_exit:

@@ -181,29 +181,38 @@ def up(
     stack = resolve_images(project.stack)
     with project_lock(stack.project, "up"):
         observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
-        plan = plan_up(stack, observed, list(services) or None)
+        trusted = _trusted(project, engine, observed)
+        plan = plan_up(stack, observed, list(services) or None, frozenset(trusted))
         check_ports(engine, plan, observed)
-        trusted = _trusted(project, observed)
-        executor = Executor(engine, stack, report, cancel, trusted=trusted)
+        executor = Executor(engine, stack, report, cancel)
         existing = {name: c.id for name, c in observed.containers.items()}
         result = executor.run(plan, timeout or project.settings.timeout, existing)
         if plan.changes:
             observed = engine.snapshot(stack.project)
-        _record_ready(project, engine, observed, result, trusted)
+        known = {observed.containers[name].id: started for name, started in trusted.items()}
+        _record_ready(project, engine, observed, result, known)
     return UpOutcome(stack, plan, result, observed)
 
 
-def _trusted(project: Project, observed: Observed) -> dict[str, str]:
-    """The running containers whose first Docker health check is still pending and whose
-    current start an earlier `up` found ready (id -> StartedAt): a no-op `up` right after an
-    `up` need not run every check again (35 services: ~0.7 s)."""
+def _trusted(project: Project, engine: Engine, observed: Observed) -> dict[str, str]:
+    """The running services whose first Docker health check is still pending and whose
+    current start an earlier `up` found ready (name -> StartedAt; one inspect each): a no-op
+    `up` right after an `up` need not run every check again (35 services: ~0.7 s)."""
     from devstack.converge import verdicts
 
-    starting = {c.id for c in observed.containers.values() if c.running and c.health == "starting"}
-    if not starting:
-        return {}
     checked = verdicts.recorded(project.settings.project_dir, project.stack.project)
-    return {cid: started for cid, started in checked.items() if cid in starting}
+    candidates = [
+        name
+        for name, c in observed.containers.items()
+        if c.running and c.health == "starting" and c.id in checked
+    ]
+
+    def still(name: str) -> tuple[str, str]:
+        container = observed.containers[name]
+        started = engine.state(container.id).started_at
+        return name, started if started == checked[container.id] else ""
+
+    return {name: started for name, started in _each_at_once(still, candidates) if started}
 
 
 def _record_ready(
@@ -349,23 +358,31 @@ def probe_starting(
     return frozenset(name for name in _each_at_once(ready, starting) if name)
 
 
-def _each_at_once(work: Callable[[str], T], names: list[str]) -> list[T]:
-    """`work` for every name, each on its own thread (engine round trips overlap); the
-    first exception is raised. Plain threads: concurrent.futures imports logging (~3 ms)."""
+def _each_at_once(work: Callable[[str], T], names: list[str], threads: int = 8) -> list[T]:
+    """`work` for every name on up to `threads` threads (engine round trips overlap; a
+    thread each would cost more than the round trip with 35 services); the first exception
+    is raised. Plain threads: concurrent.futures imports logging (~3 ms)."""
     results: dict[int, T] = {}
     errors: list[BaseException] = []
+    pending = iter(enumerate(names))
+    lock = threading.Lock()
 
-    def run(index: int, name: str) -> None:
-        try:
-            results[index] = work(name)
-        except BaseException as exc:  # handed to the caller
-            errors.append(exc)
+    def run() -> None:
+        while True:
+            with lock:
+                index, name = next(pending, (-1, ""))
+            if index < 0:
+                return
+            try:
+                results[index] = work(name)
+            except BaseException as exc:  # handed to the caller
+                errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=item, daemon=True) for item in enumerate(names)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    workers = [threading.Thread(target=run, daemon=True) for _ in range(min(threads, len(names)))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
     if errors:
         raise errors[0]
     return [results[index] for index in range(len(names))]

@@ -365,6 +365,7 @@ def test_a_no_op_up_trusts_what_up_found_ready_until_docker_checks(tmp_path: Pat
     whether each container still runs the start `up` found ready (one inspect) instead of
     running its check again; a container started since is checked."""
     from devstack.converge import verdicts
+    from devstack.usecases import _trusted, load_project
 
     class Counting(Scripted):
         def check(self, target: CheckTarget) -> None:
@@ -378,12 +379,18 @@ def test_a_no_op_up_trusts_what_up_found_ready_until_docker_checks(tmp_path: Pat
     for container in engine.containers.values():
         container.health = "health: starting"
     ids = {c.service.name: c.id for c in engine.containers.values()}
+    (tmp_path / "stack.py").write_text(
+        "from devstack import recipes as r\n\ndef stack(env):\n    return r.stack(env)\n"
+    )
+    (tmp_path / ".env").write_text("DEVSTACK_PROJECT=demo\n")
+    project = load_project(tmp_path)
     verdicts.record(tmp_path, "demo", {i: engine.state(i).started_at for i in ids.values()})
     engine.restart(ids["api"])  # a later start than the one recorded: checked again
     checks.clear()
     observed = engine.snapshot("demo", [s.image for s in stack.services])
-    plan = plan_up(stack, observed)
-    trusted = verdicts.recorded(tmp_path, "demo")
+    trusted = _trusted(project, engine, observed)
+    assert sorted(trusted) == ["postgres", "redis"]
+    plan = plan_up(stack, observed, ready=frozenset(trusted))
     existing = {n: c.id for n, c in observed.containers.items()}
-    Executor(engine, stack, lambda e: None, trusted=trusted).run(plan, 5, existing)
+    Executor(engine, stack, lambda e: None).run(plan, 5, existing)
     assert checks == [ids["api"]]
