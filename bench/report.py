@@ -152,6 +152,8 @@ TARGETS: list[tuple[str, str, tuple[str, str], float, tuple[str, str] | None]] =
     ("#23", "35 services: no-op up <= 1.1x the stack's", ("up-noop-35", DS), 1.1,
      ("up-noop", DS)),
     ("#23", "35 services: status <= 1.1x the stack's", ("status-35", DS), 1.1, ("status", DS)),
+    ("#23", "moonshot: up from nothing <= 1.15x up with existing volumes", ("up-fresh", DS), 1.15,
+     ("up-volumes", DS)),
 ]  # fmt: skip
 
 
