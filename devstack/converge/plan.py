@@ -198,7 +198,10 @@ def container_action(
     if wanted_id and current.image_id and wanted_id != current.image_id:
         return Action.RECREATE, f"image {service.image} was updated"
     network_id = observed.network_ids.get(network)
-    if current.networks and current.networks.get(network) != network_id:
+    attached = current.networks.get(network)
+    # a container never started (created) lists its network with no id yet: not a removal
+    never_started = current.state == "created" and attached == ""
+    if current.networks and attached != network_id and not never_started:
         return Action.RECREATE, f"its network {network} was removed"
     if service.one_shot:
         if current.completed:  # its inputs are in its configuration (e.g. the migration files)

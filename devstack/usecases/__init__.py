@@ -252,8 +252,13 @@ def check_ports(engine: Engine, plan: Plan, observed: Observed) -> None:
     for op in plan.of_kind(Kind.CONTAINER):
         if op.action is Action.KEEP or op.service is None:
             continue
+        current = observed.containers.get(op.service.name)
+        # an interrupted `up` may have left its start call in flight (the databases start
+        # while the image builds): Docker binds the ports before it lists the container
+        # running; starting it again is harmless, and Docker itself refuses a taken port
+        in_flight = op.action is Action.START and current is not None and current.state == "created"
         for port in op.service.ports:
-            if port.host_port in ours or _port_free(port.host_ip, port.host_port):
+            if in_flight or port.host_port in ours or _port_free(port.host_ip, port.host_port):
                 continue
             raise ResourceConflict(
                 f"host port {port.host_port} ({port.setting}) is already in use by "
