@@ -14,7 +14,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from bench import scenarios
+from bench import scale, scenarios
 from bench.common import (
     INHERITED,
     REPO,
@@ -27,7 +27,14 @@ from bench.common import (
     write_env,
 )
 from bench.floor import run_floors
-from bench.scenarios import COMPOSE_ONLY, FLOORS, PYPROJECT, SCENARIOS, UNRELATED_FILES
+from bench.scenarios import (
+    COMPOSE_ONLY,
+    DEVSTACK_ONLY,
+    FLOORS,
+    PYPROJECT,
+    SCENARIOS,
+    UNRELATED_FILES,
+)
 from bench.tools import EDITED_FILE, Tool, compose_builder, phase_profile
 from devstack.converge.build import CA_BUNDLE_PATH
 from devstack.declare import labels
@@ -55,6 +62,7 @@ MULTI_STEP = {
     "unrelated-tree": scenarios.unrelated_tree,
     "dependency-change": scenarios.dependency_change,
     "hot-reload": scenarios.hot_reload,
+    scale.FRESH_BUILD: scale.fresh_build,
 }
 
 
@@ -82,6 +90,7 @@ class Bench:
     floor_env: Path = field(default_factory=Path)
     reference_images: dict[str, str] = field(default_factory=dict)  # devstack tag -> bench tag
     service_names: tuple[str, ...] = ()
+    scale_tools: dict[str, Tool] = field(default_factory=dict)  # bench/scale.py's twins
     engine: DockerEngine = field(init=False)
 
     def __post_init__(self) -> None:
@@ -207,9 +216,16 @@ class Bench:
     # -- measuring --------------------------------------------------------------------------
     def run_tool(self, tool: Tool, index: int) -> None:
         """Every selected scenario once for `tool`, each from its required state."""
+        own = tool
         for scenario in self.scenarios:
             if scenario in FLOORS or (scenario in COMPOSE_ONLY and tool.name != "compose"):
                 continue
+            if scenario in DEVSTACK_ONLY and tool.name != "devstack":
+                continue
+            target = scale.scale_tool(self, own) if scenario in scale.SCALED else own
+            if target is not tool:  # the big stack's twin (bench/scale.py), or back
+                tool.ensure("clean")
+                tool = target
             _, before, after = SCENARIOS[scenario]
             tool.ensure(before)
             try:
@@ -227,6 +243,7 @@ class Bench:
                 tool.state = "up"
                 tool.ensure("clean")
         tool.ensure("clean")
+        own.ensure("clean")
 
     def run_scenario(self, tool: Tool, scenario: str, index: int) -> None:
         """Measure one scenario for one tool and record its samples."""
@@ -265,6 +282,11 @@ class Bench:
             label = labels.PROJECT if tool.name == "devstack" else "com.docker.compose.project"
             remove_labelled(self.client, label, tool.project)
             lock_path(tool.project).unlink(missing_ok=True)  # devstack keeps its lock files
+        for twin in self.scale_tools.values():
+            with contextlib.suppress(Exception):
+                if twin.state not in {"clean"}:
+                    twin.ensure("clean")
+        scale.cleanup(self)
         remove_labelled(self.client, labels.PROJECT, self.floor_project)
         for image in sorted(self.made_images - self.preexisting_images):
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):

@@ -53,9 +53,16 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
     # once, ignoring the declared order (informational: a lower bound).
     "floor-volumes": ("readiness floor, existing volumes", "", ""),
     "floor-parallel": ("readiness floor, every service started at once (jobs in order)", "", ""),
+    # Issue 23 (bench/scale.py): the first up with its image build, and the stack plus 30
+    # small Redis containers.
+    "up-fresh-build": ("1c. first up of a fresh clone, image build included", "clean", "clean"),
+    "up-fresh-35": ("10. up from nothing, 35 services", "clean", "up"),
+    "up-noop-35": ("10b. no-op up, 35 services", "up", "up"),
+    "status-35": ("10c. status, 35 services", "up", "up"),
 }
 FLOORS = ("floor", "floor-volumes", "floor-parallel")
 COMPOSE_ONLY = ("up-fresh-1s",)
+DEVSTACK_ONLY = ("up-fresh-build",)
 ORDER = list(SCENARIOS)
 
 

@@ -33,6 +33,7 @@ class Tool:
     reference_image: str = ""  # compose: the image devstack built, under the bench's tag
     build_image: str = ""  # compose: where `up --build` puts its own build
     pyproject: str = ""  # the tree's pyproject.toml as copied
+    compose_files: tuple[Path, ...] = ()  # compose: more `-f` files (bench/scale.py)
     _project: Project | None = None
 
     def write_env_file(self) -> None:
@@ -65,6 +66,8 @@ class Tool:
         if interval:
             env["DEVSTACK_HEALTH_INTERVAL"] = interval
         command = ["docker", "compose", "--ansi", "never", "-f", str(COMPOSE_FILE)]
+        for extra in self.compose_files:
+            command += ["-f", str(extra)]
         command += ["-p", self.project, *args]
         return run_timed(command, env, BENCH)
 
@@ -94,6 +97,7 @@ class Tool:
 
     def run_simple(self, scenario: str) -> Timed:
         """One command for a scenario that gives one sample per run."""
+        scenario = scenario.removesuffix("-35")  # the same command on the big stack
         if scenario in {"up-fresh", "up-noop", "up-volumes"}:
             return self.up()
         if scenario == "status":

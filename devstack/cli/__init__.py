@@ -181,6 +181,13 @@ def _print_status(
 
     rows = status_rows(outcome.stack, outcome.observed, probed)
     start_interval = has_start_interval(engine) if any(r.health == PROBED for r in rows) else None
+    if not console.is_terminal:  # rich would print no colours: the same text, faster
+        from devstack.cli.plaintable import status_text
+
+        text = status_text(outcome.stack.project, rows, None, start_interval, console.width)
+        if text is not None:
+            console.file.write(text)
+            return
     console.print(status_table(outcome.stack.project, rows, None, start_interval))
 
 
@@ -203,6 +210,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows_as_json(report.project, report.rows, report.engine), indent=2))
         return EXIT_OK
+    if not sys.stdout.isatty():  # rich would print no colours: the same text without rich
+        from devstack.cli.plaintable import status_text
+
+        empty = f"project {report.project} has nothing running: `python -m devstack up`"
+        text = status_text(report.project, report.rows, report.engine, report.start_interval, 160)
+        if text is not None and len(empty) <= 160:
+            sys.stdout.write(text + (f"{empty}\n" if report.observed.empty else ""))
+            return EXIT_OK
     from devstack.cli.ui import make_console, status_table
 
     console = make_console()

@@ -62,7 +62,23 @@ def _version() -> str:
         return __version__
 
 
-def build_parser(project_dir: Path | None = None) -> argparse.ArgumentParser:
+class _Version(argparse.Action):
+    """`--version`: the version is looked up only when asked (importlib.metadata costs
+    ~10 ms, a fifth of a `status`)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **_: object):
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"devstack {_version()}")
+        parser.exit()
+
+
+def build_parser(
+    project_dir: Path | None = None, shortcuts: bool = True
+) -> argparse.ArgumentParser:
+    """The grammar; `shortcuts`: also the stack's exec shortcuts (declaring the stack once
+    more), which a built-in command word does not need."""
     parser = argparse.ArgumentParser(
         prog="python -m devstack",
         description="Bring up the stack your project declares in stack.py (e.g. PostgreSQL, "
@@ -74,7 +90,7 @@ def build_parser(project_dir: Path | None = None) -> argparse.ArgumentParser:
         "--project-dir", type=Path, default=Path.cwd(), help="repo root (default: .)"
     )
     parser.add_argument("--env-file", type=Path, help="settings file (default: PROJECT_DIR/.env)")
-    parser.add_argument("--version", action="version", version=f"devstack {_version()}")
+    parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -138,7 +154,7 @@ def build_parser(project_dir: Path | None = None) -> argparse.ArgumentParser:
     exec_ = command("exec", "run a command in a service's container; exits with its code")
     exec_.add_argument("service", metavar="SERVICE")
     exec_.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD...")
-    for name, help_text, example in _shortcuts(project_dir or Path.cwd()):
+    for name, help_text, example in _shortcuts(project_dir or Path.cwd()) if shortcuts else ():
         shortcut = commands.add_parser(
             name,
             help=help_text,
@@ -278,7 +294,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """Parse; for exec and the shortcuts, everything after the command word (and SERVICE)
     is passed through untouched, options included (`psql -c 'SELECT 1'`)."""
     project_dir = _project_dir(argv)
-    parser = build_parser(project_dir)
     word = next(
         (
             w
@@ -288,13 +303,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         ),
         None,
     )
-    problem = _declared(project_dir)[1]
+    # a built-in command word needs no shortcuts (unless help lists them all)
+    built_in = word in BUILT_IN and not {"-h", "--help"} & set(argv[: argv.index(word)])
+    parser = build_parser(project_dir, shortcuts=not built_in)
+    problem = None if built_in else _declared(project_dir)[1]
     if problem is not None and word not in (None, *BUILT_IN):
         raise problem  # e.g. `psql` while the stack file is broken: say why
     args, extra = parser.parse_known_args(argv)
     passthrough = {
         "exec",
-        *(name for name, _, _ in _shortcuts(project_dir)),
+        *(name for name, _, _ in (() if built_in else _shortcuts(project_dir))),
     }  # args go to the command
     if args.command not in passthrough:
         if extra:

@@ -11,11 +11,13 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from rich.console import Console
+from rich.emoji import Emoji
 from rich.table import Table
 from rich.text import Text
 
+from devstack.cli.plaintable import HEADER, status_parts
 from devstack.converge.progress import FAILED, HEALTHY, KEPT, REMOVED, SKIPPED, Event, Reporter
-from devstack.converge.status import PROBED, StatusRow
+from devstack.converge.status import StatusRow
 from devstack.engine.endpoint import Endpoint
 from devstack.errors import DevstackError
 
@@ -52,12 +54,26 @@ def make_console(stderr: bool = False) -> Console:
 SUBJECT_WIDTH = 12  # the plain lines' subject column; `up` widens it to its longest service
 
 
+def plain_as_is(line: str, width: int) -> bool:
+    """Whether rich prints `line` (markup off) unchanged off a terminal: it fits the width,
+    has no emoji code, no wide character and no trailing space."""
+    return (
+        len(line) <= width
+        and line.isascii()
+        and line == line.rstrip()
+        and (":" not in line or Emoji.replace(line) == line)
+    )
+
+
 def plain_reporter(console: Console, width: int = SUBJECT_WIDTH) -> Reporter:
     """Timestamped lines; a repeat of a subject's last phase and detail is not printed again.
     `width`: the subject column (at least SUBJECT_WIDTH)."""
     width = max(width, SUBJECT_WIDTH)
     lock = threading.Lock()
     last: dict[str, Event] = {}
+    # off a terminal a short plain line is written as rich would print it, without its
+    # rendering (a few lines per service: ~0.3 ms each)
+    direct = None if console.is_terminal else console.file
 
     def report(event: Event) -> None:
         stamp = datetime.now().strftime("%H:%M:%S.%f")[:-3]
@@ -66,7 +82,12 @@ def plain_reporter(console: Console, width: int = SUBJECT_WIDTH) -> Reporter:
             if last.get(event.subject) == event:
                 return
             last[event.subject] = event
-            console.print(f"{stamp} {event.subject:<{width}} {event.phase}{detail}", markup=False)
+            line = f"{stamp} {event.subject:<{width}} {event.phase}{detail}"
+            if direct is not None and plain_as_is(line, console.width):
+                direct.write(f"{line}\n")
+                direct.flush()
+            else:
+                console.print(line, markup=False)
 
     return report
 
@@ -116,32 +137,18 @@ def status_table(
     engine: Endpoint | None = None,
     start_interval: bool | None = None,
 ) -> Table:
-    """The status table; its title names the engine when it is not the default one."""
-    notes = [f"* {row.service}: {row.code_error}" for row in rows if row.code_error]
-    notes += [f"* {row.service}: {row.drift}" for row in rows if row.drift]
-    if any(row.drift for row in rows):
-        notes.append("(`up` applies the current .env; `down` removes orphans)")
-    if any(row.health == PROBED for row in rows):
-        follows = (
-            "within a second (start_interval)"
-            if start_interval
-            else "within one interval (this engine's API is older than 1.44: no start_interval)"
-        )
-        notes.append(
-            f"{PROBED}: devstack's own check passed; Docker's first health check follows {follows}"
-        )
-    title = f"devstack · {project}"
-    if engine and not engine.is_default:
-        title += f"\nengine: {engine.describe()}"
+    """The status table; its title names the engine when it is not the default one (the
+    text of its parts: devstack.cli.plaintable, which prints it without rich off a terminal)."""
+    title, caption, _ = status_parts(project, rows, engine, start_interval)
     table = Table(
         title=title,
         min_width=max(len(line) for line in title.splitlines()),  # never wrap the title
         title_justify="left",
-        caption="\n".join(notes) or None,
+        caption=caption or None,
         caption_justify="left",
         caption_style="yellow",
     )
-    for column in ("service", "container", "state", "health", "ports", "image", "uptime"):
+    for column in HEADER:
         table.add_column(column, overflow="fold", min_width=6)
     for row in rows:
         state = Text(row.state, style=STATE_STYLE.get(row.state, "yellow"))

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devstack.converge.cachedir import CACHE_DIR as CACHE_DIR  # never an input
+
 DOCKERIGNORE = ".dockerignore"
-CACHE_DIR = ".devstack-cache"  # devstack's own files in the context: never an input
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _REMOTE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://|git@)")
 _MAGIC = re.compile(r"[*?\[]")

@@ -96,11 +96,13 @@ class Executor:
         try:
             while sorter.is_active() and failure is None:
                 for key in sorter.get_ready():
-                    name = f"devstack-{key}"
-                    threading.Thread(
-                        target=work, args=(operations[key],), name=name, daemon=True
-                    ).start()
+                    op = operations[key]
                     running += 1
+                    if _inline(op):  # no engine call: a thread would cost more than the op
+                        work(op)
+                        continue
+                    name = f"devstack-{key}"
+                    threading.Thread(target=work, args=(op,), name=name, daemon=True).start()
                 if running == 0:
                     break
                 key, error = finished.get()
@@ -236,10 +238,11 @@ class Executor:
     def _wait(self, op: Operation, deadline: float) -> None:
         service = op.service
         assert service is not None
+        container = self.containers[service.name]
         self.report(Event(service.name, WAITING, "checking"))
         wait_ready(
             self.engine,
-            self.containers[service.name],
+            container,
             service,
             deadline,
             self.cancel,
@@ -303,6 +306,11 @@ def pull_image(
             hint="no registry reachable? `bash scripts/bootstrap.sh --local-images` builds "
             "local stand-ins and names them in .env (README: Offline / air-gapped hosts)",
         ) from exc
+
+
+def _inline(op: Operation) -> bool:
+    """Whether `op` makes no engine call (kept resources, a ready step Docker vouches for)."""
+    return op.action is Action.KEEP
 
 
 Handler = Callable[[Executor, Operation, float], None]

@@ -117,8 +117,15 @@ def _key(kind: str, name: str) -> str:
     return f"{kind}:{name}"
 
 
-def plan_up(stack: Stack, observed: Observed, services: list[str] | None = None) -> Plan:
-    """Operations that bring `services` (default: all, with their dependencies) to the spec."""
+def plan_up(
+    stack: Stack,
+    observed: Observed,
+    services: list[str] | None = None,
+    ready: frozenset[str] = frozenset(),
+) -> Plan:
+    """Operations that bring `services` (default: all, with their dependencies) to the spec.
+    `ready`: running services whose current start an earlier `up` found ready while Docker
+    has not checked them yet (devstack.converge.verdicts): kept without a check."""
     names = stack.with_dependencies(services or list(stack.names))
     ops: list[Operation] = []
     images: dict[str, Service] = {}
@@ -138,15 +145,13 @@ def plan_up(stack: Stack, observed: Observed, services: list[str] | None = None)
             ops.append(Operation(Action.PULL, Kind.IMAGE, image, cause, service, key=key))
     ops.append(_presence(stack.network, Kind.NETWORK, observed.networks))
     ops.extend(_presence(v, Kind.VOLUME, observed.volumes) for v in stack.volumes)
-    # Every image is in place before any container is made: a failed build or pull leaves
-    # nothing half-made behind it.
-    image_keys = tuple(_key(Kind.IMAGE, image) for image in images)
-    container_ops = {
-        name: _container_op(stack, stack.service(name), observed, image_keys) for name in names
-    }
+    # Each container waits for its own image only: the databases start (and initialise)
+    # while the application's image builds. A failed build leaves them running, which the
+    # next `up` keeps.
+    container_ops = {name: _container_op(stack, stack.service(name), observed) for name in names}
     ops.extend(container_ops.values())
     for name in names:
-        ops.extend(_start_and_ready(stack.service(name), container_ops, observed))
+        ops.extend(_start_and_ready(stack.service(name), container_ops, observed, ready))
     ops.extend(_replaced_images(stack, observed, container_ops))
     known = set(stack.names)
     for service_name, orphan in sorted(observed.containers.items()):
@@ -163,12 +168,10 @@ def _presence(name: str, kind: Kind, existing: frozenset[str]) -> Operation:
     return Operation(Action.CREATE, kind, name, "missing", key=_key(kind, name))
 
 
-def _container_op(
-    stack: Stack, service: Service, observed: Observed, image_keys: tuple[str, ...]
-) -> Operation:
+def _container_op(stack: Stack, service: Service, observed: Observed) -> Operation:
     current = observed.containers.get(service.name)
     action, cause = container_action(service, current, observed, stack.network)
-    needs = [*image_keys, _key(Kind.NETWORK, stack.network)]
+    needs = [_key(Kind.IMAGE, service.image), _key(Kind.NETWORK, stack.network)]
     needs += [_key(Kind.VOLUME, m.source) for m in service.mounts if m.source in stack.volumes]
     return Operation(
         action,
@@ -195,7 +198,10 @@ def container_action(
     if wanted_id and current.image_id and wanted_id != current.image_id:
         return Action.RECREATE, f"image {service.image} was updated"
     network_id = observed.network_ids.get(network)
-    if current.networks and current.networks.get(network) != network_id:
+    attached = current.networks.get(network)
+    # a container never started (created) lists its network with no id yet: not a removal
+    never_started = current.state == "created" and attached == ""
+    if current.networks and attached != network_id and not never_started:
         return Action.RECREATE, f"its network {network} was removed"
     if service.one_shot:
         if current.completed:  # its inputs are in its configuration (e.g. the migration files)
@@ -209,7 +215,10 @@ def container_action(
 
 
 def _start_and_ready(
-    service: Service, container_ops: dict[str, Operation], observed: Observed
+    service: Service,
+    container_ops: dict[str, Operation],
+    observed: Observed,
+    known_ready: frozenset[str] = frozenset(),
 ) -> list[Operation]:
     """The start step (after the dependencies its conditions name) and the readiness step."""
     container = container_ops[service.name]
@@ -218,8 +227,11 @@ def _start_and_ready(
     if container.action is Action.KEEP:
         current = observed.containers[service.name]
         healthy = current.health == "healthy"
-        action = Action.KEEP if healthy else Action.WAIT
+        known = not healthy and current.health == "starting" and service.name in known_ready
+        action = Action.KEEP if healthy or known else Action.WAIT
         cause = "Docker reports it healthy" if healthy else service_check(service)
+        if known:
+            cause = "an earlier up found this start ready; Docker has not checked it yet"
         ready = Operation(
             action,
             Kind.READY,

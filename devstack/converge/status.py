@@ -6,7 +6,6 @@ from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
 from devstack.converge.observed import Observed, ObservedContainer
-from devstack.converge.plan import explain_drift
 from devstack.declare.spec import Port, Service, Stack
 
 if TYPE_CHECKING:  # an annotation only: which engine is the engine layer's business
@@ -76,6 +75,8 @@ def _row(name: str, service: Service | None, container: ObservedContainer | None
     if service is None:
         drift = "orphan: not in the stack; `down` removes it"
     elif container.config_hash != service.config_hash():
+        from devstack.converge.plan import explain_drift  # only for a drifted container
+
         drift = explain_drift(service, container)
     else:
         drift = ""

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from devstack.converge.buildinputs import CACHE_DIR
+from devstack.converge.cachedir import CACHE_DIR
 
 
 def _path(project_dir: Path, project: str) -> Path:

@@ -7,7 +7,6 @@ runs on first start is never mistaken for the real one."""
 
 from __future__ import annotations
 
-import http.client
 import socket
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -167,6 +166,8 @@ class HttpGet(ReadinessCheck):
 
     def check(self, target: CheckTarget) -> None:
         """GET the path; a dev server's code-error page fails at once with its summary."""
+        import http.client  # ~15 ms (email, ssl): only the commands that check pay it
+
         conn = http.client.HTTPConnection(self.host, self.port, timeout=target.timeout)
         try:
             conn.request("GET", self.path)

@@ -8,7 +8,6 @@ checked prefix are reported once the declaration is known (`Env.check`)."""
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import ipaddress
 import os
@@ -358,6 +357,8 @@ class Env:
             if key.startswith(tuple(self.passed_prefixes)) or key in known:
                 continue
             if key.startswith(checked):
+                import difflib  # only for a misspelt key
+
                 close = difflib.get_close_matches(key, sorted(known), n=1)
                 hint = f"did you mean {close[0]}?" if close else "see .env.example for valid keys"
                 raise ConfigError(f"{settings.env_file}: unknown setting {key}", hint=hint)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import traceback
 from pathlib import Path
 from types import ModuleType
 
@@ -90,6 +89,8 @@ def _load(path: Path) -> ModuleType:
 
 def _where(exc: BaseException, path: Path) -> str:
     """`file:line` of the deepest frame in the stack file (else the deepest frame)."""
+    import traceback  # only for a stack file that raised
+
     frames = traceback.extract_tb(exc.__traceback__)
     own = [f for f in frames if Path(f.filename).resolve() == path.resolve()]
     chosen = own or frames

@@ -16,7 +16,6 @@ import tarfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from devstack.converge.engine_protocol import BuildRequest, ContainerEvent, ExecConnection
@@ -479,6 +478,8 @@ class DockerEngine:
     def image_tags(self, repository: str) -> dict[str, int]:
         """Every `repository:tag` reference that exists locally, with the last time its image
         was tagged (Unix seconds; a tag set again counts as new)."""
+        from datetime import UTC, datetime
+
         with docker_errors(f"list the images of {repository}"):
             found = self.api.images(name=repository)
             tagged: dict[str, int] = {}

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-import yaml
-
 from devstack.declare.checks import ExecCommand
 from devstack.declare.settings import Env
 from devstack.declare.spec import (
@@ -190,8 +188,8 @@ def grafana(
         ],
     }
     files = [
-        File(f"{PROVISIONING}/datasources/devstack.yaml", yaml.safe_dump(source)),
-        File(f"{PROVISIONING}/dashboards/devstack.yaml", yaml.safe_dump(provider)),
+        File(f"{PROVISIONING}/datasources/devstack.yaml", json.dumps(source, indent=2)),
+        File(f"{PROVISIONING}/dashboards/devstack.yaml", json.dumps(provider, indent=2)),
     ]
     for file_name, content in sorted((dashboards or {}).items()):
         json.loads(content)  # a broken dashboard is refused here, not by Grafana later

@@ -4,10 +4,9 @@ network. Nothing is listed by hand, so nothing is listed twice or forgotten."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
-
-import yaml
 
 from devstack.declare.spec import File, MetricsStore, Service
 
@@ -15,7 +14,8 @@ CONFIG_PATH = "/etc/prometheus/prometheus.yml"
 
 
 def prometheus_config(store: MetricsStore, services: Sequence[Service]) -> str:
-    """prometheus.yml scraping every service of `services` that declares metrics."""
+    """prometheus.yml scraping every service of `services` that declares metrics, written as
+    JSON (YAML's subset: no YAML library imported to declare a stack; `status` is fast)."""
     interval = store.scrape_interval
     jobs = [
         {
@@ -35,7 +35,7 @@ def prometheus_config(store: MetricsStore, services: Sequence[Service]) -> str:
         "scrape_configs": jobs,
     }
     header = "# Written by devstack from the stack's declaration (stack.py): do not edit.\n"
-    return header + yaml.safe_dump(config, sort_keys=False)
+    return header + json.dumps(config, indent=2) + "\n"
 
 
 def with_scrape_configs(services: Sequence[Service]) -> tuple[Service, ...]:

@@ -6,7 +6,6 @@ Kubernetes export call them too. Nothing here prints: progress goes to a `Report
 from __future__ import annotations
 
 import os
-import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -18,10 +17,12 @@ from devstack.converge.observed import Observed
 from devstack.converge.progress import SKIPPED, Event, Reporter
 from devstack.converge.status import StatusRow, status_rows
 from devstack.declare.settings import Settings, load_settings
-from devstack.declare.spec import Build, Port, Service, Stack
+from devstack.declare.spec import Build, Service, Stack
 from devstack.engine.endpoint import Endpoint
-from devstack.errors import ConfigError, DevstackError, ResourceConflict, ServiceFailed
+from devstack.errors import ConfigError, DevstackError, ServiceFailed
 from devstack.usecases.lock import project_lock
+from devstack.usecases.ports import check_ports
+from devstack.usecases.threads import each_at_once
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -140,7 +141,13 @@ def plan_for_up(project: Project, engine: Engine, services: Sequence[str] = ()) 
     return _explain_jobs(plan, stack, observed, engine)
 
 
-def _plan_up(project: Project, stack: Stack, observed: Observed, services: Sequence[str]) -> Plan:
+def _plan_up(
+    project: Project,
+    stack: Stack,
+    observed: Observed,
+    services: Sequence[str],
+    trusted: frozenset[str] = frozenset(),
+) -> Plan:
     """`up`'s plan; a whole-stack `up` also removes the containers of groups turned off
     (their volumes stay): `up --with monitoring`, then `up`, adds and removes the group."""
     from devstack.converge.plan import plan_down, plan_up
@@ -150,7 +157,7 @@ def _plan_up(project: Project, stack: Stack, observed: Observed, services: Seque
     on = replace(
         observed, containers={n: c for n, c in observed.containers.items() if n not in off}
     )
-    plan = plan_up(stack, on, list(services) or None)
+    plan = plan_up(stack, on, list(services) or None, trusted)
     if not off:
         return plan
     removal = plan_down(project.whole, observed, False, off)
@@ -206,7 +213,8 @@ def up(
     with project_lock(stack.project, "up"):
         observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
         stack, observed = _without_unobtainable(stack, observed, engine, report, services)
-        plan = _plan_up(project, stack, observed, services)
+        trusted = _trusted(project, engine, observed)
+        plan = _plan_up(project, stack, observed, services, frozenset(trusted))
         check_ports(engine, plan, observed)
         recorder = _recorder(stack, report)
         executor = Executor(engine, stack, recorder, cancel)
@@ -218,7 +226,8 @@ def up(
                 _save_timeline(project, recorder.timeline(stack.names))
         if plan.changes:
             observed = engine.snapshot(stack.project)
-        _record_ready(project, engine, observed, result)
+        known = {observed.containers[name].id: started for name, started in trusted.items()}
+        _record_ready(project, engine, observed, result, known)
     return UpOutcome(stack, plan, result, observed)
 
 
@@ -269,13 +278,43 @@ def last_timeline(project: Project) -> Timeline | None:
     return timelines.load(project.settings.project_dir, project.stack.project)
 
 
-def _record_ready(project: Project, engine: Engine, observed: Observed, result: RunResult) -> None:
+def _trusted(project: Project, engine: Engine, observed: Observed) -> dict[str, str]:
+    """The running services whose first Docker health check is still pending and whose
+    current start an earlier `up` found ready (name -> StartedAt; one inspect each): a no-op
+    `up` right after an `up` need not run every check again (35 services: ~0.7 s)."""
+    from devstack.converge import verdicts
+
+    checked = verdicts.recorded(project.settings.project_dir, project.stack.project)
+    candidates = [
+        name
+        for name, c in observed.containers.items()
+        if c.running and c.health == "starting" and c.id in checked
+    ]
+
+    def still(name: str) -> tuple[str, str]:
+        container = observed.containers[name]
+        started = engine.state(container.id).started_at
+        return name, started if started == checked[container.id] else ""
+
+    return {name: started for name, started in each_at_once(still, candidates) if started}
+
+
+def _record_ready(
+    project: Project,
+    engine: Engine,
+    observed: Observed,
+    result: RunResult,
+    known: Mapping[str, str] | None = None,
+) -> None:
     """Remember which running containers passed their check (see devstack.converge.verdicts); only
-    those Docker still calls "starting" matter."""
+    those Docker still calls "starting" matter. `known`: StartedAt of containers already
+    recorded (not inspected again; a stale one only costs the next `up` a check)."""
     from devstack.converge import verdicts
 
     def started(name: str) -> tuple[str, str]:
         container = observed.containers[name]
+        if known and container.id in known:
+            return container.id, known[container.id]
         return container.id, engine.state(container.id).started_at
 
     names = [
@@ -284,7 +323,7 @@ def _record_ready(project: Project, engine: Engine, observed: Observed, result: 
         if (c := observed.containers.get(name)) is not None and c.running and c.health == "starting"
     ]
     if names:
-        entries = dict(_each_at_once(started, names))
+        entries = dict(each_at_once(started, names))
         existing = [c.id for c in observed.containers.values()]
         verdicts.record(project.settings.project_dir, project.stack.project, entries, existing)
 
@@ -311,79 +350,6 @@ def refuse_host_paths(engine: Engine, services: Sequence[Service], dev_mode: boo
                 f"on {remote} cannot see",
                 hint="copy it into the image instead, or use a Docker engine on this machine",
             )
-
-
-def check_ports(engine: Engine, plan: Plan, observed: Observed) -> None:
-    """Before anything changes: every host port a container will take must be free. On this
-    machine's engine: a bind here. On another host's (nothing binds there from here): no
-    container of that engine publishes it, and nothing answers a connection to it there."""
-    from devstack.converge.plan import Action, Kind
-
-    ours = {p.host_port for c in observed.containers.values() if c.running for p in c.ports}
-    remote = engine.endpoint.remote_host
-    wanted = [
-        port
-        for op in plan.of_kind(Kind.CONTAINER)
-        if op.action is not Action.KEEP and op.service is not None
-        for port in op.service.ports
-        if port.host_port not in ours
-    ]
-    if remote:
-        _check_remote_ports(engine, remote, wanted)
-        return
-    for port in wanted:
-        if not _port_free(port.host_ip, port.host_port):
-            raise ResourceConflict(
-                f"host port {port.host_port} ({port.setting}) is already in use by "
-                f"{engine.port_holder(port.host_port) or OTHER_PROCESS}",
-                hint=f"stop it, or set {port.setting} in .env to a free port",
-            )
-
-
-OTHER_PROCESS = "another process (not a container)"
-
-
-def _check_remote_ports(engine: Engine, remote: str, ports: Sequence[Port]) -> None:
-    """The engine's own containers first (it names them), then a TCP connect to each port
-    where this machine reaches it: an answer means another process listens there."""
-    for port in ports:
-        holder = engine.port_holder(port.host_port)
-        if holder:
-            raise ResourceConflict(
-                f"host port {port.host_port} ({port.setting}) on the Docker engine's host "
-                f"{remote} is already in use by {holder}",
-                hint=f"stop it, or set {port.setting} in .env to a free port",
-            )
-    answered = _each_at_once(lambda p: (p, _answers(p.probe_host, p.host_port)), list(ports))
-    for port, answers in answered:
-        if answers:
-            raise ResourceConflict(
-                f"host port {port.host_port} ({port.setting}) on the Docker engine's host "
-                f"{remote} is already in use by {OTHER_PROCESS}: {port.probe_host}:"
-                f"{port.host_port} accepts connections",
-                hint=f"stop it, or set {port.setting} in .env to a free port",
-            )
-
-
-def _answers(host: str, port: int, timeout: float = 1.0) -> bool:
-    """Whether something accepts a TCP connection at host:port (refused, unreachable or
-    silent: no; a silent firewall costs `timeout`, and Docker still refuses a taken port)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _port_free(host_ip: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host_ip, port))
-        except OSError:
-            return False
-    return True
 
 
 # --- status --------------------------------------------------------------------------------
@@ -438,7 +404,7 @@ def code_errors(stack: Stack, observed: Observed, engine: Engine) -> dict[str, s
         for name, container in observed.containers.items()
         if name in stack.names and container.running and stack.service(name).code_error_file
     ]
-    return {name: error for name, error in _each_at_once(read, names) if error}
+    return {name: error for name, error in each_at_once(read, names) if error}
 
 
 def probe_starting(
@@ -468,17 +434,7 @@ def probe_starting(
         for name, c in observed.containers.items()
         if c.health == "starting" and name in stack.names
     ]
-    return frozenset(name for name in _each_at_once(ready, starting) if name)
-
-
-def _each_at_once(work: Callable[[K], T], names: list[K]) -> list[T]:
-    """`work` for every name, each on its own thread (engine round trips overlap)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    if not names:
-        return []
-    with ThreadPoolExecutor(len(names)) as pool:
-        return list(pool.map(work, names))
+    return frozenset(name for name in each_at_once(ready, starting) if name)
 
 
 # --- down / restart ------------------------------------------------------------------------

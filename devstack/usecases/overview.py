@@ -43,7 +43,7 @@ class ServiceView:
 
 def views(project: Project, engine: Engine) -> list[ServiceView]:
     """Every service's view, from one status report (the same as `status`)."""
-    from devstack.usecases import _each_at_once
+    from devstack.usecases.threads import each_at_once
 
     report: StatusReport = status(project, engine)
     stack = project.whole
@@ -57,7 +57,7 @@ def views(project: Project, engine: Engine) -> list[ServiceView]:
         return name, output.strip().splitlines()[-1][:300] if output.strip() else ""
 
     checked = [n for n, c in report.observed.containers.items() if c.health]
-    messages = dict(_each_at_once(message, checked))
+    messages = dict(each_at_once(message, checked))
     result = []
     for row in report.rows:
         declared = row.service in stack.names

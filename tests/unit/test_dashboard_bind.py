@@ -40,6 +40,6 @@ def test_a_remote_bind_is_refused_while_an_example_password_is_in_use(tmp_path: 
 def test_the_page_is_packaged_with_its_placeholders_and_the_now_panel() -> None:
     page = asset("index.html").decode()
     assert "{{TOKEN}}" in page and "{{PROJECT}}" in page
-    assert 'id="now"' in page and "NOW PANEL" in page
+    assert 'id="now"' in page and "now-charts" in page
     assert b"EventSource" in asset("app.js")
     assert "http" not in page and b"http" not in asset("app.css")  # nothing from a CDN

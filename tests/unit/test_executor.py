@@ -7,8 +7,10 @@ import itertools
 import statistics
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -317,3 +319,78 @@ def test_a_fixed_poll_interval_checks_at_that_pace_instead_of_backing_off() -> N
     gaps = [later - earlier for earlier, later in itertools.pairwise(fixed)]
     assert len(fixed) >= 20 and statistics.median(gaps) < 0.03
     assert len(attempts(None)) < len(fixed) / 2  # the default backs off to 50 ms
+
+
+def test_services_without_the_built_image_start_while_it_builds(tmp_path: Path) -> None:
+    """First `up` of a fresh clone: Postgres and Redis (pulled images, present) start while
+    the application's image builds; the build here only ends once both were started, so a
+    plan that makes every container wait for every image never gets there."""
+    from devstack.converge.engine_protocol import BuildRequest
+    from devstack.declare.spec import Build
+
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    started = threading.Event()
+
+    @dataclass
+    class SlowBuild(FakeEngine):
+        def start(self, container: str) -> None:
+            super().start(container)
+            if {"postgres", "redis"} <= {c for _, call, c in self.calls if call == "start"}:
+                started.set()
+
+        def build(self, request: BuildRequest) -> Iterator[dict[str, Any]]:
+            self._record("build", request.tag)
+            if not started.wait(timeout=3):
+                yield {"error": "the databases did not start while the image was building"}
+            yield {"stream": "Step 1/1 : FROM scratch\n"}
+            self.images[request.tag] = f"sha256:{request.tag}"
+            self._record("built", request.tag)
+
+    build = Build(tmp_path)
+    api = replace(
+        service("api", Dependency("postgres"), Dependency("redis")),
+        build=build,
+        image="devstack/api:h1",
+    )
+    stack = make_stack(service("postgres"), service("redis"), api)
+    engine = SlowBuild(images={"img/postgres": "sha256:pg", "img/redis": "sha256:redis"})
+    run_up(engine, stack)
+    assert engine.when("start", "postgres") < engine.when("built", "devstack/api:h1")
+    assert engine.when("start", "redis") < engine.when("built", "devstack/api:h1")
+    assert engine.when("built", "devstack/api:h1") < engine.when("create", "api")
+
+
+def test_a_no_op_up_trusts_what_up_found_ready_until_docker_checks(tmp_path: Path) -> None:
+    """Right after `up`, Docker's first health check is still pending: a second `up` asks
+    whether each container still runs the start `up` found ready (one inspect) instead of
+    running its check again; a container started since is checked."""
+    from devstack.converge import verdicts
+    from devstack.usecases import _trusted, load_project
+
+    class Counting(Scripted):
+        def check(self, target: CheckTarget) -> None:
+            checks.append(target.container)
+            super().check(target)
+
+    checks: list[str] = []
+    stack = make_stack(*(replace(s, readiness=Counting()) for s in SEED.services))
+    engine = FakeEngine()
+    run_up(engine, stack)
+    for container in engine.containers.values():
+        container.health = "health: starting"
+    ids = {c.service.name: c.id for c in engine.containers.values()}
+    (tmp_path / "stack.py").write_text(
+        "from devstack import recipes as r\n\ndef stack(env):\n    return r.stack(env)\n"
+    )
+    (tmp_path / ".env").write_text("DEVSTACK_PROJECT=demo\n")
+    project = load_project(tmp_path)
+    verdicts.record(tmp_path, "demo", {i: engine.state(i).started_at for i in ids.values()})
+    engine.restart(ids["api"])  # a later start than the one recorded: checked again
+    checks.clear()
+    observed = engine.snapshot("demo", [s.image for s in stack.services])
+    trusted = _trusted(project, engine, observed)
+    assert sorted(trusted) == ["postgres", "redis"]
+    plan = plan_up(stack, observed, ready=frozenset(trusted))
+    existing = {n: c.id for n, c in observed.containers.items()}
+    Executor(engine, stack, lambda e: None).run(plan, 5, existing)
+    assert checks == [ids["api"]]

@@ -246,3 +246,21 @@ def test_a_name_longer_than_the_column_keeps_the_plan_aligned(tmp_path: Path) ->
     assert f" {longest} (" in str(plan_up(s, observed(s)))  # still a space before the cause
     short = stack(tmp_path)  # names that fit: the usual 28 columns, as before
     assert str(plan_up(short, observed(short))).splitlines()[0].index("(") == 9 + 1 + 10 + 1 + 29
+
+
+def test_a_created_container_never_started_is_started_not_recreated(tmp_path: Path) -> None:
+    """Docker lists a container that was never started with its network but no NetworkID
+    yet (an `up` interrupted while the databases started during the build): start it."""
+    from devstack.converge.observed import parse_snapshot
+
+    s = stack(tmp_path)
+    rows = [
+        container_row(s, name, "created")
+        | {"NetworkSettings": {"Networks": {s.network: {"NetworkID": ""}}}}
+        for name in ("postgres", "redis")
+    ]
+    networks = [{"Name": s.network, "Id": "net-1"}]
+    images = [{"Id": f"sha256:{i}", "RepoTags": [i]} for i in {x.image for x in s.services}]
+    snap = parse_snapshot(s.project, rows, networks, [{"Name": v} for v in s.volumes], images)
+    op = plan_up(s, snap).container("postgres")
+    assert op is not None and (op.action, op.cause) == (Action.START, "created, not started")
