@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -117,12 +119,63 @@ def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
     return elapsed
 
 
+FLOOR_CONFTEST = """
+import os, pytest
+
+@pytest.fixture(scope="session")
+def dsn():
+    return os.environ["BENCH_FLOOR_DSN"]
+"""
+
+# (label, fixture, conftest, pytest -n, how: "plugin" | "plugin-first" | "floor" | "container")
+VARIANTS = (
+    ("floor: migrated database, no plugin, -n 0", "dsn", FLOOR_CONFTEST, 0, "floor"),
+    ("floor: migrated database, no plugin, -n 2", "dsn", FLOOR_CONFTEST, 2, "floor"),
+    ("plugin, worker DB, -n 0", "devstack_dsn", "", 0, "plugin"),
+    ("plugin, worker DB, -n 2", "devstack_dsn", "", 2, "plugin"),
+    ("plugin, first run (builds the template), -n 2", "devstack_dsn", "", 2, "plugin-first"),
+    ("plugin, per-test DB, -n 2", "devstack_fresh_dsn", "", 2, "plugin"),
+    ("fresh Postgres container per session, -n 2", "dsn", CONFTEST_CONTAINER, 2, "container"),
+)
+
+# issue 23's targets: (name, measured label, limit, reference label, absolute slack in s)
+TARGETS = (
+    ("plugin <= 1.15x the floor, -n 0", VARIANTS[2][0], 1.15, VARIANTS[0][0], 0.0),
+    ("plugin <= 1.15x the floor, -n 2", VARIANTS[3][0], 1.15, VARIANTS[1][0], 0.0),
+    ("first run <= the floor + 2 s, -n 2", VARIANTS[4][0], 1.0, VARIANTS[1][0], 2.0),
+    ("per-test DB <= 2x the worker-DB run, -n 2", VARIANTS[5][0], 2.0, VARIANTS[3][0], 0.0),
+    ("plugin <= 0.55x a container per session, -n 2", VARIANTS[3][0], 0.55, VARIANTS[6][0], 0.0),
+)
+
+
+def verdicts(medians: dict[str, float]) -> list[dict[str, object]]:
+    """Each target's numbers and PASS/FAIL from the medians."""
+    results: list[dict[str, object]] = []
+    for name, measured, limit, reference, slack in TARGETS:
+        if measured not in medians or reference not in medians:
+            continue
+        allowed = medians[reference] * limit + slack
+        results.append(
+            {
+                "target": name,
+                "measured": round(medians[measured], 3),
+                "reference": round(medians[reference], 3),
+                "ratio": round(medians[measured] / medians[reference], 3),
+                "allowed": round(allowed, 3),
+                "verdict": "PASS" if medians[measured] <= allowed else "FAIL",
+            }
+        )
+    return results
+
+
 def main() -> int:
-    """Run the benchmark and print the table."""
+    """Run the benchmark, print the table and the targets, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tests", type=int, default=200)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--mb", type=int, default=100, help="snapshot database size (MB)")
+    parser.add_argument("--mb", type=int, default=100, help="snapshot database size (MB); 0: skip")
+    parser.add_argument("--only", default="", help="only the variants whose label has this")
+    parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO))
@@ -153,41 +206,78 @@ def main() -> int:
     env["BENCH_PG_IMAGE"] = values.get("DEVSTACK_POSTGRES_IMAGE", "postgres:17-alpine")
     devstack = [sys.executable, "-m", "devstack", "--project-dir", str(REPO)]
     devstack += ["--env-file", str(env_file)]
-    rows: list[tuple[str, list[float]]] = []
+    samples: dict[str, list[float]] = {}
     try:
         subprocess.run([*devstack, "up", "--quiet"], env=env, check=True, capture_output=True)
-        pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2"]
+        settings = _settings(env_file)
+        env["BENCH_FLOOR_DSN"] = _floor_database(settings)
         from importlib.metadata import entry_points
 
         installed = any(ep.name == "devstack" for ep in entry_points(group="pytest11"))
         plugin = ["-p", "devstack" if installed else "devstack.pytest_plugin"]
         plugin += ["--devstack-env-file", str(env_file)]
-        variants = {
-            "plugin, worker DB (running stack)": ("devstack_dsn", "", True),
-            "plugin, per-test DB (running stack)": ("devstack_fresh_dsn", "", True),
-            "fresh Postgres container per session": ("dsn", CONFTEST_CONTAINER, False),
-        }
-        for label, (fixture, conftest, uses_plugin) in variants.items():
-            suite = write_suite(work / fixture, args.tests, fixture, conftest)
-            command = [*pytest, "--rootdir", str(suite), "-c", str(suite / "pytest.ini")]
-            if uses_plugin:
-                command += plugin
-                ini = f"[pytest]\ndevstack = true\ndevstack_project_dir = {REPO}\n"
-                (suite / "pytest.ini").write_text(ini)
-            samples = [timed(command, suite, env) for _ in range(args.runs)]
-            rows.append((label, samples))
-        rows += snapshot_rows(devstack, env, values, args.mb, args.runs)
+        chosen = [v for v in VARIANTS if args.only in v[0]]
+        for run in range(args.runs):
+            for label, fixture, conftest, workers, how in chosen[:: 1 if run % 2 == 0 else -1]:
+                suite = work / f"{fixture}-{workers}-{how}"
+                if not suite.exists():
+                    write_suite(suite, args.tests, fixture, conftest)
+                command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+                command += ["-p", "no:randomly", "-n", str(workers)]
+                command += ["--rootdir", str(suite), "-c", str(suite / "pytest.ini")]
+                if how.startswith("plugin"):
+                    command += plugin
+                    ini = f"[pytest]\ndevstack = true\ndevstack_project_dir = {REPO}\n"
+                    (suite / "pytest.ini").write_text(ini)
+                else:
+                    command += ["-p", "no:devstack"] if installed else []
+                if how == "plugin-first":
+                    _drop_templates(settings)
+                samples.setdefault(label, []).append(timed(command, suite, env))
+        if args.mb:
+            for label, values_ in snapshot_rows(devstack, env, values, args.mb, args.runs):
+                samples[label] = values_
     finally:
         subprocess.run([*devstack, "down", "--volumes"], env=env, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
-    print(f"\n{args.tests} tests, pytest -n 2, {args.runs} runs (median, min-max), seconds\n")
+    medians = {label: statistics.median(values_) for label, values_ in samples.items()}
+    results = verdicts(medians)
+    print(f"\n{args.tests} tests, {args.runs} runs (median, min-max), seconds\n")
     print("| what | median | min | max |\n|---|---|---|---|")
-    for label, samples in rows:
+    for label, values_ in samples.items():
+        print(f"| {label} | {medians[label]:.2f} | {min(values_):.2f} | {max(values_):.2f} |")
+    print("\ntargets (issue 23):")
+    for r in results:
         print(
-            f"| {label} | {statistics.median(samples):.2f} | {min(samples):.2f} "
-            f"| {max(samples):.2f} |"
+            f"  {r['verdict']:<4} {r['target']:<48} {r['measured']:.2f} s vs "
+            f"{r['reference']:.2f} s: {r['ratio']:.2f}x (allowed {r['allowed']:.2f} s)"
         )
+    if args.json:
+        load = os.getloadavg()
+        document = {"tests": args.tests, "runs": args.runs, "loadavg": load, "samples": samples}
+        args.json.write_text(json.dumps({**document, "targets": results}, indent=2) + "\n")
     return 0
+
+
+def _settings(env_file: Path) -> Any:
+    from devstack.declare.settings import load_settings
+
+    return load_settings(REPO, env_file)
+
+
+def _floor_database(settings: Any) -> str:
+    """The floor's database: a clone of the migrated template, made once before timing."""
+    from devstack.usecases import databases
+
+    return databases.clone(settings, "bench_floor", databases.ensure_template(settings))
+
+
+def _drop_templates(settings: Any) -> None:
+    """Drop the migrated template (and what was made from it ahead), so the next run is a
+    first run that builds it."""
+    from devstack.usecases import databases
+
+    databases.drop_templates(settings)
 
 
 def snapshot_rows(

@@ -276,6 +276,22 @@ def _forget_old_templates(server: Server, current: str) -> None:
         _run(server, lambda c: _drop_old_templates(c, current, KEEP_TEMPLATES))
 
 
+def drop_templates(settings: Settings) -> list[str]:
+    """Drop every migrated template of the stack (the next test run builds its own)."""
+    server = Server.of(settings)
+
+    async def work(conn: Any) -> list[str]:
+        rows = await conn.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'dst\\_tpl\\_%'"
+        )
+        names = [str(row["datname"]) for row in rows]
+        for name in names:
+            await _unseal_and_drop(conn, name)
+        return names
+
+    return _run(server, work)
+
+
 def stale_templates(made: dict[str, str], current: str, keep: int, busy: set[str]) -> list[str]:
     """The templates (name -> when made, ISO 8601) to drop: all but the `keep` newest, never
     the current one (it counts as kept) nor one with a client (`busy`)."""
