@@ -8,7 +8,13 @@ Then, once per run (in the xdist controller, or the only process without xdist):
   it); a drifted stack is recreated, or refused with `--devstack-no-recreate`;
 - a template database migrated once (`alembic upgrade head`), keyed by a hash of the
   migration files, is reused or built (devstack.usecases.databases.ensure_template);
-- databases and Redis claims of dead runs are removed (by naming convention only).
+- databases and Redis claims of dead runs are removed (by naming convention only; the
+  claims when a test first asks for Redis);
+- each worker's database is cloned ahead.
+
+The databases' part runs on its own thread, waiting on Postgres while pytest collects and
+xdist starts its workers; the tests start once it is done (xdist's workers learn of it, and of
+their DSNs, through a file only the user can read), and its failure stops the run.
 
 Each process (each xdist worker) gets its own clone of the template and its own Redis database
 number (or, when all are taken, a key prefix). Fixtures:
@@ -25,11 +31,15 @@ number (or, when all are taken, a key prefix). Fixtures:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
+import tempfile
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +86,65 @@ def enabled(config: pytest.Config) -> bool:
 class StackSession:
     """What the plugin knows for this run."""
 
-    settings: Any  # devstack.declare.settings.Settings
+    config: pytest.Config
     run_id: str
     template: str = ""
     started: bool = False
     drifted: tuple[str, ...] = ()
+    premade: frozenset[str] = frozenset()  # worker databases the controller made ahead
+    preparing: threading.Thread | None = None  # the controller's preparation, on its thread
+    done: threading.Event = field(default_factory=threading.Event)  # ...has ended
+    failure: DevstackError | None = None  # why the preparation failed
+    prepared: bool = False
+    dsns: dict[str, str] = field(default_factory=dict, repr=False)  # of `premade`
+    loaded: Any = None  # the settings, read when first needed (xdist workers seldom do)
+    said: list[str] = field(default_factory=list)  # the preparation's lines, not yet printed
+
+    @property
+    def settings(self) -> Any:
+        """The project's devstack.declare.settings.Settings."""
+        if self.loaded is None:
+            self.loaded = _load(self.config)
+        return self.loaded
+
+    def ready(self, config: pytest.Config) -> None:
+        """Wait until the controller's preparation is done (in this process: its thread;
+        in an xdist worker: its word, a file); stop the run with its error if it failed."""
+        if not self.prepared:
+            if self.preparing is not None:
+                self.done.wait()
+            elif _is_worker(config):
+                self._read_word()
+            self.prepared = True
+        if self.failure is not None:
+            pytest.exit(f"devstack: {_failure_text(self.failure)}", returncode=4)
+
+    def _read_word(self) -> None:
+        word = _word_file(self.run_id)
+        deadline = time.monotonic() + LOCK_WAIT_S + 600  # waiting for the lock, then an `up`
+        while not word.exists():
+            if time.monotonic() > deadline:
+                self.failure = DevstackError("the controller never said the stack was ready")
+                return
+            time.sleep(0.01)
+        said = json.loads(word.read_text())
+        self.template, self.dsns = said["template"], said["dsns"]
+        self.premade = frozenset(self.dsns)
+        if said["error"]:
+            self.failure = DevstackError(
+                said["error"], hint=said["hint"] or None, details=said["details"] or None
+            )
+
+
+def _failure_text(failure: DevstackError) -> str:
+    hint = f" ({failure.hint})" if failure.hint else ""
+    details = f"\n{failure.details}" if failure.details else ""
+    return f"{failure.message}{hint}{details}"
+
+
+def _word_file(run_id: str) -> Path:
+    """Where the controller tells its xdist workers that the stack is ready (same machine)."""
+    return Path(tempfile.gettempdir()) / f"devstack-pytest-{run_id}.json"
 
 
 def _load(config: pytest.Config) -> Any:
@@ -98,19 +162,27 @@ def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+def _workers(config: pytest.Config) -> list[str]:
+    """The names of the processes that will ask for a database: xdist's workers, or this one."""
+    count = config.getoption("numprocesses", None)
+    if isinstance(count, int) and count > 0 and config.pluginmanager.has_plugin("dsession"):
+        return [f"gw{i}" for i in range(count)]
+    return ["main"]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Enabled: set up the run (controller) or read the run id (xdist worker)."""
     if not enabled(config):
         return
+    if _is_worker(config):  # the controller checked the settings; a DSN needs none
+        config.stash[SESSION] = StackSession(config, config.workerinput[RUN_KEY])  # type: ignore[attr-defined]
+        return
+    state = StackSession(config, f"{os.getpid()}_{secrets.token_hex(2)}")
     try:
-        settings = _load(config)
+        state.loaded = _load(config)
     except DevstackError as exc:
         raise pytest.UsageError(f"devstack: {exc.message}") from exc
-    if _is_worker(config):
-        run_id = config.workerinput[RUN_KEY]  # type: ignore[attr-defined]
-    else:
-        run_id = f"{os.getpid()}_{secrets.token_hex(2)}"
-    config.stash[SESSION] = StackSession(settings, run_id)
+    config.stash[SESSION] = state
 
 
 SESSION = pytest.StashKey[StackSession]()
@@ -122,44 +194,120 @@ def pytest_configure_node(node: Any) -> None:
     session = node.config.stash.get(SESSION, None)
     if session is not None:
         node.workerinput[RUN_KEY] = session.run_id
-        node.workerinput["devstack_template"] = session.template
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Controller only: reuse or bring up the stack, clean dead runs, ensure the template
-    (before xdist starts its workers: its sessionstart runs last)."""
-    state = session.config.stash.get(SESSION, None)
-    if state is None:
+    """Controller only: reuse or bring up the stack (here: what it prints is seen), then
+    start the databases' preparation (clean dead runs, ensure the template, make each
+    worker's database) on its own thread: it waits on Postgres while pytest collects and
+    xdist starts its workers (see pytest_runtestloop)."""
+    config = session.config
+    state = config.stash.get(SESSION, None)
+    if state is None or _is_worker(config):
         return
-    if _is_worker(session.config):
-        state.template = session.config.workerinput["devstack_template"]  # type: ignore[attr-defined]
-        return
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    workers = _workers(config)
 
     def say(line: str) -> None:
         if reporter is not None:
             reporter.write_line(f"devstack: {line}")
 
     try:
-        _prepare(session.config, state, say)
+        state.started, state.drifted = ensure_stack(
+            state.settings, config.getoption("devstack_no_recreate"), say
+        )
     except DevstackError as exc:
-        hint = f" ({exc.hint})" if exc.hint else ""
-        details = f"\n{exc.details}" if exc.details else ""
-        raise pytest.UsageError(f"devstack: {exc.message}{hint}{details}") from exc
+        raise pytest.UsageError(f"devstack: {_failure_text(exc)}") from exc
+
+    def prepare() -> None:
+        try:
+            _prepare(state, state.said.append, workers)
+        except DevstackError as exc:
+            state.failure = exc
+        finally:
+            if workers != ["main"]:
+                _tell_workers(state)
+            state.done.set()
+        if state.failure is None and (not state.started or config.getoption("devstack_keep")):
+            _make_spares(state, len(workers), state.said.append)
+
+    state.preparing = threading.Thread(target=prepare, name="devstack-prepare", daemon=True)
+    state.preparing.start()
 
 
-def _prepare(config: pytest.Config, state: StackSession, say: Callable[[str], None]) -> None:
-    from devstack.usecases import databases
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Controller, before the tests (xdist's workers are starting): wait for the databases'
+    preparation, say what it did, or stop the run with why it failed."""
+    state = session.config.stash.get(SESSION, None)
+    if state is None or state.preparing is None:
+        return
+    state.done.wait()
+    _flush(session.config, state)
+    if state.failure is not None:
+        pytest.exit(f"devstack: {_failure_text(state.failure)}", returncode=4)
 
-    state.started, state.drifted = ensure_stack(
-        state.settings, config.getoption("devstack_no_recreate"), say
-    )
+
+def _flush(config: pytest.Config, state: StackSession) -> None:
+    """Print what the preparation said, from the main thread with pytest's capture off."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    said, state.said[:] = list(state.said), []
+    if not said or reporter is None:
+        return
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        for line in said:
+            reporter.write_line(f"devstack: {line}")
+
+
+def _make_spares(state: StackSession, count: int, say: Callable[[str], None]) -> None:
+    """While the tests run: the next run's worker databases (devstack.usecases.spares)."""
+    from devstack.usecases import spares
+
+    try:
+        spares.make(state.settings, state.template, count)
+    except DevstackError as exc:  # only the next run's speed is at stake
+        say(f"no databases made ahead for the next run: {exc.message}")
+
+
+def _tell_workers(state: StackSession) -> None:
+    failure = state.failure
+    said = {
+        "template": state.template,
+        "dsns": state.dsns,
+        "error": failure.message if failure else "",
+        "hint": (failure.hint or "") if failure else "",
+        "details": (failure.details or "") if failure else "",
+    }
+    word = _word_file(state.run_id)
+    partial = word.with_suffix(".partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # DSNs
+    with os.fdopen(descriptor, "w") as out:
+        out.write(json.dumps(said))
+    partial.replace(word)  # whole or absent: a worker never reads half of it
+
+
+def _prepare(state: StackSession, say: Callable[[str], None], workers: list[str]) -> None:
+    """Clean dead runs, ensure the template, make each worker's database."""
+    from devstack.usecases import databases, spares
+    from devstack.usecases.threads import each_at_once
+
     dead = databases.drop_dead_runs(state.settings)
     if dead:
         say(f"removed {len(dead)} database(s) of dead runs")
-    _release_dead_redis_claims(state.settings)
     state.template = databases.ensure_template(state.settings)
+    names = [_database_name(state, worker) for worker in workers]
+    claimed = spares.claim(state.settings, state.template, names)
+    rest = [name for name in names if name not in claimed]
+    each_at_once(lambda name: databases.clone(state.settings, name, state.template), rest)
+    server = databases.Server.of(state.settings)
+    state.dsns = {name: server.dsn(name) for name in names}
+    state.premade = frozenset(names)
+
+
+def _database_name(state: StackSession, worker: str) -> str:
+    return f"dst_r{state.run_id}_{worker}"
 
 
 def ensure_stack(
@@ -168,7 +316,6 @@ def ensure_stack(
     """Reuse a running stack that matches the declaration; else bring it up. Returns whether
     this run started it (nothing of it ran before) and what had drifted."""
     from devstack import usecases
-    from devstack.cli.ui import make_console, plain_reporter
     from devstack.converge.plan import Kind, plan_up
     from devstack.usecases.lock import project_lock
 
@@ -205,16 +352,28 @@ def ensure_stack(
             say("the stack drifted, recreating: " + "; ".join(drift))
         else:
             say(f"starting the stack {stack.project}")
+        from devstack.cli.ui import make_console, plain_reporter
+
         usecases.up(project, engine, plain_reporter(make_console(stderr=True)))
     return not running, drift
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Controller: take down a stack this run started, unless --devstack-keep."""
+    """Controller: drop the worker databases made ahead that no worker dropped, and take down
+    a stack this run started, unless --devstack-keep."""
     state = config.stash.get(SESSION, None)
-    if state is None or _is_worker(config) or not state.started:
+    if state is None or _is_worker(config):
         return
-    if config.getoption("devstack_keep"):
+    if state.preparing is not None:
+        state.preparing.join()
+        _flush(config, state)
+    _word_file(state.run_id).unlink(missing_ok=True)
+    if state.premade:  # every worker's database (the workers leave them to this)
+        from devstack.usecases import databases
+
+        with contextlib.suppress(DevstackError):
+            databases.drop(state.settings, sorted(state.premade))
+    if not state.started or config.getoption("devstack_keep"):
         return
     from devstack import usecases
     from devstack.cli.ui import make_console, plain_reporter
@@ -232,6 +391,7 @@ def _state(request: pytest.FixtureRequest) -> StackSession:
             "the devstack fixtures need the plugin enabled: `-p devstack`, `--devstack`, or "
             "`devstack = true` in the pytest ini"
         )
+    state.ready(request.config)
     return state
 
 
@@ -248,9 +408,12 @@ def devstack_stack(request: pytest.FixtureRequest) -> StackSession:
 @pytest.fixture(scope="session")
 def devstack_dsn(devstack_stack: StackSession, request: pytest.FixtureRequest) -> Iterator[str]:
     """This worker's own database, cloned from the migrated template; dropped at the end."""
-    from devstack.usecases import databases
+    name = _database_name(devstack_stack, _worker(request))
+    if name in devstack_stack.premade:  # made while the workers started; the controller
+        yield devstack_stack.dsns[name]  # drops it at the end
+        return
+    from devstack.usecases import databases  # a worker xdist started later (replacing one)
 
-    name = f"dst_r{devstack_stack.run_id}_{_worker(request)}"
     dsn = databases.clone(devstack_stack.settings, name, devstack_stack.template)
     yield dsn
     with contextlib.suppress(DevstackError):
@@ -358,6 +521,7 @@ def devstack_redis_slot(
     back to a key prefix in db 0 when all are taken; released (and emptied) at the end."""
     import redis
 
+    _release_dead_redis_claims(devstack_stack.settings)
     base, free = _redis(devstack_stack.settings)
     owner = f"{devstack_stack.run_id}_{_worker(request)}"
     admin = redis.Redis.from_url(f"{base}/{REDIS_FALLBACK_DB}")

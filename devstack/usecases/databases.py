@@ -153,10 +153,16 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+_last_declared: list[tuple[Settings, Stack]] = []  # the last settings' stack (one per process)
+
+
 def _declared(settings: Settings) -> Stack:
-    """The stack these settings declare; ConfigError when it has no application database."""
+    """The stack these settings declare (declared once per settings object); ConfigError
+    when it has no application database."""
     from devstack.usecases import project_of
 
+    if _last_declared and _last_declared[0][0] is settings:
+        return _last_declared[0][1]
     stack = project_of(settings).stack
     try:
         stack.app_database()
@@ -164,6 +170,7 @@ def _declared(settings: Settings) -> Stack:
         raise ConfigError(
             str(exc), hint="the `db` commands and the pytest plugin need one"
         ) from None
+    _last_declared[:] = [(settings, stack)]
     return stack
 
 
@@ -490,6 +497,21 @@ def drop_dead_runs(settings: Settings) -> list[str]:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_admin(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    """`work(connection)` on an admin connection to the stack's Postgres."""
+    return _run(Server.of(settings), work)
+
+
+async def drop_database(conn: Any, name: str) -> None:
+    """Drop `name` on `conn` (its clients terminated)."""
+    await _drop(conn, name)
+
+
+async def rename(conn: Any, name: str, to: str) -> None:
+    """Rename database `name` to `to` (no one may be connected to it)."""
+    await _rename(conn, name, to)
 
 
 async def _rename(conn: Any, name: str, to: str) -> None:

@@ -200,9 +200,16 @@ def test_plugin_starts_reuses_isolates_and_cleans(
     assert not [n for n in names if n.startswith(("dst_r", "dst_b"))]  # runs drop their own
     assert len([n for n in names if n.startswith("dst_tpl_")]) == 1  # built once, reused
 
+    # the worker databases of the next run were made ahead (2 workers); a run takes them
+    spares = {n for n in names if n.startswith("dst_spare_")}
+    assert len(spares) >= 2, names
     # a stack it did not start stays up at the end, even without --devstack-keep
-    run_pytest(suite, project)
+    _, seen = run_pytest(suite, project)
     assert running(project)
+    after = {n for n in databases(project) if n.startswith("dst_spare_")}
+    assert len(spares - after) == 1 and after  # one taken (renamed), the other kept
+    [(db, _)] = [v.split() for v in seen.values()]
+    assert db.startswith("dst_r")
 
     # a drifted stack is refused with --devstack-no-recreate, saying what drifted
     project.write_env(AI_AGENTS_LOG_LEVEL="debug")
