@@ -94,6 +94,7 @@ class StackSession:
     premade: frozenset[str] = frozenset()  # worker databases the controller made ahead
     preparing: threading.Thread | None = None  # the controller's preparation, on its thread
     done: threading.Event = field(default_factory=threading.Event)  # ...has ended
+    dropping: threading.Thread | None = None  # the worker databases' drop, at the end
     failure: DevstackError | None = None  # why the preparation failed
     prepared: bool = False
     dsns: dict[str, str] = field(default_factory=dict, repr=False)  # of `premade`
@@ -222,15 +223,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
     def prepare() -> None:
         try:
-            _prepare(state, state.said.append, workers)
+            _prepare(state, workers)
         except DevstackError as exc:
             state.failure = exc
         finally:
             if workers != ["main"]:
                 _tell_workers(state)
             state.done.set()
-        if state.failure is None and (not state.started or config.getoption("devstack_keep")):
-            _make_spares(state, len(workers), state.said.append)
+        if state.failure is None:  # while the tests run
+            _clean_up_after_others(state, state.said.append)
+            if not state.started or config.getoption("devstack_keep"):
+                _make_spares(state, len(workers), state.said.append)
 
     state.preparing = threading.Thread(target=prepare, name="devstack-prepare", daemon=True)
     state.preparing.start()
@@ -261,6 +264,19 @@ def _flush(config: pytest.Config, state: StackSession) -> None:
             reporter.write_line(f"devstack: {line}")
 
 
+def _clean_up_after_others(state: StackSession, say: Callable[[str], None]) -> None:
+    """Drop the databases of test runs whose process is gone."""
+    from devstack.usecases import databases
+
+    try:
+        dead = databases.drop_dead_runs(state.settings)
+    except DevstackError as exc:
+        say(f"the databases of dead runs stay: {exc.message}")
+        return
+    if dead:
+        say(f"removed {len(dead)} database(s) of dead runs")
+
+
 def _make_spares(state: StackSession, count: int, say: Callable[[str], None]) -> None:
     """While the tests run: the next run's worker databases (devstack.usecases.spares)."""
     from devstack.usecases import spares
@@ -288,14 +304,11 @@ def _tell_workers(state: StackSession) -> None:
     partial.replace(word)  # whole or absent: a worker never reads half of it
 
 
-def _prepare(state: StackSession, say: Callable[[str], None], workers: list[str]) -> None:
-    """Clean dead runs, ensure the template, make each worker's database."""
+def _prepare(state: StackSession, workers: list[str]) -> None:
+    """Ensure the template, make each worker's database."""
     from devstack.usecases import databases, spares
     from devstack.usecases.threads import each_at_once
 
-    dead = databases.drop_dead_runs(state.settings)
-    if dead:
-        say(f"removed {len(dead)} database(s) of dead runs")
     state.template = databases.ensure_template(state.settings)
     names = [_database_name(state, worker) for worker in workers]
     claimed = spares.claim(state.settings, state.template, names)
@@ -358,21 +371,36 @@ def ensure_stack(
     return not running, drift
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    """Controller: drop the worker databases made ahead that no worker dropped, and take down
-    a stack this run started, unless --devstack-keep."""
-    state = config.stash.get(SESSION, None)
-    if state is None or _is_worker(config):
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Controller, once the tests and their fixtures are done: drop every worker's database
+    (the workers leave them to this) on a thread, while pytest writes its summary."""
+    state = session.config.stash.get(SESSION, None)
+    if state is None or _is_worker(session.config) or not state.premade:
         return
-    if state.preparing is not None:
-        state.preparing.join()
-        _flush(config, state)
-    _word_file(state.run_id).unlink(missing_ok=True)
-    if state.premade:  # every worker's database (the workers leave them to this)
+
+    def drop() -> None:
         from devstack.usecases import databases
 
         with contextlib.suppress(DevstackError):
             databases.drop(state.settings, sorted(state.premade))
+
+    state.dropping = threading.Thread(target=drop, name="devstack-drop", daemon=True)
+    state.dropping.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Controller: wait for its threads, and take down a stack this run started, unless
+    --devstack-keep."""
+    state = config.stash.get(SESSION, None)
+    if state is None or _is_worker(config):
+        return
+    for thread in (state.preparing, state.dropping):
+        if thread is not None:
+            thread.join()
+    if state.preparing is not None:
+        _flush(config, state)
+    _word_file(state.run_id).unlink(missing_ok=True)
     if not state.started or config.getoption("devstack_keep"):
         return
     from devstack import usecases
