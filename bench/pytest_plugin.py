@@ -202,6 +202,7 @@ def main() -> int:
     env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEVSTACK_", "POSTGRES_"))}
     env.update(PYTHONPATH=str(REPO), NO_COLOR="1", BENCH_REPO=str(REPO))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as users run (bench/common.py: SCRUBBED_...)
     env["BENCH_PG_IMAGE"] = values.get("DEVSTACK_POSTGRES_IMAGE", "postgres:17-alpine")
     devstack = [sys.executable, "-m", "devstack", "--project-dir", str(REPO)]
     devstack += ["--env-file", str(env_file)]

@@ -108,13 +108,13 @@ class StackSession:
             self.loaded = _load(self.config)
         return self.loaded
 
-    def ready(self, config: pytest.Config) -> None:
+    def ready(self) -> None:
         """Wait until the controller's preparation is done (in this process: its thread;
         in an xdist worker: its word, a file); stop the run with its error if it failed."""
         if not self.prepared:
             if self.preparing is not None:
                 self.done.wait()
-            elif _is_worker(config):
+            elif _is_worker(self.config):
                 self._read_word()
             self.prepared = True
         if self.failure is not None:
@@ -419,7 +419,7 @@ def _state(request: pytest.FixtureRequest) -> StackSession:
             "the devstack fixtures need the plugin enabled: `-p devstack`, `--devstack`, or "
             "`devstack = true` in the pytest ini"
         )
-    state.ready(request.config)
+    state.ready()
     return state
 
 
