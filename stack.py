@@ -49,6 +49,9 @@ def stack(env: r.Env) -> r.Stack:
         "AI_AGENTS_ENVIRONMENT": "development" if env.dev else "production",
         **env.passthrough("AI_AGENTS_"),
     }
+    # Prometheus metrics (service.config): on in development; in production (the Kubernetes
+    # export) only with AI_AGENTS_METRICS=true, as /metrics would be public on the API's port
+    metrics = env.dev or app_env.get("AI_AGENTS_METRICS", "").lower() in ("true", "1", "yes", "on")
     migrate = r.alembic_job(
         env,
         "migrate",
@@ -79,8 +82,7 @@ def stack(env: r.Env) -> r.Stack:
             r.completed_of(migrate),
         ),
         ready_path="/api/v1/ready",
-        # /metrics: served in development only unless AI_AGENTS_METRICS=true (service.config)
-        metrics_path="/metrics" if env.dev else "",
+        metrics_path="/metrics" if metrics else "",
         live_path="/api/v1/live",
         health_path="/health",
         uses_redis_dbs=(0, 1, 2),
@@ -109,7 +111,7 @@ def stack(env: r.Env) -> r.Stack:
         depends_on=(postgres, redis, r.completed_of(migrate)),
         uses_redis_dbs=(0, 1, 2),
         uid=10001,
-        metrics_port=WORKER_METRICS_PORT if env.dev else 0,
+        metrics_port=WORKER_METRICS_PORT if metrics else 0,
     )
     reports = r.celery_worker(  # the `reports` queue's own worker (service.celery_app)
         env,
@@ -125,7 +127,7 @@ def stack(env: r.Env) -> r.Stack:
         depends_on=(postgres, redis, r.completed_of(migrate)),
         uses_redis_dbs=(0, 1, 2),
         uid=10001,
-        metrics_port=WORKER_METRICS_PORT if env.dev else 0,
+        metrics_port=WORKER_METRICS_PORT if metrics else 0,
     )
     # --- monitoring: off unless `up --with monitoring` (or DEVSTACK_WITH=monitoring) ---------
     prometheus = r.prometheus(  # scrapes every service above that declares metrics

@@ -212,6 +212,15 @@ def _add_export(export: argparse.ArgumentParser) -> None:
     export.add_argument("--out", type=Path, default=Path("k8s"), metavar="DIR", help="default k8s")
     export.add_argument("--namespace", metavar="NS", help="default: the project name")
     export.add_argument(
+        "--with",
+        dest="groups",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="also the services of this optional group, e.g. monitoring (repeatable; or "
+        "DEVSTACK_WITH in .env)",
+    )
+    export.add_argument(
         "--image",
         dest="images",
         action="append",

@@ -21,7 +21,8 @@ def network_policy(stack: Stack, service: Service, metadata: Obj, selector: Obj)
     """Ingress to `service`'s pods. A service with data (a named volume: a database, a queue)
     on its ports from what depends on it, and from nothing else; a stateless server on its
     ports from anywhere (an Ingress controller, other namespaces); a worker or a Job from
-    nothing. Egress is left open (DNS, the API server, the dependencies)."""
+    nothing; a metrics port from anywhere (a Prometheus in any namespace). Egress is left
+    open (DNS, the API server, the dependencies)."""
     ports = [
         {"protocol": "TCP", "port": port}
         for port in sorted({p.container_port for p in service.ports})
@@ -36,6 +37,11 @@ def network_policy(stack: Stack, service: Service, metadata: Obj, selector: Obj)
         ingress.append({"from": peers, "ports": ports})
     elif ports and not stateful and not service.one_shot:
         ingress.append({"ports": ports})
+    if service.metrics is not None and not any(
+        service.metrics.port in [p["port"] for p in rule.get("ports", [])] and "from" not in rule
+        for rule in ingress
+    ):  # a Prometheus in any namespace scrapes it (narrow it with a patch)
+        ingress.append({"ports": [{"protocol": "TCP", "port": service.metrics.port}]})
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

@@ -34,6 +34,14 @@ from devstack.k8s.model import (
     dns_label,
     literal,
 )
+from devstack.k8s.monitoring import (
+    files_config_map,
+    files_config_map_name,
+    files_digest,
+    files_volume,
+    metrics_port,
+    scrape_annotations,
+)
 from devstack.k8s.probes import Probes, _container_security, _token_volume
 from devstack.k8s.secrets import Secrets, secret_forms
 from devstack.k8s.yaml_out import HEADER, _dump_all
@@ -233,7 +241,10 @@ class _Renderer(Probes):
                     "data": dict(plain),
                 }
             )
-        if service.ports and not service.one_shot:
+        files = files_config_map(service, self.metadata(files_config_map_name(service), service))
+        if files is not None:
+            docs.append(files)
+        if self._ports(service) and not service.one_shot:
             docs.append(self._service_object(service))
         pod = self._pod_template(service, plain, secret)
         kind = self.kind(service)
@@ -272,7 +283,7 @@ class _Renderer(Probes):
             else:
                 name = f"tcp-{port}"
             named.append((name, port))
-        return named
+        return named + metrics_port(service, named)
 
     def _service_object(self, service: Service) -> Obj:
         return {
@@ -338,6 +349,8 @@ class _Renderer(Probes):
         writable = writable_dirs(service)
         mounts = [self._volume_mount(m) for m in service.mounts if m.kind == "volume"]
         mounts += [{"name": name, "mountPath": path} for name, path in writable]
+        file_volumes, file_mounts = files_volume(service)
+        mounts += file_mounts
         if files:
             mounts.append(
                 {"name": SECRET_FILES_VOLUME, "mountPath": SECRET_FILES_DIR, "readOnly": True}
@@ -362,13 +375,19 @@ class _Renderer(Probes):
             spec["restartPolicy"] = "Never"
         volumes: list[Obj] = [_token_volume()] if needs_token else []
         volumes += [{"name": name, "emptyDir": {}} for name, _ in writable]
+        volumes += file_volumes
         if files:
             group = "fsGroup" in spec["securityContext"]
             volumes.append(secret_files_volume(files, group_readable=group))
         spec["volumes"] = volumes
         metadata: Obj = {"labels": self.labels(service)}
-        if plain:
-            metadata["annotations"] = {"devstack/config-hash": _digest(plain)}
+        annotations = scrape_annotations(service)
+        if service.files:  # a file mounted by subPath is not updated in place: roll the pods
+            annotations["devstack/config-hash"] = _digest([plain, files_digest(service)])
+        elif plain:
+            annotations["devstack/config-hash"] = _digest(plain)
+        if annotations:
+            metadata["annotations"] = annotations
         return {"metadata": metadata, "spec": spec}
 
     def _volume_mount(self, mount: Mount) -> Obj:

@@ -106,6 +106,34 @@ def test_default_export_applies_twice_without_change(apiserver: ApiServer, tmp_p
     assert {"Deployment", "StatefulSet", "Job", "ConfigMap", "Secret", "Service"} <= kinds
 
 
+def test_export_with_the_monitoring_group_applies_twice_without_change(
+    apiserver: ApiServer, tmp_path: Path
+) -> None:
+    """`--with monitoring`: Prometheus (its derived configuration as a ConfigMap mounted at its
+    path), the exporters and Grafana apply too; every service with metrics carries the
+    conventional scrape annotations and a named metrics port its Service exposes."""
+    out = tmp_path / "k8s"
+    namespace = namespace_for("monitoring")
+    export(out, {"AI_AGENTS_METRICS": "true"}, "--namespace", namespace, "--with", "monitoring")
+    objects = apply_twice(apiserver, out, namespace)
+    for name in ("prometheus", "postgres-exporter", "redis-exporter", "grafana"):
+        assert any(key.endswith(f"/{name}") for key in objects), name
+    config = objects["ConfigMap/prometheus-files"]["data"]["prometheus.yml"]
+    assert '"worker:9808"' in config and '"api:8000"' in config  # Service names and ports
+    worker = objects["Deployment/worker"]["spec"]["template"]
+    assert worker["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert worker["metadata"]["annotations"]["prometheus.io/port"] == "9808"
+    ports = objects["Service/worker"]["spec"]["ports"]
+    assert [(p["name"], p["port"]) for p in ports] == [("metrics", 9808)]
+    prometheus = objects["StatefulSet/prometheus"]["spec"]["template"]["spec"]
+    mounts = prometheus["containers"][0]["volumeMounts"]
+    assert {"/etc/prometheus/prometheus.yml"} <= {m["mountPath"] for m in mounts}
+    # without the group: none of its services
+    plain = tmp_path / "plain"
+    export(plain, {})
+    assert not (plain / "prometheus.yaml").exists() and not (plain / "grafana.yaml").exists()
+
+
 # Hostile values for every variable that reaches a manifest: YAML 1.1/1.2 and Go's readings
 # of numbers, booleans and null; Kubernetes' $(VAR) expansion; quotes; unicode; long names.
 HOSTILE_VALUES = [
