@@ -388,9 +388,36 @@ def test_a_no_op_up_trusts_what_up_found_ready_until_docker_checks(tmp_path: Pat
     engine.restart(ids["api"])  # a later start than the one recorded: checked again
     checks.clear()
     observed = engine.snapshot("demo", [s.image for s in stack.services])
-    trusted = _trusted(project, engine, observed)
+    trusted = _trusted(project, engine, observed, stack)
     assert sorted(trusted) == ["postgres", "redis"]
     plan = plan_up(stack, observed, ready=frozenset(trusted))
     existing = {n: c.id for n, c in observed.containers.items()}
     Executor(engine, stack, lambda e: None).run(plan, 5, existing)
     assert checks == [ids["api"]]
+
+
+def test_up_without_a_group_removes_its_containers_that_up_had_found_ready(
+    tmp_path: Path,
+) -> None:
+    """`up --with extra`, then `up` while Docker's first health checks are pending: the
+    group's containers were trusted as ready (an earlier `up` found them so) and then removed;
+    recording the verdicts looked them up among what runs after (KeyError: 'extra')."""
+    from devstack import usecases
+    from devstack.converge import verdicts
+
+    (tmp_path / "stack.py").write_text(
+        "from devstack import recipes as r\n\ndef stack(env):\n    return r.stack(env)\n"
+    )
+    (tmp_path / ".env").write_text("DEVSTACK_PROJECT=demo\n")
+    settings = usecases.load_project(tmp_path).settings
+    declared = make_stack(service("base"), replace(service("extra"), group="extra"))
+    with_group = usecases.Project(settings, replace(declared, groups_on=frozenset({"extra"})))
+    engine = FakeEngine()
+    usecases.up(with_group, engine, lambda e: None)
+    for container in engine.containers.values():
+        container.health = "health: starting"  # Docker has not checked them yet
+    ids = [c.id for c in engine.containers.values()]
+    verdicts.record(tmp_path, "demo", {i: engine.state(i).started_at for i in ids})
+    without = usecases.Project(settings, declared.active(), declared)
+    outcome = usecases.up(without, engine, lambda e: None)
+    assert sorted(outcome.observed.containers) == ["base"]
