@@ -199,10 +199,10 @@ def summary(
     """The table and the ratios (medians)."""
     lines = ["| what | median (min-max) |", "|---|---|"]
     numbers: dict[str, float] = {}
-    for side, samples in ups.items():
+    for side, times in ups.items():
         lines.append(
-            f"| `{side}` from nothing, s | {statistics.median(samples):.2f} "
-            f"({min(samples):.2f}-{max(samples):.2f}) |"
+            f"| `{side}` from nothing, s | {statistics.median(times):.2f} "
+            f"({min(times):.2f}-{max(times):.2f}) |"
         )
     up_ratio = statistics.median(ups["up --with monitoring"]) / statistics.median(ups["up"])
     numbers["up_ratio"] = round(up_ratio, 3)
