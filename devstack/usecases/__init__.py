@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from devstack.converge.engine_protocol import Engine
 from devstack.converge.observed import Observed
@@ -23,9 +23,6 @@ from devstack.errors import ConfigError, DevstackError, ServiceFailed
 from devstack.usecases.lock import project_lock
 from devstack.usecases.ports import check_ports
 from devstack.usecases.threads import each_at_once
-
-T = TypeVar("T")
-K = TypeVar("K")
 
 if TYPE_CHECKING:  # the executor and builds are imported only by the commands that run them
     from devstack.converge.executor import RunResult
