@@ -26,6 +26,7 @@ from devstack.usecases.overview import changes_rows, container_events, log_follo
 
 DEBOUNCE = 0.03  # s: events come in bursts (kill, die, stop); read the rows once per burst
 SETTLE = 0.25  # s: after an event-driven read, read once more this much later
+QUICK = 0.05  # s: ...and, until the rows show the event's change, this often
 REFRESH = 10.0  # s: without events, the rows are read again this often (uptime moves on)
 LOG_FLUSH = 0.1  # s: log lines are sent in batches at most this often
 LOG_BACKLOG = 2000  # lines a newly opened tab receives
@@ -153,8 +154,9 @@ class Hub:
             self.stop.wait(RETRY)
 
     def _refresher(self) -> None:
-        """Read the rows after each burst of events, once more SETTLE later (Docker may send
-        `die` before its container list says "exited"), and every REFRESH without events."""
+        """Read the rows after each burst of events (again every QUICK until they show a
+        change, for up to SETTLE: Docker may send `die` before its container list says
+        "exited"), once more SETTLE later, and every REFRESH without events."""
         settle = False
         while not self.stop.is_set():
             woke = self.dirty.wait(SETTLE if settle else REFRESH)
@@ -163,10 +165,15 @@ class Hub:
             if woke:
                 self.stop.wait(DEBOUNCE)  # the rest of a burst of events
                 self.dirty.clear()
-            self._refresh()
+                deadline = time.monotonic() + SETTLE
+                while not self._refresh() and time.monotonic() < deadline:
+                    if self.stop.wait(QUICK) or self.dirty.is_set():
+                        break
+            else:
+                self._refresh()
             settle = woke
 
-    def _refresh(self) -> None:
+    def _refresh(self) -> bool:
         """Read the rows (one status, as `status` does) and send them if they changed."""
         try:
             rows = [v.as_json() for v in views(self.project, self.engine)]
@@ -186,6 +193,7 @@ class Hub:
             self.state = state
         if changed:
             self.broadcast("state", state)
+        return changed
 
     # --- now: what the services do, from the monitoring group's Prometheus -----------------
     def _watch_now(self) -> None:
