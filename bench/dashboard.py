@@ -21,7 +21,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,11 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: the bench package of this checkout
+    sys.path.insert(0, str(REPO))
+
+from bench.common import free_ports, scrubbed_env  # noqa: E402
+
 STACK = REPO / "tests" / "integration" / "dashboard_stack"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
@@ -70,12 +74,6 @@ return [lines.length, newest];
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def poll(check: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -103,7 +101,6 @@ class Bench:
     """The project, its dashboard process and the browsers."""
 
     def __init__(self, work: Path) -> None:
-        sys.path.insert(0, str(REPO))
         from devstack.declare.envfile import read_env_file
 
         self.dir = work / "stack"
@@ -112,13 +109,11 @@ class Bench:
         self.values = {k: v for k, v in inherited.items() if k == "DEVSTACK_PYTHON_IMAGE"}
         self.values.update(
             DEVSTACK_PROJECT=f"dsdash-{os.getpid()}-{secrets.token_hex(2)}",
-            DASH_WEB_PORT=str(free_port()),
+            DASH_WEB_PORT=str(free_ports(1)[0]),
             DEVSTACK_HEALTH_INTERVAL="1",
         )
         self.env_file = work / ".env"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DEVSTACK_")}
-        self.env.pop("PYTHONDONTWRITEBYTECODE", None)  # as users run (bench/common.py)
-        self.env.update(PYTHONPATH=str(REPO), NO_COLOR="1")
+        self.env = scrubbed_env(PYTHONPATH=str(REPO))  # as users run: bytecode cached
         self.write()
         self.dashboard: subprocess.Popen[str] | None = None
         self.url = ""

@@ -24,7 +24,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,53 +34,35 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-INHERITED = (
-    "DEVSTACK_POSTGRES_IMAGE",
-    "DEVSTACK_REDIS_IMAGE",
-    "DEVSTACK_PYTHON_IMAGE",
-    "DEVSTACK_CA_BUNDLE",
-    "DEVSTACK_PROMETHEUS_IMAGE",
-    "DEVSTACK_POSTGRES_EXPORTER_IMAGE",
-    "DEVSTACK_REDIS_EXPORTER_IMAGE",
-    "DEVSTACK_GRAFANA_IMAGE",
-)
+if str(REPO) not in sys.path:  # run as a script: the bench package of this checkout
+    sys.path.insert(0, str(REPO))
+
+from bench.common import INHERITED, free_ports, scrubbed_env  # noqa: E402
+
 PATHS = ("/api/v1/live", "/api/v1/ready")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Project:
     """The bench's own project: its env file and the devstack command line."""
 
     def __init__(self, work: Path) -> None:
-        sys.path.insert(0, str(REPO))
         from devstack.declare.envfile import read_env_file
 
         inherited = read_env_file(REPO / ".env") if (REPO / ".env").exists() else {}
-        self.values = {k: v for k, v in inherited.items() if k in INHERITED}
-        self.api_port = free_port()
+        self.values = {k: v for k, v in inherited.items() if INHERITED.fullmatch(k) and v}
+        postgres, redis, self.api_port, prometheus, grafana = free_ports(5)
         self.values.update(
             DEVSTACK_PROJECT=f"dsmon-{os.getpid()}",
-            DEVSTACK_POSTGRES_PORT=str(free_port()),
-            DEVSTACK_REDIS_PORT=str(free_port()),
+            DEVSTACK_POSTGRES_PORT=str(postgres),
+            DEVSTACK_REDIS_PORT=str(redis),
             DEVSTACK_API_PORT=str(self.api_port),
-            DEVSTACK_PROMETHEUS_PORT=str(free_port()),
-            DEVSTACK_GRAFANA_PORT=str(free_port()),
+            DEVSTACK_PROMETHEUS_PORT=str(prometheus),
+            DEVSTACK_GRAFANA_PORT=str(grafana),
             POSTGRES_PASSWORD=secrets.token_hex(8),
             GRAFANA_ADMIN_PASSWORD=secrets.token_hex(8),
         )
         self.env_file = work / ".env"
-        self.env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("DEVSTACK_", "POSTGRES_", "AI_AGENTS_"))
-            and k != "PYTHONDONTWRITEBYTECODE"  # as users run (bench/common.py)
-        }
-        self.env.update(PYTHONPATH=str(REPO), NO_COLOR="1")
+        self.env = scrubbed_env(PYTHONPATH=str(REPO))  # as users run: bytecode cached
         self.write()
 
     def write(self, **extra: str) -> None:

@@ -48,8 +48,6 @@ import pytest
 from devstack.errors import DevstackError
 
 RUN_KEY = "devstack_run"  # the run id, handed from the controller to xdist workers
-REDIS_CLAIM = "devstack:pytest:redis-db:{}"  # in db 0: which run/worker holds database N
-REDIS_FALLBACK_DB = 0
 LOCK_WAIT_S = 900.0  # how long a run waits for another command (a run, `up`) on the stack
 
 
@@ -491,113 +489,9 @@ def devstack_pg_connect(
     return connect
 
 
-@dataclass(frozen=True)
-class RedisSlot:
-    """A worker's Redis database number and the key prefix it must use ("" in its own db)."""
+# the Redis fixtures (devstack.pytest_plugin.redis_slots), registered with this plugin
+from devstack.pytest_plugin import redis_slots  # noqa: E402
 
-    url: str
-    db: int
-    prefix: str
-    claim: str
-
-
-def _redis(settings: Any, required: bool = True) -> tuple[str, list[int]]:
-    """The stack's Redis as the host reaches it, and the numbered databases no service of
-    the stack declares it uses (the ones handed out to test workers). Without a Redis in the
-    stack: UsageError, or ("", []) when not `required`."""
-    from devstack.usecases import project_of
-
-    stack = project_of(settings).stack
-    try:
-        _, store = stack.key_value_store()
-    except LookupError as exc:
-        if not required:
-            return "", []
-        raise pytest.UsageError(f"devstack: {exc} (the devstack_redis fixtures need one)") from None
-    host = settings.probe_host
-    used = stack.key_value_dbs_used() | {REDIS_FALLBACK_DB}
-    free = [n for n in range(store.databases) if n not in used]
-    return f"redis://{f'[{host}]' if ':' in host else host}:{store.port}", free
-
-
-def _release_dead_redis_claims(settings: Any) -> None:
-    import redis
-
-    from devstack.usecases.databases import pid_alive
-
-    base, free = _redis(settings, required=False)
-    if not base:
-        return
-    client = redis.Redis.from_url(f"{base}/{REDIS_FALLBACK_DB}")
-    try:
-        for n in free:
-            owner = client.get(REDIS_CLAIM.format(n))
-            if owner is not None:
-                pid = str(owner, "utf-8") if isinstance(owner, bytes) else str(owner)
-                pid = pid.partition("_")[0]
-                if pid.isdigit() and not pid_alive(int(pid)):
-                    client.delete(REDIS_CLAIM.format(n))
-    finally:
-        client.close()
-
-
-@pytest.fixture(scope="session")
-def devstack_redis_slot(
-    devstack_stack: StackSession, request: pytest.FixtureRequest
-) -> Iterator[RedisSlot]:
-    """Claim a free Redis database number for this worker (a key in db 0 says whose), or fall
-    back to a key prefix in db 0 when all are taken; released (and emptied) at the end."""
-    import redis
-
-    _release_dead_redis_claims(devstack_stack.settings)
-    base, free = _redis(devstack_stack.settings)
-    owner = f"{devstack_stack.run_id}_{_worker(request)}"
-    admin = redis.Redis.from_url(f"{base}/{REDIS_FALLBACK_DB}")
-    slot = RedisSlot(f"{base}/{REDIS_FALLBACK_DB}", REDIS_FALLBACK_DB, f"dst:{owner}:", "")
-    for n in free:
-        try:
-            claimed = admin.set(REDIS_CLAIM.format(n), owner, nx=True)
-        except redis.ResponseError:  # fewer databases configured
-            break
-        if claimed:
-            slot = RedisSlot(f"{base}/{n}", n, "", REDIS_CLAIM.format(n))
-            break
-    try:
-        yield slot
-    finally:
-        _empty(slot)
-        if slot.claim and admin.get(slot.claim) == owner.encode():
-            admin.delete(slot.claim)
-        admin.close()
-
-
-def _empty(slot: RedisSlot) -> None:
-    import redis
-
-    client = redis.Redis.from_url(slot.url)
-    try:
-        if slot.prefix:
-            keys = list(client.scan_iter(match=f"{slot.prefix}*"))
-            if keys:
-                client.delete(*keys)
-        else:
-            client.flushdb()
-    finally:
-        client.close()
-
-
-@pytest.fixture
-def devstack_redis_prefix(devstack_redis_slot: RedisSlot) -> str:
-    """The key prefix this worker must use: "" when it has its own Redis database."""
-    return devstack_redis_slot.prefix
-
-
-@pytest.fixture
-def devstack_redis(devstack_redis_slot: RedisSlot) -> Iterator[Any]:
-    """A redis.Redis on the worker's database, emptied of this worker's keys before each test."""
-    import redis
-
-    _empty(devstack_redis_slot)
-    client = redis.Redis.from_url(devstack_redis_slot.url)
-    yield client
-    client.close()
+devstack_redis_slot = redis_slots.devstack_redis_slot
+devstack_redis_prefix = redis_slots.devstack_redis_prefix
+devstack_redis = redis_slots.devstack_redis
