@@ -199,15 +199,17 @@ class Hub:
     def _watch_now(self) -> None:
         """Every NOW_EVERY while a tab is open: each watched service's numbers, or why there
         are none (the group is off, Prometheus does not answer), as a `now` event."""
-        from devstack.usecases.metrics import monitor
+        from devstack.usecases.metrics import Monitor, monitor
 
+        found: Monitor | None = None  # found again (a Docker call) only after a failure
         while not self.stop.wait(self._now_every()):
             with self.lock:
                 watched = bool(self.clients)
             if not watched and self.now is not None:
                 continue  # nobody looks: Prometheus is not asked
             try:
-                rates = monitor(self.project, self.engine).rates()
+                found = found or monitor(self.project, self.engine)
+                rates = found.rates()
                 now: dict[str, Any] = {
                     "at": time.time(),
                     "services": [
@@ -216,6 +218,7 @@ class Hub:
                     ],
                 }
             except DevstackError as exc:
+                found = None
                 hint = f" ({exc.hint})" if exc.hint else ""
                 now = {"at": time.time(), "services": [], "off": exc.message + hint}
             self.now = now
