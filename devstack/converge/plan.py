@@ -353,9 +353,11 @@ def plan_down(
     stack: Stack, observed: Observed, volumes: bool, services: list[str] | None = None
 ) -> Plan:
     """Remove containers (dependents first), then the network, then volumes only if asked.
-    With the volumes, a container that can keep nothing outside them (no writable bind
-    mount) is discarded at once, all in parallel: a graceful stop and a final flush would
-    only write what is about to be deleted."""
+    A `disposable` service (it holds nothing a stop must flush) is discarded: killed and
+    removed without a graceful stop, still after its own dependents, so what it depends on
+    stops only once it is gone. With the volumes, a container that can keep nothing outside
+    them (no writable bind mount) is discarded at once, all in parallel: a graceful stop and
+    a final flush would only write what is about to be deleted."""
     known = set(stack.names)
     if services:
         order = stack.dependents(services)
@@ -366,18 +368,24 @@ def plan_down(
     ops = []
     for name in present:
         service = stack.service(name) if name in known else None
-        discard = volumes and not services and service is not None and _keeps_nothing(service)
+        wiped = volumes and not services and service is not None and _keeps_nothing(service)
+        disposable = service is not None and service.disposable
         dependents = [
             _key("remove", s.name)
             for s in stack.services
-            if name in s.dependency_names and s.name in present and not discard
+            if name in s.dependency_names and s.name in present and not wiped
         ]
+        cause = "down"
+        if wiped:
+            cause = "--volumes: its data goes too"
+        elif disposable:
+            cause = "down: disposable, nothing to flush"
         ops.append(
             Operation(
-                Action.DISCARD if discard else Action.REMOVE,
+                Action.DISCARD if wiped or disposable else Action.REMOVE,
                 Kind.CONTAINER,
                 observed.containers[name].name,
-                "--volumes: its data goes too" if discard else "down",
+                cause,
                 service,
                 tuple(dependents),
                 key=_key("remove", name),

@@ -359,6 +359,10 @@ class Service:
     depends_on: tuple[Dependency, ...] = ()
     build: Build | None = None
     stop_signal: str | None = None
+    # holds nothing a stop must flush (its work is redone elsewhere, e.g. a task queue's
+    # worker with late acks, or a stateless server): `down` kills and removes it at once,
+    # side by side, instead of a graceful stop; not part of the container's configuration
+    disposable: bool = False
     one_shot: bool = False  # a job that runs to completion (e.g. migrations) on every `up`
     shortcuts: tuple[Shortcut, ...] = ()
     links: tuple[Link, ...] = ()

@@ -136,10 +136,12 @@ def container(
     one_shot: bool = False,
     stop_signal: str | None = None,
     user: str = "",
+    disposable: bool = False,
 ) -> Service:
     """Any image as a service: its ports (`publish`), environment, volumes (`volume`,
     `bind`), a readiness check (`http`, `tcp`, `exec_check`, `log_line`, `completed`), an
-    optional Docker health check command (`health`), dependencies and an optional group."""
+    optional Docker health check command (`health`), dependencies and an optional group.
+    `disposable`: it holds nothing a stop must flush, so `down` kills it at once."""
     return Service(
         name=name,
         image=image,
@@ -157,6 +159,7 @@ def container(
         one_shot=one_shot,
         stop_signal=stop_signal,
         user=user,
+        disposable=disposable,
     )
 
 

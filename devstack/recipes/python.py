@@ -122,6 +122,7 @@ def asgi_app(
     shortcuts: Sequence[Shortcut] = (),
     group: str = "",
     metrics_path: str = "",
+    disposable: bool = True,
 ) -> Service:
     """An ASGI app (`module:attribute`) served on `port`. Ready when `GET ready_path` answers
     200; `live_path` is its liveness endpoint (a cluster restarts it when that fails),
@@ -129,7 +130,8 @@ def asgi_app(
     metrics on the same port (the "http" family: `http_requests_total` and
     `http_request_duration_seconds` by method, route and status). In dev mode it runs under
     devserver with `sources` (a folder of the project) mounted read-only and held until its
-    `before_start` dependencies are met; otherwise plain uvicorn."""
+    `before_start` dependencies are met; otherwise plain uvicorn. `disposable` (default): its
+    state lives in its dependencies, so `down` kills it at once (a request in flight is cut)."""
     target = source_target or f"/app/{sources}"
     serve = [app, "--host", "0.0.0.0", "--port", str(port.container_port)]
     held = _held(env, (*ASGI_PRELOAD, *preload))
@@ -165,6 +167,7 @@ def asgi_app(
         key_value_dbs=tuple(uses_redis_dbs),
         group=group,
         metrics=Metrics(inner, metrics_path, "http") if metrics_path else None,
+        disposable=disposable,
     )
 
 
@@ -187,6 +190,7 @@ def celery_worker(
     title: str = "",
     group: str = "",
     metrics_port: int = 0,
+    disposable: bool = True,
 ) -> Service:
     """A Celery worker for `app` consuming `queues` (default: Celery's default queue). Ready
     when `ready_file` (written by the live worker process on Celery's `worker_ready` signal as
@@ -196,7 +200,11 @@ def celery_worker(
     `PROMETHEUS_MULTIPROC_DIR` (prometheus-client's multiprocess mode, which the prefork pool
     needs), set here. In dev mode it runs under devserver's
     command mode: Celery restarts on a change under `sources`, a task module that fails to
-    import is reported like the web app's code errors."""
+    import is reported like the web app's code errors. `disposable` (default): `down` kills
+    it at once instead of waiting for Celery's warm shutdown. Right for an app that acks late
+    (Celery's `task_acks_late`): the running task stays unacked in the
+    broker and is delivered again after the broker's visibility timeout; pass False for an app
+    that acks early (a killed worker would lose its running task)."""
     target = source_target or f"/app/{sources}"
     celery = f"celery -A {app} worker --loglevel INFO --concurrency {concurrency}"
     celery += f" -Q {','.join(queues)}" if queues else ""
@@ -240,6 +248,7 @@ def celery_worker(
         key_value_dbs=tuple(uses_redis_dbs),
         group=group,
         metrics=Metrics(metrics_port, "/metrics", "tasks") if metrics_port else None,
+        disposable=disposable,
     )
 
 

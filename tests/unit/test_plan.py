@@ -113,8 +113,8 @@ def test_down_without_volumes_keeps_data(tmp_path: Path) -> None:
     s = stack(tmp_path)
     assert str(plan_down(s, observed(s, ALL_RUNNING), volumes=False)) == "\n".join(
         [
-            "remove    container  demo-worker                  (down)",
-            "remove    container  demo-api                     (down)",
+            "discard   container  demo-worker                  (down: disposable, nothing to flush)",
+            "discard   container  demo-api                     (down: disposable, nothing to flush)",
             "remove    container  demo-migrate                 (down)",
             "remove    container  demo-redis                   (down)",
             "remove    container  demo-postgres                (down)",
@@ -123,6 +123,39 @@ def test_down_without_volumes_keeps_data(tmp_path: Path) -> None:
             "keep      volume     demo_redisdata               (data kept; --volumes deletes it)",
         ]
     )
+
+
+def test_down_kills_what_the_declaration_calls_disposable_before_the_data_stops(
+    tmp_path: Path,
+) -> None:
+    """The worker and the API (their recipes declare them disposable) are killed at once,
+    side by side; Postgres and Redis stop gracefully, only once nothing that uses them runs."""
+    s = stack(tmp_path)
+    plan = plan_down(s, observed(s, ALL_RUNNING), volumes=False)
+    ops = {op.service_name: op for op in plan.of_kind("container")}
+    assert {n for n, op in ops.items() if op.action is Action.DISCARD} == {"worker", "api"}
+    assert ops["worker"].after == () and ops["api"].after == ()
+    assert ops["postgres"].action is Action.REMOVE and ops["redis"].action is Action.REMOVE
+    assert {ops["worker"].key, ops["api"].key} <= set(ops["postgres"].after)
+    assert {ops["worker"].key, ops["api"].key} <= set(ops["redis"].after)
+
+
+def test_disposable_is_the_declarations_choice_not_the_name(tmp_path: Path) -> None:
+    s = stack(tmp_path)
+    kept = {"worker": False, "postgres": True}  # a worker that acks early; a throwaway db
+    s = replace(
+        s,
+        services=tuple(
+            replace(x, disposable=kept[x.name]) if x.name in kept else x for x in s.services
+        ),
+    )
+    plan = plan_down(s, observed(s, ALL_RUNNING), volumes=False)
+    actions = {op.service_name: op.action for op in plan.of_kind("container")}
+    assert actions["worker"] is Action.REMOVE and actions["postgres"] is Action.DISCARD
+    # still after its dependents: nothing that uses it runs while it goes
+    (postgres,) = [op for op in plan.of_kind("container") if op.service_name == "postgres"]
+    assert "remove:worker" in " ".join(postgres.after)
+    assert s.service("worker").config_hash() == stack(tmp_path).service("worker").config_hash()
 
 
 def test_down_with_volumes(tmp_path: Path) -> None:
@@ -143,7 +176,8 @@ def test_down_with_volumes(tmp_path: Path) -> None:
 def test_down_with_volumes_stops_gracefully_what_writes_outside_them(tmp_path: Path) -> None:
     s = stack(tmp_path)
     api = s.service("api")
-    writes = replace(api, mounts=(*api.mounts, Mount(str(tmp_path), "/app/uploads", "bind")))
+    uploads = Mount(str(tmp_path), "/app/uploads", "bind")
+    writes = replace(api, mounts=(*api.mounts, uploads), disposable=False)
     s = replace(s, services=tuple(writes if x.name == "api" else x for x in s.services))
     plan = plan_down(s, observed(s, ALL_RUNNING), volumes=True)
     actions = {op.service_name: op.action for op in plan.of_kind("container")}
