@@ -154,6 +154,8 @@ TARGETS: list[tuple[str, str, tuple[str, str], float, tuple[str, str] | None]] =
     ("#23", "35 services: status <= 1.1x the stack's", ("status-35", DS), 1.1, ("status", DS)),
     ("#23", "moonshot: up from nothing <= 1.15x up with existing volumes", ("up-fresh", DS), 1.15,
      ("up-volumes", DS)),
+    # issue 23: disposable services (worker, API) are killed, not stopped gracefully
+    ("#23", "down <= 0.5x compose down", ("down", DS), 0.5, ("down", CP)),
 ]  # fmt: skip
 
 
