@@ -379,7 +379,7 @@ def plan_down(
         if wiped:
             cause = "--volumes: its data goes too"
         elif disposable:
-            cause = "down: disposable, nothing to flush"
+            cause = "disposable: nothing to flush"
         ops.append(
             Operation(
                 Action.DISCARD if wiped or disposable else Action.REMOVE,

@@ -113,8 +113,8 @@ def test_down_without_volumes_keeps_data(tmp_path: Path) -> None:
     s = stack(tmp_path)
     assert str(plan_down(s, observed(s, ALL_RUNNING), volumes=False)) == "\n".join(
         [
-            "discard   container  demo-worker                  (down: disposable, nothing to flush)",
-            "discard   container  demo-api                     (down: disposable, nothing to flush)",
+            "discard   container  demo-worker                  (disposable: nothing to flush)",
+            "discard   container  demo-api                     (disposable: nothing to flush)",
             "remove    container  demo-migrate                 (down)",
             "remove    container  demo-redis                   (down)",
             "remove    container  demo-postgres                (down)",
