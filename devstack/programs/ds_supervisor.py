@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import importlib
 import json
 import os
@@ -18,14 +17,9 @@ import time
 import traceback
 import warnings
 from collections import deque
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
-
+from typing import Any
 
 try:  # imported as devstack.programs.* (tests, type checker)
     from .ds_runner import (
@@ -57,59 +51,13 @@ except ImportError:  # run as a script: this folder is sys.path[0]
     from ds_options import Options  # type: ignore[no-redef,import-not-found]
 
 try:  # imported as devstack.programs.* (tests, type checker)
+    from .ds_process import Child, fork
     from .ds_server import server_main
     from .ds_watch import _watch_forever
 except ImportError:  # run as a script: this folder is sys.path[0]
+    from ds_process import Child, fork  # type: ignore[no-redef,import-not-found]
     from ds_server import server_main  # type: ignore[no-redef,import-not-found]
     from ds_watch import _watch_forever  # type: ignore[no-redef,import-not-found]
-
-
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent: int) -> None:
-    """Linux: get SIGTERM when the supervisor dies, so no server outlives it."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    if os.getppid() != parent:
-        os._exit(1)
-
-
-def _reset_signals_in_child() -> None:
-    """A forked child starts with default dispositions and no wakeup fd of the supervisor."""
-    signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-
-
-@contextlib.contextmanager
-def _signals_blocked() -> Iterator[None]:
-    """Block stop signals and SIGCHLD around fork so none reaches a half-set-up child."""
-    blocked = {*STOP_SIGNALS, signal.SIGCHLD}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-@dataclass
-class Child:
-    """A process the supervisor started."""
-
-    pid: int
-    role: str  # "server", "command" or "watcher"
-    started: float = field(default_factory=time.monotonic)
-    fds: dict[int, str] = field(default_factory=dict)  # fd -> "report" | "stdout" | "stderr"
-    buffers: dict[int, bytes] = field(default_factory=dict)
-    stopping: bool = False
-    kill_at: float | None = None
-    ready: bool = False
-    forced_error: bool = False
-    exit_code: int | None = None
 
 
 class Supervisor:
@@ -183,24 +131,10 @@ class Supervisor:
     # -- children ----------------------------------------------------------------------------
 
     def _fork(self) -> int:
-        """Fork with signals blocked; in the child, drop the supervisor's fds (0 returned)."""
-        sys.stdout.flush()
-        sys.stderr.flush()
-        parent = os.getpid()
-        with _signals_blocked():
-            pid = os.fork()
-            if pid == 0:
-                _reset_signals_in_child()
-        if pid == 0:
-            _die_with_parent(parent)
-            with contextlib.suppress(OSError):
-                self.selector.close()
-            fds = [self.wakeup_r, self.wakeup_w]
-            fds += [fd for child in self.children.values() for fd in child.fds]
-            for fd in fds:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        return pid
+        """Fork a child (0 returned in it) that holds none of the supervisor's fds."""
+        fds = [self.selector.fileno(), self.wakeup_r, self.wakeup_w]
+        fds += [fd for child in self.children.values() for fd in child.fds]
+        return fork(fds)
 
     def start_watcher(self) -> None:
         """A forked process runs watchfiles and writes one JSON line per batch of changes."""
