@@ -42,6 +42,7 @@ class Options:
     reload_delay: float
     ready_pattern: re.Pattern[str] | None
     ready_after: float
+    overlap: bool
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -123,6 +124,12 @@ def parse_args(argv: Sequence[str]) -> Options:
         default=1.0,
         help="--command without --ready-pattern: seconds alive that count as ready",
     )
+    parser.add_argument(
+        "--overlap",
+        action="store_true",
+        help="--command: on a change, start the new command at once and let the old one "
+        "finish beside it (for queue consumers, where two can run at once)",
+    )
     ns = parser.parse_args(argv)
     if bool(ns.app) == bool(ns.command):
         parser.error("give either APP (MODULE:ATTRIBUTE) or --command, not both")
@@ -131,6 +138,8 @@ def parse_args(argv: Sequence[str]) -> Options:
     command: tuple[str, ...] = tuple(shlex.split(ns.command)) if ns.command else ()
     if ns.command and not command:
         parser.error("--command is empty")
+    if ns.overlap and not ns.command:
+        parser.error("--overlap is for --command: two servers cannot share the socket's port")
     pattern = None
     if ns.ready_pattern:
         try:
@@ -161,6 +170,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         reload_delay=ns.reload_delay,
         ready_pattern=pattern,
         ready_after=ns.ready_after,
+        overlap=ns.overlap,
     )
 
 

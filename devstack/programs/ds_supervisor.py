@@ -52,11 +52,11 @@ except ImportError:  # run as a script: this folder is sys.path[0]
 
 try:  # imported as devstack.programs.* (tests, type checker)
     from .ds_process import Child, fork
-    from .ds_server import server_main
+    from .ds_server import Reporter, foreign_modules, server_main
     from .ds_watch import _watch_forever
 except ImportError:  # run as a script: this folder is sys.path[0]
     from ds_process import Child, fork  # type: ignore[no-redef,import-not-found]
-    from ds_server import server_main  # type: ignore[no-redef,import-not-found]
+    from ds_server import Reporter, foreign_modules, server_main  # type: ignore[no-redef,import-not-found]
     from ds_watch import _watch_forever  # type: ignore[no-redef,import-not-found]
 
 
@@ -200,17 +200,19 @@ class Supervisor:
         are reused), anything else is exec'd."""
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        report_r, report_w = os.pipe()
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         program = python_program(self.options.command)
         pid = self._fork()
         if pid == 0:
             code = 127
+            inherited = set(sys.modules)
             try:
                 os.setpgid(0, 0)
                 os.dup2(out_w, 1)
                 os.dup2(err_w, 2)
-                os.close(out_w)
-                os.close(err_w)
+                for fd in (out_w, err_w, out_r, err_r, report_r):
+                    os.close(fd)
                 os.chdir(self.options.app_dir)
                 if program is None:
                     os.execvpe(self.options.command[0], list(self.options.command), env)
@@ -218,6 +220,9 @@ class Supervisor:
                 code = run_python_program(*program)
                 with contextlib.suppress(BaseException):
                     atexit._run_exitfuncs()  # what the interpreter does at exit (logging...)
+                if self.options.auto_preload:  # for the next start: what this one imported
+                    names = foreign_modules(self.project, inherited)
+                    Reporter(report_w).send("modules", names=names)
             except BaseException as exc:
                 os.write(2, f"devserver: cannot run {self.options.command[0]}: {exc}\n".encode())
             finally:
@@ -225,11 +230,12 @@ class Supervisor:
                     sys.stdout.flush()
                     sys.stderr.flush()
                 os._exit(code)
-        os.close(out_w)
-        os.close(err_w)
-        for fd in (out_r, err_r):
+        for fd in (out_w, err_w, report_w):
+            os.close(fd)
+        for fd in (out_r, err_r, report_r):
             os.set_blocking(fd, False)
-        child = Child(pid=pid, role="command", fds={out_r: "stdout", err_r: "stderr"})
+        fds = {out_r: "stdout", err_r: "stderr", report_r: "report"}
+        child = Child(pid=pid, role="command", fds=fds)
         self.output_tail.clear()
         self._adopt(child)
         self.current = child
@@ -237,7 +243,9 @@ class Supervisor:
         log(f"started {shlex.join(self.options.command)} ({how}, pid {pid})")
 
     def start_current(self, forced: CodeError | None = None) -> None:
-        """Start the server or the command."""
+        """Start the server or the command, with what the last one imported preloaded."""
+        while self.preload_queue:
+            self._preload_one()
         if self.options.command:
             self.start_command()
         else:
@@ -303,6 +311,8 @@ class Supervisor:
                 log(f"the file watcher exited (code {child.exit_code}): reloading is off")
             return
         if child is not self.current:
+            if child.role == "command":
+                log(f"the old command {child.pid} exited (code {child.exit_code})")
             return
         self.current = None
         if self.exiting:
@@ -388,6 +398,9 @@ class Supervisor:
         if self.error_file.current is not None:
             log("the command is up again")
         self.error_file.clear()
+        if self.reload_started is not None:
+            log(f"restarted in {time.monotonic() - self.reload_started:.3f} s")
+            self.reload_started = None
 
     def _on_report(self, child: Child, message: dict[str, Any]) -> None:
         event = message.get("event")
@@ -431,6 +444,10 @@ class Supervisor:
         self.reload_stopped = None
         current = self.current
         if current is None:
+            self.start_current()
+        elif self.options.overlap:
+            self.stop(current, kill_after=self.options.graceful_timeout + 2.0)
+            log(f"{current.pid} finishes its work beside the new command")
             self.start_current()
         else:
             self.reload_pending = True

@@ -52,6 +52,7 @@ ASGI_PRELOAD = (
     *("uvicorn.protocols.http.h11_impl", "uvicorn.lifespan.on", "uvicorn.loops.asyncio"),
     "watchfiles",
 )
+OLD_WORKER_FINISH_S = 60  # dev mode: what a replaced worker may take to finish its tasks
 CELERY_PRELOAD = (
     *("celery", "celery.signals", "celery.bin.celery", "celery.apps.worker", "celery.worker"),
     *("celery.worker.consumer", "celery.concurrency.prefork", "billiard.pool", "kombu"),
@@ -212,7 +213,12 @@ def celery_worker(
     held = _held(env, (*CELERY_PRELOAD, *preload))
     source = bind(env, sources, target)
     if held:
-        restarted = ("--command", celery, "--watch", target, "--ready-pattern", r"\bready\.")
+        # --overlap: the new worker consumes at once; the old one finishes its tasks beside
+        # it (warm shutdown: each is acked once, on the code it started with)
+        restarted = (
+            *("--command", celery, "--watch", target, "--ready-pattern", r"\bready\."),
+            *("--overlap", "--graceful-timeout", str(OLD_WORKER_FINISH_S)),
+        )
         command = held.wrap(
             ("python", DEVSERVER_TARGET, *restarted, "--error-file", CODE_ERROR_FILE)
         )

@@ -11,10 +11,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.worker import READY_CHECK
+
 from .conftest import REPO_ROOT, Project, poll
 from .test_faults import assert_clear_failure, copy_repo
 
 ERROR_PAGE_DEADLINE = 0.5  # seconds from saving a broken file to the error page
+FETCH_METRICS = (
+    "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9808/metrics').read().decode())"
+)
 
 
 def task_result(project: Project, message: str, work_s: float = 0.0) -> dict[str, object]:
@@ -77,6 +82,89 @@ def test_a_killed_worker_does_not_lose_its_task(make_project: Callable[..., Proj
         lambda: (s := httpx.get(url, timeout=5).json())["state"] == "SUCCESS" and s, timeout=90
     )
     assert state["result"]["attempts"] == 2
+
+
+# Run inside the worker's container: a second worker on a queue of its own gets SIGTERM; a
+# task sent to that queue 0.2 s later must stay in the queue (a worker told to stop takes no
+# more work: Celery's loop checks its stop flag only once a second, and a task it took then
+# waited for its whole shutdown, ~2 s, before going back to the queue). Prints the queue's
+# length after the worker exited, then the worker's log.
+STOPPING_WORKER_PROBE = """
+import os, signal, subprocess, sys, time
+from service.worker import app
+queue = "probe-%d" % os.getpid()
+env = dict(os.environ, AI_AGENTS_CELERY_READY_FILE="/tmp/%s.ready" % queue)
+env["AI_AGENTS_METRICS"] = "false"
+log = open("/tmp/%s.log" % queue, "w+")
+worker = subprocess.Popen(["celery", "-A", "service.worker", "worker", "-Q", queue, "-l", "INFO",
+    "--concurrency", "1", "--without-mingle", "--without-gossip"], stdout=log, stderr=log, env=env)
+deadline = time.monotonic() + 30
+while "ready." not in open(log.name).read() and time.monotonic() < deadline:
+    time.sleep(0.02)
+assert "ready." in open(log.name).read(), "the probe worker did not start"
+worker.send_signal(signal.SIGTERM)
+time.sleep(0.2)  # the stop flag is set by now
+app.send_task("service.tasks.record", args=["probe"], queue=queue)
+worker.wait(30)
+with app.connection_for_write() as connection:
+    print(connection.default_channel.client.llen(queue))
+    connection.default_channel.client.delete(queue)
+print(open(log.name).read())
+"""
+
+
+def test_a_worker_told_to_stop_takes_no_more_tasks(running: Project) -> None:
+    worker = running.container("worker")
+    for _ in range(3):  # without the fix, each round fails four times out of five
+        result = worker.exec_run(["python", "-c", STOPPING_WORKER_PROBE], workdir="/app")
+        assert result.exit_code == 0, result.output.decode()
+        length, _, log = result.output.decode().partition("\n")
+        assert " received" not in log, log
+        assert length == "1", log
+
+
+def test_a_worker_reload_runs_new_code_at_once_while_the_running_task_finishes(
+    tmp_path: Path, make_project: Callable[..., Project]
+) -> None:
+    """dev mode restarts the worker with `--overlap`: the new code takes the next task while
+    the old worker finishes the one it runs (once, on the old code), then exits; the
+    container stays ready and keeps serving its metrics."""
+    project = scratch(tmp_path, make_project)
+    project.run("up", "--quiet")
+    queued = httpx.post(
+        f"{project.api_url}/api/v1/tasks", json={"message": "old", "work_s": 6}, timeout=5
+    ).json()
+    url = f"{project.api_url}{queued['url']}"
+    poll(lambda: httpx.get(url, timeout=5).json()["state"] == "STARTED", timeout=30)
+
+    tasks = project.project_dir / "service" / "tasks.py"
+    needle = "record_task(dsn, task_id, message, worker, work_s)"
+    assert needle in tasks.read_text()
+    tasks.write_text(
+        tasks.read_text().replace(needle, needle.replace("message,", "message + '+new',"))
+    )
+
+    # tasks queued before the watcher saw the save may still run the old code
+    def new_code_ran() -> bool:
+        result = task_result(project, "m")["result"]
+        return isinstance(result, dict) and result["message"] == "m+new"
+
+    poll(new_code_ran, timeout=15)
+    assert httpx.get(url, timeout=5).json()["state"] == "STARTED"  # the old one still works
+
+    state = poll(lambda: (s := httpx.get(url, timeout=5).json())["state"] == "SUCCESS" and s, 30)
+    assert state["result"]["message"] == "old"  # finished by the old code, not redone
+    assert state["result"]["attempts"] == 1
+    worker = project.container("worker")
+    poll(lambda: b"the old command" in worker.logs(tail=300), timeout=30)  # it exited
+    # the ready file names the new worker (the old one's shutdown left it alone) ...
+    assert worker.exec_run(READY_CHECK).exit_code == 0
+    # ... and the new worker serves the metrics port the old one held
+    metrics = poll(
+        lambda: (r := worker.exec_run(["python", "-c", FETCH_METRICS])).exit_code == 0 and r,
+        timeout=15,
+    )
+    assert b"celery_tasks_total" in metrics.output
 
 
 # --- migrations that fail, and a task module that does not import -------------------------

@@ -385,6 +385,78 @@ def test_command_mode_reports_a_traceback_and_recovers(project: Path) -> None:
         running.poll(gone(pid), 5.0, f"child {pid} gone")
 
 
+IMPORTS_A_LIBRARY = """\
+import signal
+import sys
+
+from devapp import extra
+
+print("worker ready", extra.VERSION, "xml.dom.minidom" in sys.modules, flush=True)
+import xml.dom.minidom  # noqa: E402  (a library this worker needs)
+
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a graceful stop, as Celery's
+signal.pause()
+"""
+
+
+def test_command_mode_preloads_what_the_last_command_imported(project: Path) -> None:
+    (project / "devapp" / "imports.py").write_text(IMPORTS_A_LIBRARY)
+    command = f"{sys.executable} -m devapp.imports"
+    running = launch(project, "--command", command, "--ready-pattern", "^worker ready")
+    try:
+        running.poll(lambda: "worker ready 1 False" in running.log_text() or None, 10.0, "up")
+        running.save("devapp/extra.py", extra_source(2))
+        running.poll(lambda: "worker ready 2 True" in running.log_text() or None, 10.0, "again")
+    finally:
+        assert stop(running) == 0
+
+
+SLOW_TO_STOP = """\
+import signal
+import sys
+import time
+
+from devapp import extra
+
+
+def finish(*_):
+    print("worker stopping", extra.VERSION, flush=True)
+    time.sleep(3)  # the task it was running (a Celery warm shutdown waits for it)
+    print("worker finished", extra.VERSION, flush=True)
+    sys.exit(0)
+
+
+signal.signal(signal.SIGTERM, finish)
+print("worker ready", extra.VERSION, flush=True)
+while True:
+    signal.pause()
+"""
+
+
+def test_overlap_starts_the_new_command_while_the_old_one_finishes(project: Path) -> None:
+    (project / "devapp" / "slow.py").write_text(SLOW_TO_STOP)
+    command = f"{sys.executable} -m devapp.slow"
+    running = launch(project, "--command", command, "--ready-pattern", "^worker ready", "--overlap")
+    try:
+        running.poll(lambda: "worker ready 1" in running.log_text() or None, START_DEADLINE, "up")
+        running.save("devapp/extra.py", extra_source(2))
+        log = running.poll(
+            lambda: text if "worker ready 2" in (text := running.log_text()) else None,
+            10.0,
+            "the new command",
+        )
+        assert "worker finished 1" not in log  # started while the old one still works
+        log = running.poll(
+            lambda: text if "worker finished 1" in (text := running.log_text()) else None,
+            10.0,
+            "the old command finishing its work",
+        )
+        assert "killing" not in log  # it stopped on its own, in its graceful time
+        assert running.error_summary() is None  # its exit is no error: it was asked to stop
+    finally:
+        assert stop(running) == 0
+
+
 SCRIPT = """\
 import os
 import sys

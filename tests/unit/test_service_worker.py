@@ -46,9 +46,20 @@ def test_ready_while_the_writer_lives(ready_file: Path, sleeper: subprocess.Pope
     mark_ready(ready_file, sleeper.pid)
     assert passes(ready_file)
     assert [p.name for p in ready_file.parent.iterdir()] == [ready_file.name]  # no .partial
-    clear_ready(ready_file)
-    clear_ready(ready_file)  # twice is fine
+    clear_ready(ready_file, sleeper.pid)
+    clear_ready(ready_file, sleeper.pid)  # twice is fine
     assert not passes(ready_file)
+
+
+def test_a_replaced_worker_leaves_its_successors_file_alone(
+    ready_file: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    """dev mode starts the new worker before the old one has shut down (devserver --overlap):
+    the old one's shutdown must not remove the file the new one wrote."""
+    mark_ready(ready_file, os.getpid())  # the old worker
+    mark_ready(ready_file, sleeper.pid)  # the new one, ready first
+    clear_ready(ready_file, os.getpid())  # the old one's shutdown
+    assert passes(ready_file)
 
 
 def test_not_ready_once_the_writer_died(ready_file: Path, sleeper: subprocess.Popen[bytes]) -> None:
