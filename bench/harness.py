@@ -62,6 +62,7 @@ MULTI_STEP = {
     "unrelated-tree": scenarios.unrelated_tree,
     "dependency-change": scenarios.dependency_change,
     "hot-reload": scenarios.hot_reload,
+    "worker-reload": scenarios.worker_reload,
     scale.FRESH_BUILD: scale.fresh_build,
 }
 

@@ -39,6 +39,7 @@ TABLE_ORDER = [
     "unrelated-tree:up",
     "dependency-change",
     "hot-reload",
+    "worker-reload",
     "up-fresh-build",
     "build-alone",
     "independent-first-start",
@@ -156,6 +157,8 @@ TARGETS: list[tuple[str, str, tuple[str, str], float, tuple[str, str] | None]] =
      ("up-volumes", DS)),
     # issue 23: disposable services (worker, API) are killed, not stopped gracefully
     ("#23", "down <= 0.5x compose down", ("down", DS), 0.5, ("down", CP)),
+    ("#23", "worker reload: save -> a task runs the new code <= 0.5 s", ("worker-reload", DS),
+     0.5, None),
 ]  # fmt: skip
 
 

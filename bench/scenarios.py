@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
+
 from bench.common import BenchError, http_get, log, poll_until, write_atomically
 from bench.tools import compose_builder
 from devstack.declare.checks import HttpGet
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
 # Files the scenarios edit (in the tools' copies only; up-source-change's: tools.EDITED_FILE).
 RELOAD_FILE = "service/routes/meta.py"  # hot-reload appends a route to this module's `router`
 RELOAD_PATH = "/bench-reload"  # ... served at this path, answering {"mark": ...}
+WORKER_FILE = "service/tasks.py"  # worker-reload changes the message its task records
+WORKER_NEEDLE = "return asyncio.run(record_task(dsn, task_id, message, worker, work_s))"
 PYPROJECT = "pyproject.toml"  # dependency-change adds DEPENDENCY to the EXTRA extra
 EXTRA = "service"
 DEPENDENCY = "six>=1.16"  # small, pure Python, not among the service's dependencies
@@ -44,6 +48,7 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
     "unrelated-tree": ("7. 20,000 unrelated files in the tree", "up", "up"),
     "dependency-change": ("8. rebuild after adding a dependency (compose up --build)", "up", "up"),
     "hot-reload": ("9. hot reload: save -> new response (compose: uvicorn --reload)", "up", "up"),
+    "worker-reload": ("9b. worker reload: save -> a task runs the new code", "up", "up"),
     "down": ("5. down (keep volumes)", "up", "down"),
     "up-volumes": ("2. up with existing volumes", "down", "up"),
     "down-volumes": ("5b. down --volumes", "up", "clean"),
@@ -62,7 +67,7 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
 }
 FLOORS = ("floor", "floor-volumes", "floor-parallel")
 COMPOSE_ONLY = ("up-fresh-1s",)
-DEVSTACK_ONLY = ("up-fresh-build",)
+DEVSTACK_ONLY = ("up-fresh-build", "worker-reload")
 ORDER = list(SCENARIOS)
 
 
@@ -209,3 +214,44 @@ def hot_reload(bench: Bench, tool: Tool, index: int) -> None:
         return reply is not None and reply[0] == 404
 
     poll_until(restored, time.perf_counter() + 60, RELOAD_POLL)
+
+
+def worker_reload(bench: Bench, tool: Tool, index: int) -> None:
+    """Save WORKER_FILE with a task that records a new mark; time until a task queued through
+    the API records it (tasks queued back to back, each waited for). One unmeasured save
+    first (the first restart after `up` imports what devserver has not preloaded yet), then
+    RELOAD_EDITS measured saves; the file is put back at the end. devstack only: Compose has
+    no reloader for a worker."""
+    _, check = reload_target(tool.declared().stack, tool.tree)
+    api = f"http://{check.host}:{check.port}"
+    path = tool.tree / WORKER_FILE
+    original = path.read_text()
+    if WORKER_NEEDLE not in original:
+        raise BenchError(f"{WORKER_FILE} no longer has the line the bench changes")
+
+    def recorded(deadline: float) -> str:
+        queued = httpx.post(f"{api}/api/v1/tasks", json={"message": "m"}, timeout=5).json()
+        while time.perf_counter() < deadline:
+            state = httpx.get(api + queued["url"], timeout=5).json()
+            if state["state"] == "SUCCESS":
+                return str(state["result"]["message"])
+            time.sleep(RELOAD_POLL)
+        raise TimeoutError("no task ran within a minute of the save")
+
+    def save_and_wait(mark: str) -> float:
+        changed = WORKER_NEEDLE.replace("message,", f"message + {mark!r},")
+        saved = time.perf_counter()
+        write_atomically(path, original.replace(WORKER_NEEDLE, changed))
+        while not recorded(saved + 60).endswith(mark):
+            pass
+        return time.perf_counter() - saved
+
+    try:
+        save_and_wait(f"warm-{index}")
+        for edit in range(1, RELOAD_EDITS + 1):
+            time.sleep(RELOAD_GAP)
+            seconds = save_and_wait(f"{index}-{edit}")
+            bench.record("worker-reload", tool.name, seconds)
+            log(f"run {index}/{bench.runs} {tool.name:<8} worker-reload     {seconds:7.3f}s")
+    finally:
+        write_atomically(path, original)
