@@ -193,10 +193,18 @@ def _print_status(
 
 def _print_links(console: Console, stack: Stack) -> None:
     """One line per service that declares links: its title and URLs."""
+    from devstack.cli.ui import plain_as_is
+
+    direct = None if console.is_terminal else console.file  # as plain_reporter does
+    columns = console.width
     for service in stack.services:
         if service.links and service.ports:
             links = "  ".join(link.format(service.ports[0]) for link in service.links)
-            console.print(f"{service.title or service.name:<9} {links}", markup=False)
+            line = f"{service.title or service.name:<9} {links}"
+            if direct is not None and plain_as_is(line, columns):
+                direct.write(f"{line}\n")
+            else:
+                console.print(line, markup=False)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

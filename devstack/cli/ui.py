@@ -74,6 +74,7 @@ def plain_reporter(console: Console, width: int = SUBJECT_WIDTH) -> Reporter:
     # off a terminal a short plain line is written as rich would print it, without its
     # rendering (a few lines per service: ~0.3 ms each)
     direct = None if console.is_terminal else console.file
+    columns = console.width  # rich asks the terminal each time: once per line adds up
 
     def report(event: Event) -> None:
         stamp = datetime.now().strftime("%H:%M:%S.%f")[:-3]
@@ -83,7 +84,7 @@ def plain_reporter(console: Console, width: int = SUBJECT_WIDTH) -> Reporter:
                 return
             last[event.subject] = event
             line = f"{stamp} {event.subject:<{width}} {event.phase}{detail}"
-            if direct is not None and plain_as_is(line, console.width):
+            if direct is not None and plain_as_is(line, columns):
                 direct.write(f"{line}\n")
                 direct.flush()
             else:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
@@ -406,8 +406,8 @@ class Service:
         items: dict[str, object] = {
             "command": self.command,
             "ports": [(p.host_ip, p.host_port, p.container_port) for p in self.ports],
-            "mounts": [asdict(m) for m in self.mounts],
-            "healthcheck": asdict(self.healthcheck) if self.healthcheck else None,
+            "mounts": [vars(m) for m in self.mounts],
+            "healthcheck": vars(self.healthcheck) if self.healthcheck else None,
             "stop_signal": self.stop_signal,
             "user": self.user,
             "working_dir": self.working_dir,
@@ -417,8 +417,13 @@ class Service:
         return {k: _digest(v) for k, v in items.items()}
 
     def config_hash(self) -> str:
-        """One digest of `config_fields`: a container with another hash is recreated."""
-        return _digest(self.config_fields())
+        """One digest of `config_fields`: a container with another hash is recreated.
+        Computed once per service (the plan and the status both ask)."""
+        cached: str | None = self.__dict__.get("_config_hash")
+        if cached is None:
+            cached = _digest(self.config_fields())
+            object.__setattr__(self, "_config_hash", cached)
+        return cached
 
 
 def _digest(value: object) -> str:
