@@ -126,3 +126,23 @@ def test_a_group_turned_off_brings_no_secret_of_its_own() -> None:
     on = replace(declared, groups_on=frozenset({"extra"})).active()
     assert on.secrets == secrets
     assert on.example_secrets == ("DB_PASSWORD", "UI_PASSWORD")
+
+
+def test_config_fields_digest_mounts_and_health_check_as_they_always_have(
+    tmp_path: Path,
+) -> None:
+    """A new digest would recreate every container of every user on their next `up`: the
+    mounts and the health check are still hashed as `dataclasses.asdict` renders them."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    def digest(value: object) -> str:
+        blob = json.dumps(value, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    for service in stack(tmp_path).services:
+        fields = service.config_fields()
+        assert fields["mounts"] == digest([asdict(m) for m in service.mounts])
+        health = asdict(service.healthcheck) if service.healthcheck else None
+        assert fields["healthcheck"] == digest(health)
