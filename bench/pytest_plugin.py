@@ -173,7 +173,9 @@ def main() -> int:
     parser.add_argument("--tests", type=int, default=200)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--mb", type=int, default=100, help="snapshot database size (MB); 0: skip")
-    parser.add_argument("--only", default="", help="only the variants whose label has this")
+    parser.add_argument(
+        "--only", default="", help="only the variants whose label has this (a|b: either)"
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
 
@@ -216,7 +218,7 @@ def main() -> int:
         installed = any(ep.name == "devstack" for ep in entry_points(group="pytest11"))
         plugin = ["-p", "devstack" if installed else "devstack.pytest_plugin"]
         plugin += ["--devstack-env-file", str(env_file)]
-        chosen = [v for v in VARIANTS if args.only in v[0]]
+        chosen = [v for v in VARIANTS if any(o in v[0] for o in args.only.split("|"))]
         for run in range(args.runs):
             for label, fixture, conftest, workers, how in chosen[:: 1 if run % 2 == 0 else -1]:
                 suite = work / f"{fixture}-{workers}-{how}"
