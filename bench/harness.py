@@ -135,9 +135,10 @@ class Bench:
         # The declaration says which ports exist and which setting moves each.
         probe = self.work / "probe.env"
         write_env(probe, {"DEVSTACK_PROJECT": f"bench-probe-{self.run_id}", **self.settings})
-        stack = load_project(base, probe).stack
-        self.service_names = stack.names
-        keys = [port.setting for port, _ in stack.published_ports()]
+        project = load_project(base, probe)
+        self.service_names = project.stack.names
+        # every group's ports too: a bench `up --with GROUP` must not take the defaults
+        keys = [port.setting for port, _ in project.whole.published_ports()]
         if not all(keys):
             raise BenchError("a declared port has no setting; the bench cannot move it")
         ports = iter(free_ports(len(keys) * (len(TOOLS) + 1)))
