@@ -451,7 +451,7 @@ def devstack_clone_pool(
     devstack_stack: StackSession, request: pytest.FixtureRequest
 ) -> Iterator[Any]:
     """This worker's maker of per-test clones (one made ahead, drops in the background)."""
-    from devstack.usecases.databases import ClonePool
+    from devstack.usecases.clone_pool import ClonePool
 
     prefix = f"dst_r{devstack_stack.run_id}_{_worker(request)}"
     pool = ClonePool(devstack_stack.settings, devstack_stack.template, prefix)

@@ -1,0 +1,122 @@
+"""Per-test clones of the template (the pytest plugin's `devstack_fresh_dsn`), made ahead.
+
+A test should not wait for its database: a background thread keeps `AHEAD` clones ready on
+one admin connection, and drops the used ones on another, so a clone is never queued behind
+a drop (a `DROP DATABASE` takes about twice a small clone's `CREATE DATABASE … TEMPLATE`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from devstack.declare.settings import Settings
+from devstack.usecases.databases import RESTART_WAIT_S, Server, _clone, _connect_waiting, _drop
+
+T = TypeVar("T")
+
+AHEAD = 2  # clones kept ready per process
+
+
+class _Connection:
+    """One admin connection used one statement at a time; reconnects (waiting for a
+    restarting Postgres) when it broke."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.conn: Any = None
+        self.lock: asyncio.Lock | None = None
+
+    async def do(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        import asyncpg
+
+        if self.lock is None:
+            self.lock = asyncio.Lock()
+        async with self.lock:
+            for attempt in (1, 2):
+                if self.conn is None or self.conn.is_closed():
+                    self.conn = await _connect_waiting(self.server, RESTART_WAIT_S)
+                try:
+                    return await work(self.conn)
+                except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+                    self.conn = None
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+
+
+class ClonePool:
+    """Per-test clones for one process: `take` hands out a clone made ahead and orders the
+    next; `release` drops a used one in the background."""
+
+    def __init__(self, settings: Settings, template: str, prefix: str) -> None:
+        server = Server.of(settings)
+        self._template, self._prefix = template, prefix
+        self._count = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._maker, self._dropper = _Connection(server), _Connection(server)
+        self._ready: deque[concurrent.futures.Future[str]] = deque()
+        self._pending: list[concurrent.futures.Future[None]] = []
+
+    def _submit(self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
+
+    def _make(self) -> concurrent.futures.Future[str]:
+        self._count += 1
+        name = f"{self._prefix}_t{self._count}"
+
+        async def make(conn: Any) -> str:
+            await _drop(conn, name)  # a leftover of a crashed run of the same name
+            await _clone(conn, name, self._template)
+            return name
+
+        return self._submit(self._maker.do(make))
+
+    def take(self) -> str:
+        """A fresh clone's name (one made ahead), and order the next. The server answers
+        before the name is handed out: a clone made before a Postgres restart (by an earlier
+        test) is only usable once the restarted server accepts connections."""
+
+        async def answers(conn: Any) -> None:
+            await conn.fetchval("SELECT 1")
+
+        if not self._ready:
+            self._ready.append(self._make())
+        future = self._ready.popleft()
+        while len(self._ready) < AHEAD:  # the next ones are ordered before this one is waited
+            self._ready.append(self._make())
+        name = future.result()
+        self._submit(self._maker.do(answers)).result()
+        return name
+
+    def release(self, name: str) -> None:
+        """Drop `name` in the background (beside the clones being made)."""
+        self._pending.append(self._submit(self._dropper.do(lambda conn: _drop(conn, name))))
+
+    def close(self) -> None:
+        """Drop the clones made ahead and not used, wait for the drops, stop the thread."""
+        try:
+            while self._ready:
+                with contextlib.suppress(Exception):
+                    self.release(self._ready.popleft().result())
+            for future in self._pending:
+                with contextlib.suppress(Exception):
+                    future.result()
+            for connection in (self._maker, self._dropper):
+                with contextlib.suppress(Exception):
+                    self._submit(connection.close()).result()
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
