@@ -11,6 +11,9 @@ HERE = Path(__file__).resolve().parent
 
 # The project's own modules each held service imports while its dependencies start.
 MIGRATE_PRELOAD = ("service.config", "service.models", "service.migrations")
+# the worker's libraries beyond Celery's: imported while it is held, and already there for the
+# worker devserver starts on the first save (the later ones get what the last one imported)
+WORKER_PRELOAD = ("asyncpg", "prometheus_client")
 MIGRATE = ("python", "-m", "service.migrate")  # `upgrade head` by default; ~0.15 s at head
 DEPENDENCY_INPUTS = ("certs", "image-build", "pyproject.toml")  # what the deps stages copy
 WORKER_METRICS_PORT = 9808  # service.config.Settings.metrics_port
@@ -107,6 +110,7 @@ def stack(env: r.Env) -> r.Stack:
         app="service.worker",
         sources="service",
         ready_file="/tmp/celery-worker.ready",  # service.worker.READY_FILE
+        preload=WORKER_PRELOAD,
         environment=app_env,
         depends_on=(postgres, redis, r.completed_of(migrate)),
         uses_redis_dbs=(0, 1, 2),
@@ -123,6 +127,7 @@ def stack(env: r.Env) -> r.Stack:
         concurrency=1,
         sources="service",
         ready_file="/tmp/celery-worker.ready",
+        preload=WORKER_PRELOAD,
         environment=app_env,
         depends_on=(postgres, redis, r.completed_of(migrate)),
         uses_redis_dbs=(0, 1, 2),

@@ -215,9 +215,12 @@ def celery_worker(
     if held:
         # --overlap: the new worker consumes at once; the old one finishes its tasks beside
         # it (warm shutdown: each is acked once, on the code it started with)
+        # --preload: what the gate had no time to import while held (it stops at the
+        # release) is imported before the first worker, so no restart imports it again
         restarted = (
             *("--command", celery, "--watch", target, "--ready-pattern", r"\bready\."),
             *("--overlap", "--graceful-timeout", str(OLD_WORKER_FINISH_S)),
+            *("--preload", ",".join(held.preload)),
         )
         command = held.wrap(
             ("python", DEVSERVER_TARGET, *restarted, "--error-file", CODE_ERROR_FILE)

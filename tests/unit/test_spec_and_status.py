@@ -146,3 +146,17 @@ def test_config_fields_digest_mounts_and_health_check_as_they_always_have(
         assert fields["mounts"] == digest([asdict(m) for m in service.mounts])
         health = asdict(service.healthcheck) if service.healthcheck else None
         assert fields["healthcheck"] == digest(health)
+
+
+def test_a_dev_worker_restarts_beside_the_old_one_with_the_gates_imports(
+    tmp_path: Path,
+) -> None:
+    """devserver starts the new worker while the old one finishes (--overlap), and imports
+    what the gate had no time to before the first worker (the gate stops at its release),
+    so no restart imports it again."""
+    worker = stack(tmp_path).service("worker")
+    assert worker.held is not None
+    command = list(worker.command)
+    devserver = command[command.index("--") + 1 :]
+    assert "--overlap" in devserver
+    assert devserver[devserver.index("--preload") + 1] == ",".join(worker.held.preload)
