@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
+from devstack.declare.capabilities import Database, KeyValueStore, url_part
 from devstack.declare.checks import PostgresLogin, RedisPing
 from devstack.declare.settings import Env
-from devstack.declare.spec import (
-    ClusterHints,
-    Database,
-    KeyValueStore,
-    Link,
-    Service,
-    Shortcut,
-    url_part,
-)
+from devstack.declare.spec import ClusterHints, Link, Service, Shortcut
 from devstack.recipes.base import healthcheck, publish, volume
 
 EXAMPLE_PASSWORD = "devstack-example-password"

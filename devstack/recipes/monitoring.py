@@ -8,19 +8,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from devstack.declare.capabilities import Database, KeyValueStore, MetricsStore, url_part
 from devstack.declare.checks import ExecCommand
 from devstack.declare.settings import Env
-from devstack.declare.spec import (
-    Database,
-    Dependency,
-    File,
-    KeyValueStore,
-    Link,
-    Metrics,
-    MetricsStore,
-    Service,
-    url_part,
-)
+from devstack.declare.spec import Dependency, File, Link, Metrics, Service
 from devstack.recipes.base import healthcheck, http, publish, ready, volume
 
 PROMETHEUS_IMAGE = "prom/prometheus:v2.55.1"

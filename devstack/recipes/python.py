@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from devstack.declare.capabilities import Migrations, url_part
 from devstack.declare.checks import Completed, ExecCommand, HttpGet
 from devstack.declare.settings import Env
 from devstack.declare.spec import (
@@ -23,13 +24,11 @@ from devstack.declare.spec import (
     Held,
     Link,
     Metrics,
-    Migrations,
     Mount,
     Port,
     ReusedStage,
     Service,
     Shortcut,
-    url_part,
 )
 from devstack.recipes.base import _dependencies, bind, healthcheck
 

@@ -8,7 +8,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import replace
 
-from devstack.declare.spec import File, MetricsStore, Service
+from devstack.declare.capabilities import MetricsStore
+from devstack.declare.spec import File, Service
 
 CONFIG_PATH = "/etc/prometheus/prometheus.yml"
 

@@ -26,8 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from devstack.declare.capabilities import Migrations, url_part
 from devstack.declare.settings import Settings
-from devstack.declare.spec import Migrations, Service, Stack, url_part
+from devstack.declare.spec import Service, Stack
 from devstack.errors import ConfigError, DevstackError
 
 T = TypeVar("T")

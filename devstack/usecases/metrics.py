@@ -12,8 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from devstack.converge.engine_protocol import Engine
+from devstack.declare.capabilities import MetricsStore
 from devstack.declare.settings import probe_host
-from devstack.declare.spec import MetricsStore, Service, Stack
+from devstack.declare.spec import Service, Stack
 from devstack.errors import ConfigError, MetricsUnavailable
 from devstack.usecases import Project
 

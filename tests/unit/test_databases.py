@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from devstack.declare.capabilities import Migrations
 from devstack.declare.settings import load_settings
-from devstack.declare.spec import Migrations
 from devstack.errors import ConfigError
 from devstack.usecases.databases import EMPTY_TEMPLATE, RUN_DB, migrate, quote_ident, template_name
 from devstack.usecases.snapshots import snapshot_database
