@@ -18,139 +18,20 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from devstack.converge.engine_protocol import BuildRequest, ContainerEvent, ExecConnection
+from devstack.converge.engine_protocol import BuildRequest, ExecConnection
 from devstack.converge.observed import ImageUse, Observed, container_addresses, parse_snapshot
 from devstack.declare import labels
 from devstack.declare.checks import ContainerState
 from devstack.declare.spec import File, Service, Stack
+from devstack.engine.bodies import container_body
 from devstack.engine.endpoint import DEFAULT_HOST, Endpoint, resolve_endpoint
 from devstack.engine.errors import docker_errors
 from devstack.engine.socket import ExecSocket, SocketApi, api_path, refusal, socket_path
+from devstack.engine.streams import ContainerEvents, LogStream, demultiplex, read_with_headers
 from devstack.errors import DockerApiError, DockerUnavailable
 
 if TYPE_CHECKING:
     import docker
-
-NANO = 1_000_000_000
-
-
-class LogStream:
-    """A following log stream (bytes chunks) that another thread may close to end it."""
-
-    def __init__(self, raw: Any):
-        self._raw = raw
-
-    def __iter__(self) -> Iterator[bytes]:
-        with docker_errors("follow container logs"):
-            yield from self._raw
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._raw.close()
-
-
-class ContainerEvents:
-    """A following stream of a project's container events; `close` (any thread) ends it."""
-
-    def __init__(self, raw: Any):
-        self._raw = raw
-
-    def __iter__(self) -> Iterator[ContainerEvent]:
-        with docker_errors("follow engine events"):
-            for item in self._raw:
-                actor = item.get("Actor") or {}
-                attributes = actor.get("Attributes") or {}
-                yield ContainerEvent(
-                    service=str(attributes.get(labels.SERVICE, "")),
-                    action=str(item.get("Action") or item.get("status") or ""),
-                    container=str(actor.get("ID") or item.get("id") or ""),
-                )
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._raw.close()
-
-
-def demultiplex(raw: bytes) -> bytes:
-    """The payloads of a non-TTY stream's frames (8-byte header: stream, 0, 0, 0, size as
-    4 bytes big-endian), stdout and stderr in the order written."""
-    out = bytearray()
-    at = 0
-    while at + 8 <= len(raw):
-        size = int.from_bytes(raw[at + 4 : at + 8], "big")
-        out += raw[at + 8 : at + 8 + size]
-        at += 8 + size
-    return bytes(out)
-
-
-def container_body(stack: Stack, service: Service, one_off: str = "") -> tuple[str, dict[str, Any]]:
-    """The container's name and the Engine API's create body for `service` (what docker-py's
-    create_container/create_host_config would send; tests/unit/test_docker_body.py checks it
-    against them), so creating containers needs no docker-py import."""
-    ports = () if one_off else service.ports
-    container_labels = labels.container_labels(
-        stack.project, service.name, service.config_fields(), service.config_hash()
-    )
-    name = stack.container_name(service.name)
-    if one_off:
-        container_labels[labels.ONE_OFF] = one_off
-        name = f"{name}-{one_off}"
-    bindings: dict[str, list[dict[str, str]]] = {}
-    for port in ports:
-        bindings.setdefault(f"{port.container_port}/tcp", []).append(
-            {"HostIp": port.host_ip, "HostPort": str(port.host_port)}
-        )
-    held = None if one_off else service.held
-    host_config = {
-        "NetworkMode": "default",
-        **({"CpuShares": held.cpu_shares} if held and held.cpu_shares else {}),
-        "PortBindings": bindings,
-        "Mounts": [
-            {"Target": m.target, "Source": m.source, "Type": m.kind, "ReadOnly": m.read_only}
-            for m in service.mounts
-        ],
-    }
-    body: dict[str, Any] = {
-        "Image": service.image,
-        "Cmd": list(service.command) or None,
-        "Env": [f"{key}={value}" for key, value in service.environment],
-        "Labels": container_labels,
-        "ExposedPorts": {key: {} for key in bindings},
-        "HostConfig": host_config,
-        "NetworkingConfig": {"EndpointsConfig": {stack.network: {"Aliases": [service.name]}}},
-        "StopSignal": service.stop_signal,
-        "User": service.user or None,
-        "WorkingDir": service.working_dir or None,
-    }
-    if service.healthcheck:
-        hc = service.healthcheck
-        body["Healthcheck"] = {
-            "Test": list(hc.test),
-            "Interval": int(hc.interval * NANO),
-            "Timeout": int(hc.timeout * NANO),
-            "Retries": hc.retries,
-            "StartPeriod": int(hc.start_period * NANO),
-            # API 1.44+ (Docker 25+); older engines ignore the field (docker-py drops it)
-            **({"StartInterval": int(hc.start_interval * NANO)} if hc.start_interval else {}),
-        }
-    return name, {key: value for key, value in body.items() if value is not None}
-
-
-def _read_with_headers(wrapped: Any, sock: socket.socket) -> bytes:
-    """The start of the output that http.client's buffered reader took in with the response's
-    headers: lost when only the raw socket is read (a command's first line went missing on
-    TCP engines, about one run in two)."""
-    response = getattr(wrapped, "_response", None)
-    reader = getattr(getattr(getattr(response, "raw", None), "_fp", None), "fp", None)
-    if reader is None or not hasattr(reader, "peek"):
-        return b""
-    sock.setblocking(False)  # only what is buffered: an empty buffer must not wait for more
-    try:
-        return bytes(reader.peek())
-    except (BlockingIOError, OSError, ValueError):
-        return b""
-    finally:
-        sock.setblocking(True)
 
 
 class DockerEngine:
@@ -362,7 +243,7 @@ class DockerEngine:
             wrapped = self.api.exec_start(exec_id, tty=tty, socket=True)
         sock: socket.socket = getattr(wrapped, "_sock", wrapped)
         # over ssh the "socket" reads the very buffer http.client peeked into: nothing is lost
-        pending = b"" if self.endpoint.is_ssh else _read_with_headers(wrapped, sock)
+        pending = b"" if self.endpoint.is_ssh else read_with_headers(wrapped, sock)
         wrapper = ExecSocket(sock, pending)
         sock.settimeout(None)
 

@@ -10,7 +10,7 @@ import docker.types
 import pytest
 
 from devstack.declare.spec import Service, Stack
-from devstack.engine.docker import NANO, container_body
+from devstack.engine.bodies import NANO, container_body
 from tests.unit.helpers import declare_stack
 
 from .helpers import settings
