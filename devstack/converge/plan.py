@@ -259,11 +259,10 @@ def _start_and_ready(
             before_start.append(_key(Kind.START, dependency.service))
         elif early_hold and dependency.before_start:
             before_release.append(_key(Kind.READY, dependency.service))
-            if dep is not None and dep.action is not Action.KEEP:
-                # after its start call: the dependency's own start comes first. For a held
-                # one (the job) too: this one is released only once it completed, while its
-                # start call, made beside ours, would be slowed by them (Docker starts
-                # containers side by side slower), and it is on the path to ready
+            held_too = dep is not None and dep.service is not None and dep.service.held
+            if dep is not None and dep.action is not Action.KEEP and not held_too:
+                # after its start call: the dependency's own start comes first (a held one's
+                # start is no earlier than this one's would be: no chain of start calls)
                 before_start.append(_key(Kind.START, dependency.service))
         else:
             before_start.append(_key(Kind.READY, dependency.service))
