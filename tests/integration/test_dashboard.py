@@ -211,6 +211,24 @@ def test_docker_kill_turns_the_row_bad_within_a_second_and_restart_from_the_page
     poll(lambda: rows(browser)["web"]["ok"] == "true", timeout=30)
 
 
+def test_a_rows_buttons_stay_the_same_elements_across_state_updates(
+    running: tuple[Project, Dashboard], browser: Any
+) -> None:
+    """A state update (the uptime moves on, a health check ran) must not replace the row's
+    buttons: a click whose press and release straddle the update would be lost (and a test
+    clicking one got a stale element)."""
+    project, dashboard = running
+    open_page(browser, dashboard)
+    button = browser.find_element("css selector", "tr[data-service='chatty'] button.restart")
+    read_at = browser.execute_script("return document.body.dataset.stateAt")
+    project.container("chatty").restart(timeout=0)  # events: the rows are read and sent again
+    poll(
+        lambda: browser.execute_script("return document.body.dataset.stateAt") != read_at,
+        timeout=30,
+    )
+    assert browser.execute_script("return arguments[0].isConnected", button)
+
+
 def test_restart_from_the_page_restarts_the_container_and_the_logs_follow_it(
     running: tuple[Project, Dashboard], browser: Any
 ) -> None:

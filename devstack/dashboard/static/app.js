@@ -40,42 +40,74 @@ function healthClass(health) {
   return word ? `health-${word}` : "";
 }
 
+// A row and its buttons stay the same elements while their service is shown: an update only
+// swaps the other cells, so a click whose press and release straddle an update still lands.
+const shownRows = new Map(); // service -> { tr, actions, key }
+
+function actionsCell(s) {
+  const actions = el("td", { class: "actions" });
+  if (s.declared) {
+    actions.append(
+      el("button", { type: "button", class: "restart", title: `restart ${s.service}`,
+        onclick: () => post("/api/restart", { service: s.service }) }, "restart"), " ",
+      el("button", { type: "button", class: "shell", title: s.shell,
+        onclick: (e) => copy(s.shell, e.target) }, "copy shell"));
+  }
+  return actions;
+}
+
+function rowOf(s) {
+  const key = JSON.stringify([s.declared, s.shell]);
+  let shown = shownRows.get(s.service);
+  if (!shown || shown.key !== key) {
+    shown = { tr: el("tr"), actions: actionsCell(s), key };
+    shownRows.set(s.service, shown);
+  }
+  const { tr, actions } = shown;
+  tr.className = s.ok ? "ok" : "bad";
+  Object.assign(tr.dataset, { service: s.service, ok: String(s.ok), state: s.state,
+    container: s.container });
+  const health = el("td", { class: healthClass(s.health) }, s.health || "-");
+  if (s.health_message) health.append(el("span", { class: "message", text: s.health_message }));
+  const ports = el("td");
+  s.ports.forEach((url, i) => {
+    if (i) ports.append(el("br"));
+    ports.append(/^https?:/.test(url)
+      ? el("a", { href: url, target: "_blank", rel: "noopener noreferrer", text: url })
+      : url);
+  });
+  if (!s.ports.length) ports.append("-");
+  const notes = el("td");
+  if (s.drift) notes.append(el("div", { class: "drift", text: s.drift }));
+  if (s.code_error) notes.append(el("div", { class: "code-error", text: s.code_error }));
+  const cells = [
+    el("td", { class: `c-${s.colour}` }, el("span", { class: "dot" }), s.service),
+    el("td", { class: `state-${s.state}`, text: s.state }),
+    health, ports,
+    el("td", { text: s.image }),
+    el("td", { text: s.uptime || "-" }),
+    notes,
+  ];
+  cells.forEach((cell, i) => {
+    if (tr.cells[i] && tr.cells[i] !== actions) tr.replaceChild(cell, tr.cells[i]);
+    else tr.insertBefore(cell, actions.parentNode === tr ? actions : null);
+  });
+  if (actions.parentNode !== tr) tr.append(actions);
+  return tr;
+}
+
 function renderServices(state) {
   services = state.services;
   busy = state.action;
   const body = document.querySelector("#services tbody");
-  const rows = services.map((s) => {
-    const health = el("td", { class: healthClass(s.health) }, s.health || "-");
-    if (s.health_message) health.append(el("span", { class: "message", text: s.health_message }));
-    const ports = el("td");
-    s.ports.forEach((url, i) => {
-      if (i) ports.append(el("br"));
-      ports.append(/^https?:/.test(url)
-        ? el("a", { href: url, target: "_blank", rel: "noopener noreferrer", text: url })
-        : url);
-    });
-    if (!s.ports.length) ports.append("-");
-    const notes = el("td");
-    if (s.drift) notes.append(el("div", { class: "drift", text: s.drift }));
-    if (s.code_error) notes.append(el("div", { class: "code-error", text: s.code_error }));
-    const actions = el("td", { class: "actions" });
-    if (s.declared) {
-      actions.append(
-        el("button", { type: "button", class: "restart", title: `restart ${s.service}`,
-          onclick: () => post("/api/restart", { service: s.service }) }, "restart"), " ",
-        el("button", { type: "button", class: "shell", title: s.shell,
-          onclick: (e) => copy(s.shell, e.target) }, "copy shell"));
-    }
-    return el("tr", { class: s.ok ? "ok" : "bad", "data-service": s.service,
-      "data-ok": String(s.ok), "data-state": s.state, "data-container": s.container },
-      el("td", { class: `c-${s.colour}` }, el("span", { class: "dot" }), s.service),
-      el("td", { class: `state-${s.state}`, text: s.state }),
-      health, ports,
-      el("td", { text: s.image }),
-      el("td", { text: s.uptime || "-" }),
-      notes, actions);
+  const rows = services.map(rowOf);
+  const names = new Set(services.map((s) => s.service));
+  for (const name of [...shownRows.keys()]) if (!names.has(name)) shownRows.delete(name);
+  // only what moved, came or went is touched
+  rows.forEach((tr, i) => {
+    if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null);
   });
-  body.replaceChildren(...rows);
+  while (body.children.length > rows.length) body.lastElementChild.remove();
   for (const button of document.querySelectorAll("button.restart, #up, #down")) {
     button.disabled = Boolean(busy);
   }
