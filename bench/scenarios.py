@@ -8,6 +8,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -177,6 +178,19 @@ def dependency_change(bench: Bench, tool: Tool, index: int) -> None:
     log(f"run {index}/{bench.runs} {tool.name:<8} dependency-change {timed.seconds:7.3f}s")
 
 
+def measure_saves(
+    bench: Bench, tool: Tool, index: int, scenario: str, save_and_wait: Callable[[str], float]
+) -> None:
+    """One unmeasured save (`save_and_wait(mark)`: seconds until the mark shows), then
+    RELOAD_EDITS measured ones RELOAD_GAP apart, recorded as `scenario`."""
+    save_and_wait(f"warm-{index}")
+    for edit in range(1, RELOAD_EDITS + 1):
+        time.sleep(RELOAD_GAP)
+        seconds = save_and_wait(f"{index}-{edit}")
+        bench.record(scenario, tool.name, seconds)
+        log(f"run {index}/{bench.runs} {tool.name:<8} {scenario:<17} {seconds:7.3f}s")
+
+
 def hot_reload(bench: Bench, tool: Tool, index: int) -> None:
     """Save RELOAD_FILE with a new route answer; time until the server answers with it.
     devstack runs the dev server its declaration names; Compose's file runs plain
@@ -200,12 +214,7 @@ def hot_reload(bench: Bench, tool: Tool, index: int) -> None:
         return poll_until(answered, saved + 60, RELOAD_POLL) - saved
 
     try:
-        save_and_wait(f"warm-{index}")
-        for edit in range(1, RELOAD_EDITS + 1):
-            time.sleep(RELOAD_GAP)
-            seconds = save_and_wait(f"{index}-{edit}")
-            bench.record("hot-reload", tool.name, seconds)
-            log(f"run {index}/{bench.runs} {tool.name:<8} hot-reload        {seconds:7.3f}s")
+        measure_saves(bench, tool, index, "hot-reload", save_and_wait)
     finally:
         write_atomically(path, original)
 
@@ -247,11 +256,6 @@ def worker_reload(bench: Bench, tool: Tool, index: int) -> None:
         return time.perf_counter() - saved
 
     try:
-        save_and_wait(f"warm-{index}")
-        for edit in range(1, RELOAD_EDITS + 1):
-            time.sleep(RELOAD_GAP)
-            seconds = save_and_wait(f"{index}-{edit}")
-            bench.record("worker-reload", tool.name, seconds)
-            log(f"run {index}/{bench.runs} {tool.name:<8} worker-reload     {seconds:7.3f}s")
+        measure_saves(bench, tool, index, "worker-reload", save_and_wait)
     finally:
         write_atomically(path, original)

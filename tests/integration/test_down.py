@@ -11,6 +11,7 @@ from collections.abc import Callable
 import httpx
 
 from .conftest import Project, poll
+from .test_services import started_task
 
 WORK_S = 8.0  # the task's work: much longer than `down` takes once the worker is killed
 # the broker's visibility timeout: an unacked task is delivered again this long after its
@@ -23,13 +24,7 @@ def test_a_task_running_during_down_runs_to_completion_after_up(
 ) -> None:
     project = make_project(AI_AGENTS_CELERY_VISIBILITY_TIMEOUT_S=str(VISIBILITY_S))
     project.run("up", "--quiet")
-    queued = httpx.post(
-        f"{project.api_url}/api/v1/tasks",
-        json={"message": "cut by down", "work_s": WORK_S},
-        timeout=5,
-    ).json()
-    url = f"{project.api_url}{queued['url']}"
-    poll(lambda: httpx.get(url, timeout=5).json()["state"] == "STARTED", timeout=30)
+    url = started_task(project, "cut by down", WORK_S)
 
     started = time.monotonic()
     project.run("down", "--quiet")

@@ -37,6 +37,16 @@ def task_result(project: Project, message: str, work_s: float = 0.0) -> dict[str
     return poll(done, timeout=60, interval=0.1)  # type: ignore[no-any-return]
 
 
+def started_task(project: Project, message: str, work_s: float) -> str:
+    """Queue the worker's task through the API, wait until a worker runs it; its URL."""
+    queued = httpx.post(
+        f"{project.api_url}/api/v1/tasks", json={"message": message, "work_s": work_s}, timeout=5
+    ).json()
+    url = f"{project.api_url}{queued['url']}"
+    poll(lambda: httpx.get(url, timeout=5).json()["state"] == "STARTED", timeout=30)
+    return url
+
+
 # --- on one running stack ------------------------------------------------------------------
 def test_the_worker_runs_a_task_through_the_database(running: Project) -> None:
     state = task_result(running, "hello from the test")
@@ -71,11 +81,7 @@ def test_stack_tests_run_inside_the_stack(running: Project) -> None:
 def test_a_killed_worker_does_not_lose_its_task(make_project: Callable[..., Project]) -> None:
     project = make_project(AI_AGENTS_CELERY_VISIBILITY_TIMEOUT_S="5")
     project.run("up", "--quiet")
-    queued = httpx.post(
-        f"{project.api_url}/api/v1/tasks", json={"message": "survivor", "work_s": 4}, timeout=5
-    ).json()
-    url = f"{project.api_url}{queued['url']}"
-    poll(lambda: httpx.get(url, timeout=5).json()["state"] == "STARTED", timeout=30)
+    url = started_task(project, "survivor", 4)
     project.container("worker").kill()
     project.run("up", "--quiet")  # starts the worker again; the task comes back to it
     state = poll(
@@ -131,11 +137,7 @@ def test_a_worker_reload_runs_new_code_at_once_while_the_running_task_finishes(
     container stays ready and keeps serving its metrics."""
     project = scratch(tmp_path, make_project)
     project.run("up", "--quiet")
-    queued = httpx.post(
-        f"{project.api_url}/api/v1/tasks", json={"message": "old", "work_s": 6}, timeout=5
-    ).json()
-    url = f"{project.api_url}{queued['url']}"
-    poll(lambda: httpx.get(url, timeout=5).json()["state"] == "STARTED", timeout=30)
+    url = started_task(project, "old", 6)
 
     tasks = project.project_dir / "service" / "tasks.py"
     needle = "record_task(dsn, task_id, message, worker, work_s)"
