@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from devstack.converge.observed import Observed
 from devstack.declare.checks import ContainerState
@@ -162,9 +162,20 @@ class Engine(Protocol):
     def create_volume(self, name: str, project: str) -> None:
         """Create a named volume labelled for the project."""
 
-    def create_container(self, stack: Stack, service: Service, one_off: str = "") -> str:
+    def create_container(
+        self, stack: Stack, service: Service, one_off: str = "", isolated: bool = False
+    ) -> str:
         """Create (not start) the container for `service`; returns its id. `one_off`: a name
-        suffix for a container run once beside the service's own (no published ports)."""
+        suffix for a container run once beside the service's own (no published ports);
+        `isolated`: on no network (none of the stack's services can reach it)."""
+
+    def archive(self, container: str, path: str) -> Iterator[bytes]:
+        """A tar stream of `path` in a container (running or not), volumes included; its
+        top entry is `path`'s base name."""
+
+    def extract(self, container: str, path: str, data: BinaryIO) -> None:
+        """Extract the tar `data` into the directory `path` of a container (running or
+        not; into the volumes mounted below it too), keeping the archive's owners."""
 
     def output(self, container: str) -> Stream:
         """A following stream of the container's raw output, from its start until it exits."""

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
+from pathlib import Path
 
 from devstack.converge.build import build_image
 from devstack.converge.engine_protocol import Engine
@@ -34,6 +35,7 @@ from devstack.converge.progress import (
     Reporter,
 )
 from devstack.converge.readiness import Cancelled, wait_ready
+from devstack.converge.templates import Seeder
 from devstack.declare.spec import DEFAULT_CPU_SHARES, Service, Stack
 from devstack.errors import DevstackError, DockerApiError, ImageUnavailable, ResourceConflict
 
@@ -49,7 +51,9 @@ class RunResult:
 
 class Executor:
     """Runs a plan's graph against an engine, reporting progress to `report`. `poll`: check
-    readiness at this fixed interval (s) instead of the growing one (the bench's floor)."""
+    readiness at this fixed interval (s) instead of the growing one (the bench's floor).
+    `templates`: the init templates' directory (devstack.converge.templates); without it a
+    `seed` step does nothing and the image initialises its volume itself."""
 
     def __init__(
         self,
@@ -58,12 +62,14 @@ class Executor:
         report: Reporter,
         cancel: threading.Event | None = None,
         poll: float | None = None,
+        templates: Path | None = None,
     ):
         self.engine = engine
         self.stack = stack
         self.report = report
         self.cancel = cancel or threading.Event()
         self.poll = poll
+        self.templates = templates  # where init templates are kept; None: none are used
         self.containers: dict[str, str] = {}  # service -> container id (created or observed)
 
     def run(self, plan: Plan, timeout: float, containers: dict[str, str]) -> RunResult:
@@ -213,6 +219,18 @@ class Executor:
                 ) from exc
             raise
 
+    def _seed(self, op: Operation, deadline: float) -> None:
+        service = op.service
+        assert service is not None
+        if self.templates is None:
+            return
+
+        def report(subject: str, detail: str) -> None:
+            self.report(Event(subject, CREATING, detail))
+
+        seeder = Seeder(self.engine, self.stack, self.templates, report, self.cancel)
+        seeder.seed(service, self.containers[service.name], deadline)
+
     def _start(self, op: Operation, _deadline: float) -> None:
         self.report(Event(op.service_name, STARTING))
         self.engine.start(self.containers[op.service_name])
@@ -323,6 +341,7 @@ HANDLERS: dict[tuple[Action, Kind], Handler] = {
     (Action.CREATE, Kind.VOLUME): Executor._create_volume,
     (Action.CREATE, Kind.CONTAINER): Executor._create_container,
     (Action.RECREATE, Kind.CONTAINER): Executor._create_container,
+    (Action.SEED, Kind.VOLUME): Executor._seed,
     (Action.START, Kind.START): Executor._start,
     (Action.RESTART, Kind.CONTAINER): Executor._restart,
     (Action.RELEASE, Kind.RELEASE): Executor._release,

@@ -24,6 +24,7 @@ class Action(StrEnum):
     START = "start"
     RESTART = "restart"
     RELEASE = "release"  # let a held service's program run (spec.Held)
+    SEED = "seed"  # copy a service's init template into its new volume (spec.InitTemplate)
     WAIT = "wait"
     KEEP = "keep"
     REMOVE = "remove"
@@ -150,8 +151,11 @@ def plan_up(
     # next `up` keeps.
     container_ops = {name: _container_op(stack, stack.service(name), observed) for name in names}
     ops.extend(container_ops.values())
+    seeds = [seed for op in container_ops.values() if (seed := _seed_op(op, observed))]
+    ops.extend(seeds)
+    seeded = frozenset(op.service_name for op in seeds)
     for name in names:
-        ops.extend(_start_and_ready(stack.service(name), container_ops, observed, ready))
+        ops.extend(_start_and_ready(stack.service(name), container_ops, observed, ready, seeded))
     ops.extend(_replaced_images(stack, observed, container_ops))
     known = set(stack.names)
     for service_name, orphan in sorted(observed.containers.items()):
@@ -182,6 +186,21 @@ def _container_op(stack: Stack, service: Service, observed: Observed) -> Operati
         after=tuple(needs),
         key=_key(Kind.CONTAINER, service.name),
     )
+
+
+def _seed_op(container: Operation, observed: Observed) -> Operation | None:
+    """A new container on a volume this run creates starts on a copy of its service's init
+    template (made first if there is none for its inputs) instead of initialising it."""
+    service = container.service
+    if service is None or service.init_template is None or container.action is Action.KEEP:
+        return None
+    target = service.init_template.target
+    volume = next(m.source for m in service.mounts if m.target == target)
+    if volume in observed.volumes:
+        return None
+    cause = f"new: a copy of {service.name}'s init template"
+    key = _key(Action.SEED, service.name)
+    return Operation(Action.SEED, Kind.VOLUME, volume, cause, service, (container.key,), key)
 
 
 def container_action(
@@ -219,8 +238,10 @@ def _start_and_ready(
     container_ops: dict[str, Operation],
     observed: Observed,
     known_ready: frozenset[str] = frozenset(),
+    seeded: frozenset[str] = frozenset(),
 ) -> list[Operation]:
-    """The start step (after the dependencies its conditions name) and the readiness step."""
+    """The start step (after the dependencies its conditions name, and its volume's seed)
+    and the readiness step."""
     container = container_ops[service.name]
     ready_key = _key(Kind.READY, service.name)
     deps_ready = tuple(_key(Kind.READY, d.service) for d in service.depends_on)
@@ -250,7 +271,7 @@ def _start_and_ready(
         Action.CREATE,
         Action.RECREATE,
     }
-    before_start: list[str] = []
+    before_start = [_key(Action.SEED, service.name)] if service.name in seeded else []
     before_release: list[str] = []
     for dependency in service.depends_on:
         dep = container_ops.get(dependency.service)

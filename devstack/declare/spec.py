@@ -75,6 +75,20 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class InitTemplate:
+    """The service initialises the empty volume mounted at `target` on its first start (e.g.
+    Postgres' initdb). That first initialisation is kept as a template in the project's cache
+    (`.devstack-cache/templates/`) and a new volume starts as a copy of it, with nothing run
+    again. The template's inputs are the image, the environment, the command, the user, the
+    files and the bind mounts' content: a change to any of them makes a new one (a password
+    too: templates are never shared across passwords). The service's health check must pass
+    only once the initialisation is complete (then the template is taken, after a graceful
+    stop)."""
+
+    target: str
+
+
+@dataclass(frozen=True)
 class ReusedStage:
     """A Dockerfile stage whose image from an earlier build the next build may start from,
     passed as build arg `arg`. `reads`: the context paths the stage (and those it is built
@@ -277,6 +291,7 @@ class Service:
     # may depend on it)
     optional: bool = False
     files: tuple[File, ...] = ()  # written into the container before it starts
+    init_template: InitTemplate | None = None  # a new volume starts as a copy of a template
     metrics: Metrics | None = None  # what the stack's Prometheus scrapes
     # capabilities: what the rest of the tool may ask of this service
     database: Database | None = None
@@ -323,6 +338,16 @@ class Service:
         return cached
 
 
+def _check_init_template(service: Service, template: InitTemplate) -> None:
+    """An init template needs the named volume it initialises and a health check that
+    says when the initialisation is complete."""
+    mounted = any(m.kind == "volume" and m.target == template.target for m in service.mounts)
+    if not mounted or template.target.rstrip("/") == "":
+        raise ValueError(f"{service.name}: its init template needs a volume at {template.target}")
+    if service.healthcheck is None:
+        raise ValueError(f"{service.name}: its init template needs a health check")
+
+
 def _digest(value: object) -> str:
     blob = json.dumps(value, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
@@ -350,6 +375,8 @@ class Stack:
             if service.held is not None and service.readiness is None:
                 # its release is re-sent until its check passes
                 raise ValueError(f"{service.name} is held but has no readiness check")
+            if service.init_template is not None:
+                _check_init_template(service, service.init_template)
             for dependency in service.depends_on:
                 if dependency.service not in names:
                     raise ValueError(f"{service.name} depends on undeclared {dependency.service}")

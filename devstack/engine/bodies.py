@@ -11,10 +11,13 @@ from devstack.declare.spec import Service, Stack
 NANO = 1_000_000_000
 
 
-def container_body(stack: Stack, service: Service, one_off: str = "") -> tuple[str, dict[str, Any]]:
+def container_body(
+    stack: Stack, service: Service, one_off: str = "", isolated: bool = False
+) -> tuple[str, dict[str, Any]]:
     """The container's name and the Engine API's create body for `service` (what docker-py's
-    create_container/create_host_config would send; tests/unit/test_docker_body.py checks it
-    against them), so creating containers needs no docker-py import."""
+    create_container/create_host_config would send; tests/unit/test_container_body.py checks
+    it against them), so creating containers needs no docker-py import. `isolated`: on no
+    network at all (a one-off none of the stack's services may reach)."""
     ports = () if one_off else service.ports
     container_labels = labels.container_labels(
         stack.project, service.name, service.config_fields(), service.config_hash()
@@ -30,7 +33,7 @@ def container_body(stack: Stack, service: Service, one_off: str = "") -> tuple[s
         )
     held = None if one_off else service.held
     host_config = {
-        "NetworkMode": "default",
+        "NetworkMode": "none" if isolated else "default",
         **({"CpuShares": held.cpu_shares} if held and held.cpu_shares else {}),
         "PortBindings": bindings,
         "Mounts": [
@@ -45,7 +48,9 @@ def container_body(stack: Stack, service: Service, one_off: str = "") -> tuple[s
         "Labels": container_labels,
         "ExposedPorts": {key: {} for key in bindings},
         "HostConfig": host_config,
-        "NetworkingConfig": {"EndpointsConfig": {stack.network: {"Aliases": [service.name]}}},
+        "NetworkingConfig": None
+        if isolated
+        else {"EndpointsConfig": {stack.network: {"Aliases": [service.name]}}},
         "StopSignal": service.stop_signal,
         "User": service.user or None,
         "WorkingDir": service.working_dir or None,

@@ -16,7 +16,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from devstack.converge.engine_protocol import BuildRequest, ExecConnection
 from devstack.converge.observed import ImageUse, Observed, container_addresses, parse_snapshot
@@ -405,10 +405,13 @@ class DockerEngine:
             self._api_version = str(answer.get("ApiVersion", ""))
         return self._api_version
 
-    def create_container(self, stack: Stack, service: Service, one_off: str = "") -> str:
+    def create_container(
+        self, stack: Stack, service: Service, one_off: str = "", isolated: bool = False
+    ) -> str:
         """Create (not start) the container for `service`; returns its id. `one_off`: a name
-        suffix for a container run once beside the service's own (no published ports)."""
-        name, body = container_body(stack, service, one_off)
+        suffix for a container run once beside the service's own (no published ports);
+        `isolated`: on no network."""
+        name, body = container_body(stack, service, one_off, isolated)
         created = self._json(
             "POST",
             "/containers/create",
@@ -433,6 +436,18 @@ class DockerEngine:
                 tar.addfile(info, io.BytesIO(data))
         with docker_errors("write files into a container"):
             self.api.put_archive(container, "/", archive.getvalue())
+
+    def archive(self, container: str, path: str) -> Iterator[bytes]:
+        """A tar stream of `path` in the container (volumes included), read as it comes."""
+        with docker_errors(f"read {path} from a container"):
+            stream, _stat = self.api.get_archive(container, path, chunk_size=1 << 20)
+        return iter(stream)
+
+    def extract(self, container: str, path: str, data: BinaryIO) -> None:
+        """Extract the tar `data` into `path` of the container; the archive's owners are
+        kept (no copyUIDGID)."""
+        with docker_errors(f"write {path} into a container"):
+            self.api.put_archive(container, path, data)
 
     def output(self, container: str) -> LogStream:
         """A following stream of the container's raw output, from its start until it exits."""

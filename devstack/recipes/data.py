@@ -5,10 +5,11 @@ from __future__ import annotations
 from devstack.declare.capabilities import Database, KeyValueStore, url_part
 from devstack.declare.checks import PostgresLogin, RedisPing
 from devstack.declare.settings import Env
-from devstack.declare.spec import ClusterHints, Link, Service, Shortcut
+from devstack.declare.spec import ClusterHints, InitTemplate, Link, Service, Shortcut
 from devstack.recipes.base import healthcheck, publish, volume
 
 EXAMPLE_PASSWORD = "devstack-example-password"
+DATA = "/var/lib/postgresql/data"  # the official image's PGDATA (and VOLUME)
 
 
 def postgres(
@@ -43,7 +44,8 @@ def postgres(
             ("POSTGRES_DB", database),
         ),
         ports=(published,),
-        mounts=(volume(env, data_volume, "/var/lib/postgresql/data"),),
+        mounts=(volume(env, data_volume, DATA),),
+        init_template=InitTemplate(DATA),
         healthcheck=healthcheck(
             env, ("CMD-SHELL", "pg_isready -h 127.0.0.1 -U $POSTGRES_USER -d $POSTGRES_DB")
         ),

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from devstack.converge.engine_protocol import Engine
 from devstack.converge.observed import Observed
-from devstack.converge.progress import SKIPPED, Event, Reporter
+from devstack.converge.progress import REMOVED, SKIPPED, Event, Reporter
 from devstack.converge.status import StatusRow, status_rows
 from devstack.declare.settings import Settings, load_settings
 from devstack.declare.spec import Build, Service, Stack
@@ -203,18 +203,28 @@ def up(
     """Build, create and start what is missing or changed; return once every service is
     ready (or raise the first failure)."""
     from devstack.converge.executor import Executor
+    from devstack.converge.templates import repair, templates_dir
 
     project.check_on(services)
     refuse_host_paths(engine, project.stack.services, project.settings.dev_mode)
     stack = resolve_images(project.stack)
     with project_lock(stack.project, "up"):
+        for volume in repair(engine, stack, templates_dir(project.settings.project_dir)):
+            report(
+                Event(
+                    volume,
+                    REMOVED,
+                    "an earlier up was cut off copying its init template: made again",
+                )
+            )
         observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
         stack, observed = _without_unobtainable(stack, observed, engine, report, services)
         trusted = _trusted(project, engine, observed, stack)
         plan = _plan_up(project, stack, observed, services, frozenset(trusted))
         check_ports(engine, plan, observed)
         recorder = _recorder(stack, report)
-        executor = Executor(engine, stack, recorder, cancel)
+        templates = templates_dir(project.settings.project_dir)
+        executor = Executor(engine, stack, recorder, cancel, templates=templates)
         existing = {name: c.id for name, c in observed.containers.items()}
         try:
             result = executor.run(plan, timeout or project.settings.timeout, existing)

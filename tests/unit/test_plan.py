@@ -35,8 +35,22 @@ def test_nothing_exists(tmp_path: Path) -> None:
             "create    container  demo-migrate                 (missing)",
             "create    container  demo-api                     (missing)",
             "create    container  demo-worker                  (missing)",
+            "seed      volume     demo_pgdata                  (new: a copy of postgres's init template)",
         ]
     )
+    # the new volume is filled before Postgres' first start
+    start = next(op for op in plan.operations if op.key == "start:postgres")
+    assert start.after == ("container:postgres", "seed:postgres")
+    seed = next(op for op in plan.operations if op.key == "seed:postgres")
+    assert seed.after == ("container:postgres",)
+
+
+def test_a_kept_volume_is_never_seeded(tmp_path: Path) -> None:
+    s = stack(tmp_path)
+    plan = plan_up(s, observed(s, network=False, volumes=True, images=False))
+    assert not [op for op in plan.operations if op.action is Action.SEED]
+    start = next(op for op in plan.operations if op.key == "start:postgres")
+    assert start.after == ("container:postgres",)
 
 
 def test_partly_up(tmp_path: Path) -> None:

@@ -1,0 +1,226 @@
+"""Init templates (spec.InitTemplate): a service's first initialisation of its volume (e.g.
+Postgres' initdb, its database and init scripts) is run once, in an isolated one-off container,
+and kept in the project's cache as a tar of the volume after a graceful stop. A plan's `seed`
+step copies it into a new container's new volume before its first start, so the image finds
+an initialised volume and starts as it would on an existing one.
+
+A template is keyed by everything that can change what the initialisation writes: the image
+id, the environment (passwords included: never shared across them), command, user, working
+directory, files and the content of bind mounts (init scripts). A copy interrupted halfway
+leaves a marker; the next `up` removes that container and volume, and seeds them again."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from devstack.converge.cachedir import CACHE_DIR
+from devstack.converge.engine_protocol import Engine
+from devstack.converge.readiness import Cancelled, failure_details
+from devstack.declare.spec import InitTemplate, Mount, Service, Stack
+from devstack.errors import DevstackError, DockerApiError, HealthTimeout, ServiceFailed
+
+FORMAT = 1  # bump when what a template holds or how it is keyed changes
+MAKER = "init-template"  # the name suffix of the one-off that makes a template
+MAKER_INTERVAL = 0.1  # its health check's interval (s): taken as soon as it is complete
+POLL = 0.05  # how often the maker's health is read (s)
+STOP_TIMEOUT = 60  # a graceful stop of the maker (s) before Docker kills it
+KEEP = 3  # templates kept per service (the most recently used)
+SEEDING = "seeding-"  # a marker's prefix: a copy into this volume has not finished
+
+
+def templates_dir(project_dir: Path) -> Path:
+    """Where a project's templates are kept."""
+    return project_dir / CACHE_DIR / "templates"
+
+
+def inputs_key(service: Service, image_id: str) -> str:
+    """The digest of what the initialisation of `service`'s volume can depend on."""
+    template = _template(service)
+    items = {
+        "format": FORMAT,
+        "image": image_id,
+        "target": template.target,
+        "environment": sorted(service.environment),
+        "command": service.command,
+        "user": service.user,
+        "working_dir": service.working_dir,
+        "files": sorted((f.path, f.content, f.mode) for f in service.files),
+        "mounts": sorted(
+            (
+                m.target,
+                m.kind,
+                m.read_only,
+                _tree_digest(Path(m.source)) if m.kind == "bind" else m.source,
+            )
+            for m in service.mounts
+            if m.target != template.target
+        ),
+    }
+    return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _tree_digest(root: Path) -> str:
+    """The names, modes and contents below a bind mount's source (a file or a directory)."""
+    digest = hashlib.sha256()
+    paths = sorted(root.rglob("*")) if root.is_dir() else [root]
+    for path in paths:
+        try:
+            stat = path.lstat()
+            digest.update(f"{path.relative_to(root.parent)}\0{stat.st_mode}\0".encode())
+            if path.is_symlink():
+                digest.update(os.readlink(path).encode())
+            elif path.is_file():
+                digest.update(path.read_bytes())
+        except OSError as exc:  # unreadable: then its error is part of the key
+            digest.update(str(exc).encode())
+    return digest.hexdigest()
+
+
+def _template(service: Service) -> InitTemplate:
+    assert service.init_template is not None, f"{service.name} declares no init template"
+    return service.init_template
+
+
+def _volume(service: Service) -> str:
+    target = _template(service).target
+    return next(m.source for m in service.mounts if m.target == target)
+
+
+@dataclass
+class Seeder:
+    """Copies init templates into new volumes, making a template first when there is none
+    for the service's inputs; `report(service, detail)` tells what takes time."""
+
+    engine: Engine
+    stack: Stack
+    directory: Path
+    report: Callable[[str, str], None]
+    cancel: threading.Event
+
+    def seed(self, service: Service, container: str, deadline: float) -> None:
+        """Fill the new volume of the created, never started `container` from the template."""
+        image = self.engine.image_info(service.image)
+        if image is None:
+            raise DevstackError(f"{service.name}: its image {service.image} is gone")
+        path = self.directory / f"{service.name}-{inputs_key(service, image[0])}.tar"
+        with self._template(service, path, deadline) as data:
+            self.report(service.name, f"copying its first start into {_volume(service)}")
+            marker = self.directory / f"{SEEDING}{_volume(service)}"
+            marker.write_text(self.stack.container_name(service.name))
+            target = PurePosixPath(_template(service).target)
+            self.engine.extract(container, str(target.parent), data)
+            marker.unlink()
+
+    @contextlib.contextmanager
+    def _template(self, service: Service, path: Path, deadline: float) -> Iterator[BinaryIO]:
+        """The template's file, open (a concurrent prune cannot take it away), made first
+        when missing."""
+        data: BinaryIO
+        try:
+            data = path.open("rb")
+            os.utime(path)  # recently used: kept by the prune
+        except FileNotFoundError:
+            data = self._make(service, path, deadline)
+        with data:
+            yield data
+
+    def _make(self, service: Service, path: Path, deadline: float) -> BinaryIO:
+        self.report(service.name, "its first start, kept as its init template (once)")
+        target = _template(service).target
+        assert service.healthcheck is not None
+        maker = replace(
+            service,
+            # an anonymous volume, removed with the one-off; no published ports, no network
+            mounts=tuple(
+                Mount("", m.target, "volume") if m.target == target else m for m in service.mounts
+            ),
+            healthcheck=replace(
+                service.healthcheck, interval=MAKER_INTERVAL, start_interval=MAKER_INTERVAL
+            ),
+        )
+        name = f"{self.stack.container_name(service.name)}-{MAKER}"
+        self.engine.discard_container(name)  # one an interrupted `up` left behind
+        container = self.engine.create_container(self.stack, maker, one_off=MAKER, isolated=True)
+        try:
+            self.engine.start(container)
+            self._until_healthy(service, container, deadline)
+            self.engine.stop(container, timeout=STOP_TIMEOUT)
+            state = self.engine.state(container)
+            if state.exit_code != 0:
+                raise ServiceFailed(
+                    f"{service.name}: its first start did not stop cleanly for its init "
+                    f"template (exit code {state.exit_code})",
+                    details=failure_details(self.engine, container),
+                )
+            return self._keep(service, path, self.engine.archive(container, target))
+        finally:
+            with contextlib.suppress(DevstackError):
+                self.engine.discard_container(container)
+
+    def _until_healthy(self, service: Service, container: str, deadline: float) -> None:
+        while True:
+            if self.cancel.is_set():
+                raise Cancelled
+            state = self.engine.state(container)
+            if state.health == "healthy":
+                return
+            if state.status in {"exited", "dead"}:
+                raise ServiceFailed(
+                    f"{service.name}: its first start (for its init template) exited with "
+                    f"code {state.exit_code}",
+                    details=failure_details(self.engine, container, state.health_output),
+                )
+            if time.monotonic() > deadline:
+                raise HealthTimeout(
+                    f"{service.name}: its first start (for its init template) was not healthy "
+                    "in time",
+                    details=failure_details(self.engine, container, state.health_output),
+                )
+            self.cancel.wait(POLL)
+
+    def _keep(self, service: Service, path: Path, chunks: Iterator[bytes]) -> BinaryIO:
+        """Write the template (readable by the user only: it holds password hashes) under a
+        name that exists only once it is whole; prune the service's least recently used."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+        data = partial.open("rb")
+        os.replace(partial, path)
+        kept = sorted(
+            self.directory.glob(f"{service.name}-*.tar"),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+        for old in kept[KEEP:]:
+            old.unlink(missing_ok=True)
+        return data
+
+
+def repair(engine: Engine, stack: Stack, directory: Path) -> list[str]:
+    """Remove the container and volume of every copy into this stack's volumes that did not
+    finish (an `up` killed halfway): the plan then seeds them again. The volumes repaired."""
+    repaired = []
+    for volume in stack.volumes:
+        marker = directory / f"{SEEDING}{volume}"
+        if not marker.exists():
+            continue
+        engine.discard_container(marker.read_text().strip())
+        try:
+            engine.remove_volume(volume)
+        except DockerApiError as exc:
+            if exc.status != DockerApiError.NOT_FOUND:
+                raise
+        marker.unlink(missing_ok=True)
+        repaired.append(volume)
+    return repaired
