@@ -171,14 +171,14 @@ class Seeder:
             if self.cancel.is_set():
                 raise Cancelled
             state = self.engine.state(container)
-            if state.health == "healthy":
-                return
             if state.status in {"exited", "dead"}:
                 raise ServiceFailed(
                     f"{service.name}: its first start (for its init template) exited with "
                     f"code {state.exit_code}",
                     details=failure_details(self.engine, container, state.health_output),
                 )
+            if state.health == "healthy":
+                return
             if time.monotonic() > deadline:
                 raise HealthTimeout(
                     f"{service.name}: its first start (for its init template) was not healthy "

@@ -33,6 +33,9 @@ INHERITED = (
 )
 OWN_PREFIXES = ("DEVSTACK_", "POSTGRES_", "AI_AGENTS_")
 TEST_PREFIX = "dstest-"  # every test project is named dstest-<pid of its pytest>-<random>
+# one random password per pytest process: its projects share Postgres' init template (which
+# a password keys) in the repo's .devstack-cache instead of each making its own
+SESSION_PASSWORD = f"pw-{secrets.token_hex(6)}"
 
 
 def inherited_settings() -> dict[str, str]:
@@ -201,7 +204,7 @@ def new_project(
         "DEVSTACK_PROMETHEUS_PORT": str(free_port()),
         "DEVSTACK_GRAFANA_PORT": str(free_port()),
         "POSTGRES_USER": "tester",
-        "POSTGRES_PASSWORD": f"pw-{secrets.token_hex(6)}",
+        "POSTGRES_PASSWORD": SESSION_PASSWORD,
         "POSTGRES_DB": "testdb",
         **inherited_settings(),
         **settings,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, BinaryIO
 
 from devstack.converge.engine_protocol import BuildRequest, ExecConnection, Stream
 from devstack.converge.observed import Observed, parse_snapshot
@@ -30,6 +30,7 @@ class Behaviour:
     exit_code: int = 0
     health: str = ""
     lost_signals: int = 0  # signals dropped (sent before a held service's gate listened)
+    stop_code: int = 143  # its exit code after a graceful stop
 
 
 @dataclass
@@ -42,11 +43,18 @@ class FakeContainer:
     started_at: float | None = None
     health: str = ""
     released_at: float | None = None  # a held service's release (its program's start)
+    one_off: str = ""
+    isolated: bool = False
 
     @property
     def program_started(self) -> float | None:
         """When the program began: at start, or for a held service at its release."""
         return self.started_at if self.service.held is None else self.released_at
+
+    @property
+    def subject(self) -> str:
+        """What the calls on it are recorded under: its service, and a one-off's suffix."""
+        return f"{self.service.name}-{self.one_off}" if self.one_off else self.service.name
 
     def status(self) -> str:
         if self.started_at is None:
@@ -90,6 +98,8 @@ class FakeEngine:
     images: dict[str, str] = field(default_factory=dict)
     calls: list[tuple[float, str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    archives: dict[str, bytes] = field(default_factory=dict)  # service -> what `archive` reads
+    extracted: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # name -> (path, tar)
 
     def _record(self, call: str, subject: str) -> None:
         with self.lock:
@@ -117,7 +127,7 @@ class FakeEngine:
     def snapshot(self, project: str, images: Iterable[str] = ()) -> Observed:
         rows = []
         for c in self.containers.values():
-            if c.stack.project != project:
+            if c.stack.project != project or c.one_off:  # as Docker's rows labelled one-off
                 continue
             status = c.status()
             health = f" ({c.health})" if c.health and status == "running" else ""
@@ -243,17 +253,34 @@ class FakeEngine:
     def wait(self, container: str) -> int:
         raise NotImplementedError
 
-    def create_container(self, stack: Stack, service: Service, one_off: str = "") -> str:
-        name = stack.container_name(service.name)
-        self._record("create", service.name)
+    def create_container(
+        self, stack: Stack, service: Service, one_off: str = "", isolated: bool = False
+    ) -> str:
+        name = stack.container_name(service.name) + (f"-{one_off}" if one_off else "")
+        self._record("create", f"{service.name}-{one_off}" if one_off else service.name)
         container_id = f"id-{name}-{len(self.calls)}"
         behaviour = self.behaviours.get(service.name, Behaviour())
-        self.containers[container_id] = FakeContainer(container_id, name, service, stack, behaviour)
+        if one_off:  # its own: a stop must not end the service's container too
+            behaviour = replace(behaviour)
+        self.containers[container_id] = FakeContainer(
+            container_id, name, service, stack, behaviour, one_off=one_off, isolated=isolated
+        )
         return container_id
+
+    def archive(self, container: str, path: str) -> Iterator[bytes]:
+        c = self._find(container)
+        self._record("archive", c.name)
+        data = self.archives.get(c.service.name, f"{c.service.name}:{path}".encode())
+        yield from (data[i : i + 4] for i in range(0, len(data), 4))
+
+    def extract(self, container: str, path: str, data: BinaryIO) -> None:
+        c = self._find(container)
+        self._record("extract", c.name)
+        self.extracted[c.name] = (path, data.read())
 
     def start(self, container: str) -> None:
         c = self._find(container)
-        self._record("start", c.service.name)
+        self._record("start", c.subject)
         c.started_at = time.monotonic()
         c.health = c.behaviour.health
         if c.released_at is not None:  # released once: the gate's marker lets it run
@@ -268,8 +295,8 @@ class FakeEngine:
 
     def stop(self, container: str, timeout: int = 10) -> None:
         c = self._find(container)
-        self._record("stop", c.service.name)
-        c.behaviour.exit_after, c.behaviour.exit_code = 0.0, 143
+        self._record("stop", c.subject)
+        c.behaviour.exit_after, c.behaviour.exit_code = 0.0, c.behaviour.stop_code
         if c.program_started is None:  # never released: the gate exits on the stop signal
             c.released_at = time.monotonic()
 
@@ -306,7 +333,7 @@ class FakeEngine:
             c = self._find(container)
         except DockerApiError:
             return
-        self._record("discard", c.service.name)
+        self._record("discard", c.subject)
         del self.containers[c.id]
 
     def remove_network(self, name: str) -> None:

@@ -35,7 +35,8 @@ def test_nothing_exists(tmp_path: Path) -> None:
             "create    container  demo-migrate                 (missing)",
             "create    container  demo-api                     (missing)",
             "create    container  demo-worker                  (missing)",
-            "seed      volume     demo_pgdata                  (new: a copy of postgres's init template)",
+            "seed      volume     demo_pgdata                  "
+            "(new: a copy of postgres's init template)",
         ]
     )
     # the new volume is filled before Postgres' first start
