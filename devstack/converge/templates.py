@@ -1,6 +1,8 @@
 """Init templates (spec.InitTemplate): a service's first initialisation of its volume (e.g.
 Postgres' initdb, its database and init scripts) is run once, in an isolated one-off container,
-and kept in the project's cache as a tar of the volume after a graceful stop. A plan's `seed`
+and kept as a tar of the volume after a graceful stop, in the user's cache
+(`$XDG_CACHE_HOME/devstack/templates`, else `~/.cache/...`: shared by every checkout on the
+machine, like Docker's build cache). A plan's `seed`
 step copies it into a new container's new volume before its first start, so the image finds
 an initialised volume and starts as it would on an existing one.
 
@@ -22,7 +24,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from devstack.converge.cachedir import CACHE_DIR
 from devstack.converge.engine_protocol import Engine
 from devstack.converge.readiness import Cancelled, failure_details
 from devstack.declare.spec import InitTemplate, Mount, Service, Stack
@@ -33,13 +34,15 @@ MAKER = "init-template"  # the name suffix of the one-off that makes a template
 MAKER_INTERVAL = 0.1  # its health check's interval (s): taken as soon as it is complete
 POLL = 0.05  # how often the maker's health is read (s)
 STOP_TIMEOUT = 60  # a graceful stop of the maker (s) before Docker kills it
-KEEP = 3  # templates kept per service (the most recently used)
+KEEP = 5  # templates kept (the most recently used; ~50 MB each for Postgres 17)
 SEEDING = "seeding-"  # a marker's prefix: a copy into this volume has not finished
 
 
-def templates_dir(project_dir: Path) -> Path:
-    """Where a project's templates are kept."""
-    return project_dir / CACHE_DIR / "templates"
+def templates_dir() -> Path:
+    """Where templates are kept: the user's cache (XDG), not a project's: a fresh clone on
+    a machine that made one already starts from it."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "devstack" / "templates"
 
 
 def inputs_key(service: Service, image_id: str) -> str:
@@ -189,8 +192,8 @@ class Seeder:
 
     def _keep(self, service: Service, path: Path, chunks: Iterator[bytes]) -> BinaryIO:
         """Write the template (readable by the user only: it holds password hashes) under a
-        name that exists only once it is whole; prune the service's least recently used."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        name that exists only once it is whole; prune the least recently used."""
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
         with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
             for chunk in chunks:
@@ -198,7 +201,7 @@ class Seeder:
         data = partial.open("rb")
         os.replace(partial, path)
         kept = sorted(
-            self.directory.glob(f"{service.name}-*.tar"),
+            self.directory.glob("*.tar"),
             key=lambda p: p.stat().st_mtime,
             reverse=True,
         )

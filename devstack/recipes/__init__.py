@@ -13,7 +13,7 @@ A project's `stack.py` declares its stack with them (see README.md, "Declaring y
 """
 
 from devstack.declare.settings import Env
-from devstack.declare.spec import Build, ReusedStage, Service, Shortcut, Stack
+from devstack.declare.spec import Build, InitTemplate, ReusedStage, Service, Shortcut, Stack
 from devstack.recipes.base import (
     bind,
     completed,
@@ -44,6 +44,7 @@ __all__ = [
     "EXAMPLE_PASSWORD",
     "Build",
     "Env",
+    "InitTemplate",
     "ReusedStage",
     "Service",
     "Shortcut",

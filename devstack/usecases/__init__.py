@@ -209,7 +209,7 @@ def up(
     refuse_host_paths(engine, project.stack.services, project.settings.dev_mode)
     stack = resolve_images(project.stack)
     with project_lock(stack.project, "up"):
-        for volume in repair(engine, stack, templates_dir(project.settings.project_dir)):
+        for volume in repair(engine, stack, templates_dir()):
             report(
                 Event(
                     volume,
@@ -223,7 +223,7 @@ def up(
         plan = _plan_up(project, stack, observed, services, frozenset(trusted))
         check_ports(engine, plan, observed)
         recorder = _recorder(stack, report)
-        templates = templates_dir(project.settings.project_dir)
+        templates = templates_dir()
         executor = Executor(engine, stack, recorder, cancel, templates=templates)
         existing = {name: c.id for name, c in observed.containers.items()}
         try:

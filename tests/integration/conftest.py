@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +38,10 @@ TEST_PREFIX = "dstest-"  # every test project is named dstest-<pid of its pytest
 # one random password per pytest process: its projects share Postgres' init template (which
 # a password keys) in the repo's .devstack-cache instead of each making its own
 SESSION_PASSWORD = f"pw-{secrets.token_hex(6)}"
+# the user cache devstack keeps init templates in (devstack.converge.templates): one per pytest
+# process, for it and every devstack it runs, so tests neither read nor evict the developer's
+CACHE_HOME = Path(tempfile.gettempdir()) / f"{TEST_PREFIX}cache-{os.getpid()}"
+os.environ["XDG_CACHE_HOME"] = str(CACHE_HOME)
 
 
 def inherited_settings() -> dict[str, str]:
@@ -173,7 +179,7 @@ def remove_project(client: docker.DockerClient, name: str) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def leftovers_of_earlier_runs(docker_client: docker.DockerClient) -> None:
+def leftovers_of_earlier_runs(docker_client: docker.DockerClient) -> Iterator[None]:
     """A killed run (a session ends, CI starts) leaves its test projects behind: remove them.
     Only test projects whose pytest process is gone are touched (not a concurrent run's)."""
     query = {"label": ["devstack.project"]}
@@ -190,6 +196,11 @@ def leftovers_of_earlier_runs(docker_client: docker.DockerClient) -> None:
         pid = name.removeprefix(TEST_PREFIX).partition("-")[0]
         if not (pid.isdigit() and Path(f"/proc/{pid}").exists()):
             remove_project(docker_client, name)
+    for cache in CACHE_HOME.parent.glob(f"{TEST_PREFIX}cache-*"):
+        if not Path(f"/proc/{cache.name.rpartition('-')[2]}").exists():
+            shutil.rmtree(cache, ignore_errors=True)
+    yield
+    shutil.rmtree(CACHE_HOME, ignore_errors=True)
 
 
 def new_project(

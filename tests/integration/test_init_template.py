@@ -2,7 +2,8 @@
 volume starts as a copy of the first initialisation, indistinguishable from a fresh initdb
 (roles, databases, encoding, locale, pg_hba, settings, init scripts run once), keyed by the
 password and the init scripts, and a copy cut off halfway is started over. The project is a
-one-service stack of its own (Postgres with a directory of init scripts)."""
+one-service stack of its own (Postgres with a directory of init scripts), with a cache of its
+own for its templates."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from devstack import recipes as r
 def stack(env):
     db = r.postgres(
         env,
-        "db",
+        "tpldb",
         image=env.image("DEVSTACK_POSTGRES_IMAGE", "postgres:17-alpine"),
         port_key="TPL_DB_PORT",
         port_default=15439,
@@ -73,7 +74,10 @@ FACTS = {
 
 
 @pytest.fixture
-def tpl(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[Project]:
+def tpl(
+    tmp_path: Path, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Project]:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # templates of its own
     project_dir = tmp_path / "tpl"
     (project_dir / "initdb.d").mkdir(parents=True)
     (project_dir / "stack.py").write_text(STACK)
@@ -137,7 +141,7 @@ def fresh_initdb_facts(project: Project, client: docker.DockerClient) -> dict[st
     from devstack.declare.stackfile import declare
 
     settings = load_settings(project.project_dir, project.env_file, environ={})
-    service = declare(settings).service("db")
+    service = declare(settings).service("tpldb")
     port = free_port()
     container = client.containers.run(
         service.image,
@@ -155,7 +159,7 @@ def fresh_initdb_facts(project: Project, client: docker.DockerClient) -> dict[st
 
 
 def template_files(project: Project) -> list[Path]:
-    return sorted(templates_dir(project.project_dir).glob("db-*.tar"))
+    return sorted(templates_dir().glob("tpldb-*.tar"))
 
 
 def no_maker_left(project: Project) -> bool:
@@ -227,10 +231,10 @@ def test_an_up_cut_off_while_copying_starts_the_volume_over(
 
     stack = declare(load_settings(tpl.project_dir, tpl.env_file, environ={})).active()
     engine = DockerEngine.connect()
-    container = engine.create_container(stack, stack.service("db"))
+    container = engine.create_container(stack, stack.service("tpldb"))
     engine.extract(container, "/var/lib/postgresql", io.BytesIO(partial.getvalue()))
-    marker = templates_dir(tpl.project_dir) / f"{SEEDING}{volume}"
-    marker.write_text(f"{tpl.name}-db")
+    marker = templates_dir() / f"{SEEDING}{volume}"
+    marker.write_text(f"{tpl.name}-tpldb")
 
     result = tpl.run("up", "--timeout", "120")
     assert "cut off copying its init template" in result.stdout + result.stderr
