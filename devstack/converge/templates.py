@@ -1,15 +1,15 @@
 """Init templates (spec.InitTemplate): a service's first initialisation of its volume (e.g.
-Postgres' initdb, its database and init scripts) is run once, in an isolated one-off container,
-and kept as a tar of the volume after a graceful stop, in the user's cache
+Postgres' initdb, its database and init scripts) runs once, in an isolated one-off container on
+the first new volume, and a tar of the volume is kept after a graceful stop, in the user's cache
 (`$XDG_CACHE_HOME/devstack/templates`, else `~/.cache/...`: shared by every checkout on the
-machine, like Docker's build cache). A plan's `seed`
-step copies it into a new container's new volume before its first start, so the image finds
-an initialised volume and starts as it would on an existing one.
+machine, like Docker's build cache). A plan's `seed` step copies it into every later new
+volume before the container's first start: the image finds an initialised volume and starts
+as it would on an existing one.
 
 A template is keyed by everything that can change what the initialisation writes: the image
 id, the environment (passwords included: never shared across them), command, user, working
-directory, files and the content of bind mounts (init scripts). A copy interrupted halfway
-leaves a marker; the next `up` removes that container and volume, and seeds them again."""
+directory, files and the content of bind mounts (init scripts). A first start or a copy cut
+off halfway leaves a marker; the next `up` removes that container and volume and starts over."""
 
 from __future__ import annotations
 
@@ -22,11 +22,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
 
 from devstack.converge.engine_protocol import Engine
 from devstack.converge.readiness import Cancelled, failure_details
-from devstack.declare.spec import InitTemplate, Mount, Service, Stack
+from devstack.declare.spec import InitTemplate, Service, Stack
 from devstack.errors import DevstackError, DockerApiError, HealthTimeout, ServiceFailed
 
 FORMAT = 1  # bump when what a template holds or how it is keyed changes
@@ -100,8 +99,9 @@ def _volume(service: Service) -> str:
 
 @dataclass
 class Seeder:
-    """Copies init templates into new volumes, making a template first when there is none
-    for the service's inputs; `report(service, detail)` tells what takes time."""
+    """Fills new volumes from init templates; where there is none for the service's inputs
+    yet, the volume's own first start makes it. `report(service, detail)` tells what takes
+    time."""
 
     engine: Engine
     stack: Stack
@@ -110,48 +110,38 @@ class Seeder:
     cancel: threading.Event
 
     def seed(self, service: Service, container: str, deadline: float) -> None:
-        """Fill the new volume of the created, never started `container` from the template."""
+        """Fill the new volume of the created, never started `container`: a copy of the
+        template, or its first initialisation (kept as the template). Until done, a marker
+        names the container, so that an `up` cut off meanwhile is repaired by the next."""
         image = self.engine.image_info(service.image)
         if image is None:
             raise DevstackError(f"{service.name}: its image {service.image} is gone")
         path = self.directory / f"{service.name}-{inputs_key(service, image[0])}.tar"
-        with self._template(service, path, deadline) as data:
-            self.report(service.name, f"copying its first start into {_volume(service)}")
-            marker = self.directory / f"{SEEDING}{_volume(service)}"
-            marker.write_text(self.stack.container_name(service.name))
-            target = PurePosixPath(_template(service).target)
-            self.engine.extract(container, str(target.parent), data)
-            marker.unlink()
-
-    @contextlib.contextmanager
-    def _template(self, service: Service, path: Path, deadline: float) -> Iterator[BinaryIO]:
-        """The template's file, open (a concurrent prune cannot take it away), made first
-        when missing."""
-        data: BinaryIO
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        marker = self.directory / f"{SEEDING}{_volume(service)}"
+        marker.write_text(self.stack.container_name(service.name))
         try:
-            data = path.open("rb")
-            os.utime(path)  # recently used: kept by the prune
+            data = path.open("rb")  # open: a concurrent prune cannot take it away
         except FileNotFoundError:
-            data = self._make(service, path, deadline)
-        with data:
-            yield data
+            self._first_start(service, path, deadline)
+        else:
+            with data:
+                os.utime(path)  # recently used: kept by the prune
+                self.report(service.name, f"copying its init template into {_volume(service)}")
+                target = PurePosixPath(_template(service).target)
+                self.engine.extract(container, str(target.parent), data)
+        marker.unlink()
 
-    def _make(self, service: Service, path: Path, deadline: float) -> BinaryIO:
-        self.report(service.name, "its first start, kept as its init template (once)")
-        target = _template(service).target
+    def _first_start(self, service: Service, path: Path, deadline: float) -> None:
+        """Initialise the new volume with the service's own first start, in an isolated
+        one-off (no network, no published port) with a fast health check; once healthy, stop
+        it gracefully and keep a copy of the volume as the template."""
+        self.report(service.name, "first start, kept as its init template (once)")
         assert service.healthcheck is not None
-        maker = replace(
-            service,
-            # an anonymous volume, removed with the one-off; no published ports, no network
-            mounts=tuple(
-                Mount("", m.target, "volume") if m.target == target else m for m in service.mounts
-            ),
-            healthcheck=replace(
-                service.healthcheck, interval=MAKER_INTERVAL, start_interval=MAKER_INTERVAL
-            ),
-        )
+        fast = replace(service.healthcheck, interval=MAKER_INTERVAL, start_interval=MAKER_INTERVAL)
         name = f"{self.stack.container_name(service.name)}-{MAKER}"
         self.engine.discard_container(name)  # one an interrupted `up` left behind
+        maker = replace(service, healthcheck=fast)
         container = self.engine.create_container(self.stack, maker, one_off=MAKER, isolated=True)
         try:
             self.engine.start(container)
@@ -164,7 +154,7 @@ class Seeder:
                     f"template (exit code {state.exit_code})",
                     details=failure_details(self.engine, container),
                 )
-            return self._keep(service, path, self.engine.archive(container, target))
+            self._keep(path, self.engine.archive(container, _template(service).target))
         finally:
             with contextlib.suppress(DevstackError):
                 self.engine.discard_container(container)
@@ -190,24 +180,17 @@ class Seeder:
                 )
             self.cancel.wait(POLL)
 
-    def _keep(self, service: Service, path: Path, chunks: Iterator[bytes]) -> BinaryIO:
+    def _keep(self, path: Path, chunks: Iterator[bytes]) -> None:
         """Write the template (readable by the user only: it holds password hashes) under a
         name that exists only once it is whole; prune the least recently used."""
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
         with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
             for chunk in chunks:
                 f.write(chunk)
-        data = partial.open("rb")
         os.replace(partial, path)
-        kept = sorted(
-            self.directory.glob("*.tar"),
-            key=lambda p: p.stat().st_mtime,
-            reverse=True,
-        )
+        kept = sorted(self.directory.glob("*.tar"), key=lambda p: p.stat().st_mtime, reverse=True)
         for old in kept[KEEP:]:
             old.unlink(missing_ok=True)
-        return data
 
 
 def repair(engine: Engine, stack: Stack, directory: Path) -> list[str]:

@@ -186,7 +186,7 @@ def test_a_new_volume_is_a_copy_of_the_first_initialisation_indistinguishable_fr
     tpl.run("down", "--volumes")
     again = tpl.run("up", "--timeout", "240")
     assert MADE not in again.stdout + again.stderr
-    assert "copying its first start" in again.stdout + again.stderr
+    assert "copying its init template" in again.stdout + again.stderr
     assert facts(dsn(tpl)) == reference
     assert template_files(tpl) == [template]
 

@@ -82,27 +82,9 @@ def test_the_key_follows_every_input_of_the_initialisation(tmp_path: Path) -> No
     assert templates.inputs_key(same, "sha256:aaa") == key
 
 
-def test_a_first_up_makes_the_template_in_an_isolated_one_off_then_copies_it(
+def test_a_first_up_initialises_the_volume_in_an_isolated_one_off_and_keeps_it(
     tmp_path: Path,
 ) -> None:
-    fake = engine()
-    run_up(fake, make_stack(db()), tmp_path)
-    maker = "demo-db-init-template"
-    # made on no network, healthy, stopped gracefully, read, removed with its volume
-    assert [c for c in fake.containers.values() if c.one_off] == []
-    assert fake.when("create", "db-init-template") < fake.when("archive", maker)
-    assert fake.when("stop", "db-init-template") < fake.when("archive", maker)
-    assert fake.happened("discard", "db-init-template")
-    (made,) = tmp_path.glob("db-*.tar")
-    assert made.read_bytes() == b"the first start's volume"
-    assert stat.S_IMODE(made.stat().st_mode) == 0o600  # it holds password hashes
-    # the service's own container got it before its first start, into the volume's parent
-    assert fake.extracted["demo-db"] == ("/var/lib", b"the first start's volume")
-    assert fake.when("extract", "demo-db") < fake.when("start", "db")
-    assert not list(tmp_path.glob("seeding-*"))
-
-
-def test_the_maker_is_isolated(tmp_path: Path) -> None:
     fake = engine()
     made: list[tuple[str, bool, tuple[Mount, ...], float]] = []
     create = fake.create_container
@@ -115,10 +97,19 @@ def test_the_maker_is_isolated(tmp_path: Path) -> None:
     fake.create_container = spy  # type: ignore[method-assign]
     run_up(fake, make_stack(db()), tmp_path)
     own, maker = made
-    assert maker[:2] == (templates.MAKER, True)
-    assert maker[2] == (Mount("", DATA, "volume"),)  # not the project's volume: an anonymous one
-    assert maker[3] == templates.MAKER_INTERVAL
     assert own == ("", False, db().mounts, HEALTH.interval)  # its own is as declared
+    # the one-off: on no network, on the new volume, checked every MAKER_INTERVAL
+    assert maker == (templates.MAKER, True, db().mounts, templates.MAKER_INTERVAL)
+    # healthy, stopped gracefully, read, removed; then the service's own first start
+    one_off = "db-init-template"
+    assert fake.when("stop", one_off) < fake.when("archive", f"demo-{one_off}")
+    assert fake.when("discard", one_off) < fake.when("start", "db")
+    assert [c for c in fake.containers.values() if c.one_off] == []
+    (kept,) = tmp_path.glob("db-*.tar")
+    assert kept.read_bytes() == b"the first start's volume"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600  # it holds password hashes
+    assert "demo-db" not in fake.extracted  # initialised already: nothing to copy
+    assert not list(tmp_path.glob("seeding-*"))
 
 
 def test_a_later_new_volume_is_copied_without_a_first_start(tmp_path: Path) -> None:
@@ -127,8 +118,10 @@ def test_a_later_new_volume_is_copied_without_a_first_start(tmp_path: Path) -> N
     fake.archives["db"] = b"not read"
     events = run_up(fake, make_stack(db()), tmp_path)
     assert not fake.happened("create", "db-init-template")
-    assert fake.extracted["demo-db"][1] == b"the first start's volume"
-    assert "its first start, kept as its init template (once)" not in str(events)
+    # into the volume's parent, before the first start
+    assert fake.extracted["demo-db"] == ("/var/lib", b"the first start's volume")
+    assert fake.when("extract", "demo-db") < fake.when("start", "db")
+    assert "kept as its init template" not in str(events)
 
 
 def test_another_password_makes_another_template(tmp_path: Path) -> None:
@@ -136,8 +129,9 @@ def test_another_password_makes_another_template(tmp_path: Path) -> None:
     fake = engine()
     fake.archives["db"] = b"the second password's"
     run_up(fake, make_stack(db(environment=(("DB_PASSWORD", "two"),))), tmp_path)
-    assert fake.extracted["demo-db"][1] == b"the second password's"
-    assert len(list(tmp_path.glob("db-*.tar"))) == 2
+    assert fake.happened("create", "db-init-template") and not fake.extracted
+    kept = {p.read_bytes() for p in tmp_path.glob("db-*.tar")}
+    assert kept == {b"the first start's volume", b"the second password's"}
 
 
 def test_only_the_most_recently_used_templates_are_kept(tmp_path: Path) -> None:
@@ -160,7 +154,8 @@ def test_a_first_start_that_fails_fails_up_and_leaves_no_template(tmp_path: Path
         run_up(fake, make_stack(db()), tmp_path)
     assert not list(tmp_path.glob("*.tar"))
     assert [c for c in fake.containers.values() if c.one_off] == []
-    assert "demo-db" not in fake.extracted
+    # its volume is half initialised: the next `up` starts it over
+    assert (tmp_path / f"{templates.SEEDING}demo_data").read_text() == "demo-db"
 
 
 def test_a_first_start_that_does_not_stop_cleanly_is_not_kept(tmp_path: Path) -> None:
