@@ -77,8 +77,8 @@ class Mount:
 @dataclass(frozen=True)
 class InitTemplate:
     """The service initialises the empty volume mounted at `target` on its first start (e.g.
-    Postgres' initdb). That first initialisation is kept as a template in the project's cache
-    (`.devstack-cache/templates/`) and a new volume starts as a copy of it, with nothing run
+    Postgres' initdb). That first initialisation is kept as a template in the user's cache
+    (devstack.converge.templates) and a new volume starts as a copy of it, with nothing run
     again. The template's inputs are the image, the environment, the command, the user, the
     files and the bind mounts' content: a change to any of them makes a new one (a password
     too: templates are never shared across passwords). The service's health check must pass

@@ -441,7 +441,7 @@ class DockerEngine:
         """A tar stream of `path` in the container (volumes included), read as it comes."""
         with docker_errors(f"read {path} from a container"):
             stream, _stat = self.api.get_archive(container, path, chunk_size=1 << 20)
-        return iter(stream)
+            yield from stream
 
     def extract(self, container: str, path: str, data: BinaryIO) -> None:
         """Extract the tar `data` into `path` of the container; the archive's owners are

@@ -16,13 +16,15 @@ from tests.unit.helpers import declare_stack
 from .helpers import settings
 
 
-def docker_py_config(stack: Stack, service: Service, one_off: str) -> dict[str, Any]:
+def docker_py_config(
+    stack: Stack, service: Service, one_off: str, isolated: bool = False
+) -> dict[str, Any]:
     """What docker-py 7's APIClient.create_container would send (no engine is contacted:
     an explicit API version skips negotiation)."""
     api = docker.APIClient(version="1.41")
     ports = () if one_off else service.ports
     hc = service.healthcheck
-    _, ours = container_body(stack, service, one_off)
+    _, ours = container_body(stack, service, one_off, isolated)
     return dict(
         api.create_container_config(
             service.image,
@@ -37,8 +39,11 @@ def docker_py_config(stack: Stack, service: Service, one_off: str) -> dict[str, 
                     docker.types.Mount(m.target, m.source, type=m.kind, read_only=m.read_only)
                     for m in service.mounts
                 ],
+                network_mode="none" if isolated else None,
             ),
-            networking_config=api.create_networking_config(
+            networking_config=None
+            if isolated
+            else api.create_networking_config(
                 {stack.network: api.create_endpoint_config(aliases=[service.name])}
             ),
             healthcheck=None
@@ -59,12 +64,14 @@ def docker_py_config(stack: Stack, service: Service, one_off: str) -> dict[str, 
 
 
 @pytest.mark.parametrize("dev", [True, False])
-@pytest.mark.parametrize("one_off", ["", "run-1"])
-def test_every_declared_service_matches_docker_py(tmp_path: Path, dev: bool, one_off: str) -> None:
+@pytest.mark.parametrize(("one_off", "isolated"), [("", False), ("run-1", False), ("x", True)])
+def test_every_declared_service_matches_docker_py(
+    tmp_path: Path, dev: bool, one_off: str, isolated: bool
+) -> None:
     stack = declare_stack(settings(tmp_path, f"DEVSTACK_DEV_MODE={dev}\n"))
     for service in stack.services:
-        name, ours = container_body(stack, service, one_off)
-        theirs = docker_py_config(stack, service, one_off)
+        name, ours = container_body(stack, service, one_off, isolated)
+        theirs = docker_py_config(stack, service, one_off, isolated)
         if service.healthcheck:  # docker-py drops start_interval (API 1.44): ours carries it
             assert ours["Healthcheck"].pop("StartInterval") == int(
                 service.healthcheck.start_interval * 1e9
