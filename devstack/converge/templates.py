@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from devstack.converge.engine_protocol import Engine
 from devstack.converge.readiness import Cancelled, failure_details
@@ -37,10 +38,13 @@ KEEP = 5  # templates kept (the most recently used; ~50 MB each for Postgres 17)
 SEEDING = "seeding-"  # a marker's prefix: a copy into this volume has not finished
 
 
-def templates_dir() -> Path:
+def templates_dir() -> Path | None:
     """Where templates are kept: the user's cache (XDG), not a project's: a fresh clone on
-    a machine that made one already starts from it."""
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    a machine that made one already starts from it. None without a home directory."""
+    try:
+        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    except RuntimeError:  # no HOME and no passwd entry (a bare container)
+        return None
     return Path(cache) / "devstack" / "templates"
 
 
@@ -117,9 +121,13 @@ class Seeder:
         if image is None:
             raise DevstackError(f"{service.name}: its image {service.image} is gone")
         path = self.directory / f"{service.name}-{inputs_key(service, image[0])}.tar"
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         marker = self.directory / f"{SEEDING}{_volume(service)}"
-        marker.write_text(self.stack.container_name(service.name))
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            marker.write_text(self.stack.container_name(service.name))
+        except OSError as exc:  # a read-only or full home: the image initialises it
+            self.report(service.name, f"no init template ({exc.strerror}: {self.directory})")
+            return
         try:
             data = path.open("rb")  # open: a concurrent prune cannot take it away
         except FileNotFoundError:
@@ -127,10 +135,20 @@ class Seeder:
         else:
             with data:
                 os.utime(path)  # recently used: kept by the prune
-                self.report(service.name, f"copying its init template into {_volume(service)}")
-                target = PurePosixPath(_template(service).target)
-                self.engine.extract(container, str(target.parent), data)
+                self._copy(service, container, path, data)
         marker.unlink()
+
+    def _copy(self, service: Service, container: str, path: Path, data: BinaryIO) -> None:
+        self.report(service.name, f"copying its init template into {_volume(service)}")
+        target = PurePosixPath(_template(service).target)
+        try:
+            self.engine.extract(container, str(target.parent), data)
+        except DevstackError as exc:  # e.g. a template cut short on disk: never again
+            path.unlink(missing_ok=True)
+            raise DevstackError(
+                f"{service.name}: its init template could not be copied ({exc.message})",
+                hint="run `up` again: it starts that volume over and makes a new template",
+            ) from exc
 
     def _first_start(self, service: Service, path: Path, deadline: float) -> None:
         """Initialise the new volume with the service's own first start, in an isolated
@@ -154,7 +172,10 @@ class Seeder:
                     f"template (exit code {state.exit_code})",
                     details=failure_details(self.engine, container),
                 )
-            self._keep(path, self.engine.archive(container, _template(service).target))
+            try:
+                self._keep(path, self.engine.archive(container, _template(service).target))
+            except OSError as exc:  # the volume is initialised: only the template is lost
+                self.report(service.name, f"init template not kept ({exc.strerror})")
         finally:
             with contextlib.suppress(DevstackError):
                 self.engine.discard_container(container)
@@ -184,18 +205,24 @@ class Seeder:
         """Write the template (readable by the user only: it holds password hashes) under a
         name that exists only once it is whole; prune the least recently used."""
         partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-        os.replace(partial, path)
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+            with os.fdopen(os.open(partial, flags, 0o600), "wb") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
         kept = sorted(self.directory.glob("*.tar"), key=lambda p: p.stat().st_mtime, reverse=True)
         for old in kept[KEEP:]:
             old.unlink(missing_ok=True)
 
 
-def repair(engine: Engine, stack: Stack, directory: Path) -> list[str]:
-    """Remove the container and volume of every copy into this stack's volumes that did not
+def repair(engine: Engine, stack: Stack, directory: Path | None) -> list[str]:
+    """Remove the container and volume of every filling of this stack's volumes that did not
     finish (an `up` killed halfway): the plan then seeds them again. The volumes repaired."""
+    if directory is None:
+        return []
     repaired = []
     for volume in stack.volumes:
         marker = directory / f"{SEEDING}{volume}"

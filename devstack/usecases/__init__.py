@@ -209,21 +209,15 @@ def up(
     refuse_host_paths(engine, project.stack.services, project.settings.dev_mode)
     stack = resolve_images(project.stack)
     with project_lock(stack.project, "up"):
-        for volume in repair(engine, stack, templates_dir()):
-            report(
-                Event(
-                    volume,
-                    REMOVED,
-                    "an earlier up was cut off copying its init template: made again",
-                )
-            )
+        templates = templates_dir()
+        for volume in repair(engine, stack, templates):
+            report(Event(volume, REMOVED, "an earlier up was cut off filling it: made again"))
         observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
         stack, observed = _without_unobtainable(stack, observed, engine, report, services)
         trusted = _trusted(project, engine, observed, stack)
         plan = _plan_up(project, stack, observed, services, frozenset(trusted))
         check_ports(engine, plan, observed)
         recorder = _recorder(stack, report)
-        templates = templates_dir()
         executor = Executor(engine, stack, recorder, cancel, templates=templates)
         existing = {name: c.id for name, c in observed.containers.items()}
         try:

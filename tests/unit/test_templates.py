@@ -14,7 +14,7 @@ from devstack.converge import templates
 from devstack.converge.executor import Executor
 from devstack.converge.plan import Action, plan_up
 from devstack.declare.spec import Healthcheck, InitTemplate, Mount, Port, Service, Stack
-from devstack.errors import ServiceFailed
+from devstack.errors import DevstackError, DockerApiError, ServiceFailed
 
 from .fake_engine import Behaviour, FakeEngine, Scripted
 
@@ -197,3 +197,32 @@ def test_a_declaration_needs_the_volume_and_a_health_check() -> None:
         make_stack(db(init_template=InitTemplate("/elsewhere")))
     with pytest.raises(ValueError, match="needs a health check"):
         make_stack(db(healthcheck=None))
+
+
+def test_without_a_writable_cache_the_image_initialises_its_volume(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    fake = engine()
+    events = run_up(fake, make_stack(db()), blocked / "templates")
+    assert not fake.extracted and not fake.happened("create", "db-init-template")
+    assert fake.happened("start", "db")
+    assert "no init template" in str(events)
+    assert templates.repair(fake, make_stack(db()), None) == []
+
+
+def test_a_template_that_cannot_be_copied_is_dropped_and_the_volume_started_over(
+    tmp_path: Path,
+) -> None:
+    stack = make_stack(db())
+    run_up(engine(), stack, tmp_path)
+    fake = engine()
+
+    def broken(container: str, path: str, data: object) -> None:
+        raise DockerApiError("unexpected EOF")
+
+    fake.extract = broken  # type: ignore[assignment,method-assign]
+    with pytest.raises(DevstackError, match=r"could not be copied .*unexpected EOF") as caught:
+        run_up(fake, stack, tmp_path)
+    assert caught.value.hint and "run `up` again" in caught.value.hint
+    assert not list(tmp_path.glob("*.tar"))  # a new one is made next time
+    assert (tmp_path / f"{templates.SEEDING}demo_data").exists()  # and the volume redone
