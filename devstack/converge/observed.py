@@ -71,6 +71,9 @@ class Observed:
     volumes: frozenset[str] = frozenset()
     image_ids: dict[str, str] = field(default_factory=dict)  # image reference -> id
     replaced_images: dict[str, ImageUse] = field(default_factory=dict)  # reference -> use
+    # containers run once beside the services (`run`, an init template's first start) that
+    # an interrupted command left behind: `down` removes them
+    one_offs: tuple[str, ...] = ()
 
     @property
     def networks(self) -> frozenset[str]:
@@ -79,7 +82,7 @@ class Observed:
 
     @property
     def empty(self) -> bool:
-        return not (self.containers or self.networks or self.volumes)
+        return not (self.containers or self.networks or self.volumes or self.one_offs)
 
 
 def parse_container(row: dict[str, Any]) -> ObservedContainer:
@@ -129,6 +132,11 @@ def parse_snapshot(
         for row in containers
         if labels.ONE_OFF not in (row.get("Labels") or {})  # a `migrate`/`test` run
     ]
+    one_offs = sorted(
+        (row.get("Names") or ["/?"])[0].lstrip("/")
+        for row in containers
+        if labels.ONE_OFF in (row.get("Labels") or {})
+    )
     image_ids = {tag: row["Id"] for row in images or [] for tag in row.get("RepoTags") or []}
     return Observed(
         project=project,
@@ -137,6 +145,7 @@ def parse_snapshot(
         volumes=frozenset(v["Name"] for v in volumes),
         image_ids=image_ids,
         replaced_images=replaced_images or {},
+        one_offs=tuple(one_offs),
     )
 
 

@@ -414,6 +414,11 @@ def plan_down(
         )
     if services:
         return Plan(tuple(ops))
+    for name in observed.one_offs:  # on the network, maybe on a volume: removed first
+        cause = "a one-off run an interrupted command left"
+        ops.append(
+            Operation(Action.DISCARD, Kind.CONTAINER, name, cause, key=_key("one-off", name))
+        )
     removed = tuple(op.key for op in ops)
     if stack.network in observed.networks:
         key = _key(Kind.NETWORK, stack.network)

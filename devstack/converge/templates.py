@@ -228,7 +228,9 @@ def repair(engine: Engine, stack: Stack, directory: Path | None) -> list[str]:
         marker = directory / f"{SEEDING}{volume}"
         if not marker.exists():
             continue
-        engine.discard_container(marker.read_text().strip())
+        container = marker.read_text().strip()
+        engine.discard_container(f"{container}-{MAKER}")  # a first start cut off
+        engine.discard_container(container)
         try:
             engine.remove_volume(volume)
         except DockerApiError as exc:

@@ -11,6 +11,8 @@ import asyncio
 import io
 import os
 import secrets
+import signal
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -255,5 +257,34 @@ def test_a_failing_first_start_fails_up_in_one_line_and_keeps_nothing(tpl: Proje
     assert template_files(tpl) == [] and no_maker_left(tpl)
 
     failing.unlink()
+    tpl.run("up", "--timeout", "240")
+    assert facts(dsn(tpl))["init runs"] == [("sh", 1)]
+
+
+def test_ctrl_c_during_the_first_start_leaves_nothing_down_or_up_cannot_handle(
+    tpl: Project,
+) -> None:
+    slow = tpl.project_dir / "initdb.d" / "00-slow.sh"
+    slow.write_text("#!/bin/sh\nsleep 60\n")
+    slow.chmod(0o755)
+    command, env = tpl.command("up", "--timeout", "240")
+    up = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    maker = f"{tpl.name}-tpldb-init-template"
+
+    def maker_runs() -> bool:
+        return bool(tpl.client.containers.list(filters={"name": maker, "status": "running"}))
+
+    try:
+        poll(maker_runs, timeout=120)
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 130
+    finally:
+        up.kill()
+        up.wait()
+    # `down --volumes` removes what the cut-off first start left (its volume was in use by it)
+    tpl.run("down", "--volumes")
+    assert tpl.resources() == {"containers": [], "networks": [], "volumes": []}
+    # and `up` starts over: the half-initialised first start is not taken for a whole one
+    slow.unlink()
     tpl.run("up", "--timeout", "240")
     assert facts(dsn(tpl))["init runs"] == [("sh", 1)]

@@ -200,6 +200,24 @@ def test_down_with_volumes_stops_gracefully_what_writes_outside_them(tmp_path: P
     assert set(actions.values()) == {Action.DISCARD}
 
 
+def test_down_removes_the_one_offs_an_interrupted_command_left_before_the_volumes(
+    tmp_path: Path,
+) -> None:
+    s = stack(tmp_path)
+    maker = container_row(s, "postgres", "running")
+    maker["Names"] = ["/demo-postgres-init-template"]
+    maker["Labels"]["devstack.one-off"] = "init-template"
+    snap = observed(s, network=False, rows=[maker])
+    assert snap.containers == {} and not snap.empty
+    plan = plan_down(s, snap, volumes=True)
+    (one_off,) = plan.of_kind("container")
+    assert (one_off.action, one_off.name) == (Action.DISCARD, "demo-postgres-init-template")
+    volumes = [op for op in plan.of_kind("volume")]
+    assert volumes and all(one_off.key in op.after for op in volumes)
+    # a subset's down leaves them to a whole one
+    assert plan_down(s, snap, volumes=False, services=["postgres"]).operations == ()
+
+
 def test_down_on_nothing_has_no_changes(tmp_path: Path) -> None:
     s = stack(tmp_path)
     snap = observed(s, network=False, volumes=False)

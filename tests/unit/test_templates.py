@@ -172,6 +172,7 @@ def test_a_copy_cut_off_halfway_is_removed_and_made_again(tmp_path: Path) -> Non
     fake = engine()
     fake.volumes.add("demo_data")
     fake.create_container(stack, stack.service("db"))  # created, never started, half filled
+    fake.create_container(stack, stack.service("db"), one_off=templates.MAKER)  # a first start
     (tmp_path / f"{templates.SEEDING}demo_data").write_text("demo-db")
     (tmp_path / f"{templates.SEEDING}other_data").write_text("other-db")  # another project's
     assert templates.repair(fake, stack, tmp_path) == ["demo_data"]
