@@ -16,7 +16,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from devstack.declare.settings import Settings
-from devstack.usecases.databases import RESTART_WAIT_S, Server, _clone, _connect_waiting, _drop
+from devstack.usecases.databases import (
+    RESTART_WAIT_S,
+    Server,
+    clone_database,
+    connect_waiting,
+    drop_database,
+)
 
 T = TypeVar("T")
 
@@ -40,7 +46,7 @@ class _Connection:
         async with self.lock:
             for attempt in (1, 2):
                 if self.conn is None or self.conn.is_closed():
-                    self.conn = await _connect_waiting(self.server, RESTART_WAIT_S)
+                    self.conn = await connect_waiting(self.server, RESTART_WAIT_S)
                 try:
                     return await work(self.conn)
                 except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
@@ -77,8 +83,8 @@ class ClonePool:
         name = f"{self._prefix}_t{self._count}"
 
         async def make(conn: Any) -> str:
-            await _drop(conn, name)  # a leftover of a crashed run of the same name
-            await _clone(conn, name, self._template)
+            await drop_database(conn, name)  # a leftover of a crashed run of the same name
+            await clone_database(conn, name, self._template)
             return name
 
         return self._submit(self._maker.do(make))
@@ -102,7 +108,7 @@ class ClonePool:
 
     def release(self, name: str) -> None:
         """Drop `name` in the background (beside the clones being made)."""
-        self._pending.append(self._submit(self._dropper.do(lambda conn: _drop(conn, name))))
+        self._pending.append(self._submit(self._dropper.do(lambda conn: drop_database(conn, name))))
 
     def close(self) -> None:
         """Drop the clones made ahead and not used, wait for the drops, stop the thread."""
