@@ -128,9 +128,19 @@ async def drop_database(conn: Any, name: str, force: bool = True) -> None:
     )
 
 
-async def clone_database(conn: Any, name: str, template: str) -> None:
-    """Create database `name` as a copy of `template` (no one may be connected to it)."""
-    await conn.execute(f"CREATE DATABASE {quote_ident(name)} TEMPLATE {quote_ident(template)}")
+async def clone_database(conn: Any, name: str, template: str, file_copy: bool = False) -> None:
+    """Create database `name` as a copy of `template` (no one may be connected to it). With
+    `file_copy` (Postgres 15+; older ones only copy files): copied as files between two
+    checkpoints instead of written through the WAL (Postgres' default since 15), the cheaper
+    way for a small template copied and dropped many times (see clone_pool)."""
+    strategy = " STRATEGY FILE_COPY" if file_copy and _major(conn) >= 15 else ""
+    await conn.execute(
+        f"CREATE DATABASE {quote_ident(name)} TEMPLATE {quote_ident(template)}{strategy}"
+    )
+
+
+def _major(conn: Any) -> int:
+    return int(conn.get_server_version().major)
 
 
 async def seal(conn: Any, name: str, comment: str) -> None:
