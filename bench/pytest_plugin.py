@@ -177,6 +177,13 @@ def main() -> int:
         "--only", default="", help="only the variants whose label has this (a|b: either)"
     )
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--clone-patterns",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time per-test clone patterns on the server directly (2 workers x N tests)",
+    )
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO))
@@ -236,6 +243,8 @@ def main() -> int:
                 if how == "plugin-first":
                     _drop_templates(settings)
                 samples.setdefault(label, []).append(timed(command, suite, env))
+        if args.clone_patterns:
+            samples.update(clone_pattern_rows(settings, args.clone_patterns, args.runs))
         if args.mb:
             for label, values_ in snapshot_rows(devstack, env, values, args.mb, args.runs):
                 samples[label] = values_
@@ -317,6 +326,100 @@ def snapshot_rows(
         (f"`db snapshot` of a {size / 1e6:.0f} MB database (CLI, incl. ~0.3 s start)", snap),
         (f"`db restore` of a {size / 1e6:.0f} MB database (CLI, incl. ~0.3 s start)", restore),
     ]
+
+
+# (label, clones made ahead, STRATEGY, drops after the run instead of after each test)
+CLONE_PATTERNS = (
+    ("2 ahead, WAL_LOG, drop after each test", 2, "WAL_LOG", False),
+    ("2 ahead, FILE_COPY, drop after each test", 2, "FILE_COPY", False),
+    ("none ahead, WAL_LOG, create-use-drop in line", 0, "WAL_LOG", False),
+    ("2 ahead, WAL_LOG, all drops after the run", 2, "WAL_LOG", True),
+    ("2 ahead, FILE_COPY, all drops after the run", 2, "FILE_COPY", True),
+)
+
+
+def clone_pattern_rows(settings: Any, n: int, runs: int) -> dict[str, list[float]]:
+    """Per-test clone patterns straight on the server, 2 simulated workers x `n` tests (take a
+    clone, connect, insert a row, release), interleaved; the wall time, the part after the
+    tests (deferred drops), and the WAL written (MB, as a sample list)."""
+    import uuid
+
+    import asyncpg
+
+    from devstack.usecases import databases
+
+    server = databases.Server.of(settings)
+    template = databases.ensure_template(settings)
+    q = databases.quote_ident
+
+    async def worker(w: int, ahead: int, strategy: str, defer: bool) -> float:
+        maker = await asyncpg.connect(server.dsn("postgres"))
+        dropper = await asyncpg.connect(server.dsn("postgres"))
+        ready: asyncio.Queue[str] = asyncio.Queue()
+        room, drop_lock = asyncio.Semaphore(max(ahead, 1)), asyncio.Lock()
+
+        async def make(i: int) -> str:
+            name = f"bench_clone_{w}_{i}"
+            create = f"CREATE DATABASE {q(name)} TEMPLATE {q(template)} STRATEGY {strategy}"
+            await maker.execute(create)
+            return name
+
+        async def produce() -> None:
+            for i in range(n):
+                await room.acquire()
+                await ready.put(await make(i))
+
+        async def drop(name: str) -> None:
+            async with drop_lock:
+                await dropper.execute(f"DROP DATABASE {q(name)}")
+
+        producer = asyncio.create_task(produce()) if ahead else None
+        drops, used = [], []
+        for i in range(n):
+            if producer:
+                name = await ready.get()
+                room.release()
+            else:
+                name = await make(i)
+            conn = await asyncpg.connect(server.dsn(name))
+            insert = "INSERT INTO task_records (id, message, worker) VALUES ($1, 'm', 'w')"
+            await conn.execute(insert, uuid.uuid4())
+            await conn.close()
+            if defer:
+                used.append(name)
+            elif producer:
+                drops.append(asyncio.create_task(drop(name)))
+            else:
+                await maker.execute(f"DROP DATABASE {q(name)}")
+        await asyncio.gather(*drops)
+        start = time.perf_counter()
+        for name in used:
+            await dropper.execute(f"DROP DATABASE {q(name)}")
+        await maker.close()
+        await dropper.close()
+        return time.perf_counter() - start
+
+    async def wal_mb() -> float:
+        conn = await asyncpg.connect(server.dsn("postgres"))
+        try:
+            return float(await conn.fetchval("SELECT wal_bytes FROM pg_stat_wal")) / 2**20
+        finally:
+            await conn.close()
+
+    async def one(ahead: int, strategy: str, defer: bool) -> tuple[float, float, float]:
+        wal, start = await wal_mb(), time.perf_counter()
+        after = await asyncio.gather(*(worker(w, ahead, strategy, defer) for w in (0, 1)))
+        return time.perf_counter() - start, max(after), await wal_mb() - wal
+
+    rows: dict[str, list[float]] = {}
+    for run in range(runs):
+        for label, ahead, strategy, defer in CLONE_PATTERNS[:: 1 if run % 2 == 0 else -1]:
+            total, after, wal = asyncio.run(one(ahead, strategy, defer))
+            rows.setdefault(f"clones {2 * n} tests: {label}", []).append(total)
+            if defer:
+                rows.setdefault(f"clones {2 * n} tests: {label}: the drops after", []).append(after)
+            rows.setdefault(f"clones {2 * n} tests: {label}: WAL MB", []).append(wal)
+    return rows
 
 
 if __name__ == "__main__":

@@ -20,17 +20,17 @@ from devstack.usecases.databases import (
     SNAPSHOT_PREFIX,
     DatabaseError,
     Server,
-    _clone,
-    _drop,
-    _exists,
-    _now,
-    _rename,
-    _run,
-    _seal,
-    _terminate,
-    _unseal_and_drop,
+    clone_database,
+    drop_database,
+    exists,
     migrate,
     quote_ident,
+    rename,
+    run_on,
+    seal,
+    terminate_clients,
+    unseal_and_drop,
+    utc_now,
 )
 from devstack.usecases.dbclients import Client, describe_all, split
 
@@ -127,7 +127,7 @@ async def _close_clients(
         # again, now that nobody can connect: a client may have come in since the first look
         await _refuse_others(conn, database, own, force, action)
         ours, others = split(await _clients_of(conn, database), own)
-        await _terminate(conn, database)
+        await terminate_clients(conn, database)
     except BaseException:
         await _allow(conn, database, True)
         raise
@@ -163,25 +163,25 @@ def snapshot(
             "devstack": "snapshot",
             "name": name,
             "of": source,
-            "at": _now(),
+            "at": utc_now(),
             "git": _git_commit(settings.project_dir),
         }
     )
 
     async def work(conn: Any) -> Done:
-        if not await _exists(conn, source):
+        if not await exists(conn, source):
             raise DatabaseError(f"database {source} does not exist", hint="run `db reset`")
         await _refuse_others(conn, source, own, force, f"snapshot {source}")
-        await _unseal_and_drop(conn, target)
+        await unseal_and_drop(conn, target)
         closed = await _close_clients(conn, source, own, force, f"snapshot {source}")
         try:
-            await _clone(conn, target, source)
+            await clone_database(conn, target, source)
         finally:
             await _allow(conn, source, True)
-        await _seal(conn, target, comment)
+        await seal(conn, target, comment)
         return _done(target, closed, own)
 
-    return _run(server, work)
+    return run_on(server, work)
 
 
 def _staging(kind: str) -> str:
@@ -196,26 +196,26 @@ async def _swap_in(
     closed (see _close_clients) and the names swapped, so `target` is missing for no time."""
     closed: tuple[list[Client], list[Client]] = ([], [])
     try:
-        if await _exists(conn, target):
+        if await exists(conn, target):
             closed = await _close_clients(conn, target, own, force, action)
             old = _staging("old")
-            await _unseal_and_drop(conn, old)
+            await unseal_and_drop(conn, old)
             try:
-                await _rename(conn, target, old)
+                await rename(conn, target, old)
             except BaseException:
                 await _allow(conn, target, True)
                 raise
             try:
-                await _rename(conn, staging, target)
+                await rename(conn, staging, target)
             except BaseException:  # put the old one back
-                await _rename(conn, old, target)
+                await rename(conn, old, target)
                 await _allow(conn, target, True)
                 raise
-            await _drop(conn, old)
+            await drop_database(conn, old)
         else:
-            await _rename(conn, staging, target)
+            await rename(conn, staging, target)
     finally:
-        await _unseal_and_drop(conn, staging)  # gone after a rename; left by a failure
+        await unseal_and_drop(conn, staging)  # gone after a rename; left by a failure
     return _done(target, closed, own)
 
 
@@ -230,15 +230,15 @@ def restore(
     action = f"restore over {target}"
 
     async def work(conn: Any) -> Done:
-        if not await _exists(conn, source):
+        if not await exists(conn, source):
             raise DatabaseError(f"no snapshot {name!r}", hint="see `python -m devstack db list`")
-        if await _exists(conn, target):
+        if await exists(conn, target):
             await _refuse_others(conn, target, own, force, action)
-        await _unseal_and_drop(conn, staging)
-        await _clone(conn, staging, source)
+        await unseal_and_drop(conn, staging)
+        await clone_database(conn, staging, source)
         return await _swap_in(conn, staging, target, own, force, action)
 
-    return _run(server, work)
+    return run_on(server, work)
 
 
 def drop_snapshot(settings: Settings, name: str) -> Done:
@@ -246,11 +246,11 @@ def drop_snapshot(settings: Settings, name: str) -> Done:
     database = snapshot_database(name)
 
     async def work(conn: Any) -> None:
-        if not await _exists(conn, database):
+        if not await exists(conn, database):
             raise DatabaseError(f"no snapshot {name!r}", hint="see `python -m devstack db list`")
-        await _unseal_and_drop(conn, database)
+        await unseal_and_drop(conn, database)
 
-    _run(Server.of(settings), work)
+    run_on(Server.of(settings), work)
     return Done(database)
 
 
@@ -267,7 +267,7 @@ def list_snapshots(settings: Settings) -> list[Snapshot]:
         )
 
     snapshots = []
-    for row in _run(Server.of(settings), work):
+    for row in run_on(Server.of(settings), work):
         try:
             info = json.loads(row["comment"] or "{}")
         except ValueError:
@@ -295,15 +295,15 @@ def reset(settings: Settings, force: bool = False, own: Mapping[str, str] | None
     action = f"reset {target}"
 
     async def prepare(conn: Any) -> None:
-        if await _exists(conn, target):
+        if await exists(conn, target):
             await _refuse_others(conn, target, own, force, action)
-        await _unseal_and_drop(conn, staging)
+        await unseal_and_drop(conn, staging)
         await conn.execute(f"CREATE DATABASE {quote_ident(staging)}")
 
-    _run(server, prepare)
+    run_on(server, prepare)
     try:
         migrate(settings, staging)
     except BaseException:
-        _run(server, lambda c: _unseal_and_drop(c, staging))
+        run_on(server, lambda c: unseal_and_drop(c, staging))
         raise
-    return _run(server, lambda c: _swap_in(c, staging, target, own, force, action))
+    return run_on(server, lambda c: _swap_in(c, staging, target, own, force, action))

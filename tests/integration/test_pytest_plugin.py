@@ -14,6 +14,9 @@ from pathlib import Path
 
 import asyncpg
 
+from devstack.declare.settings import load_settings
+from devstack.usecases import databases as dbs
+from devstack.usecases.clone_pool import AHEAD, ClonePool
 from tests.integration.conftest import OWN_PREFIXES, REPO_ROOT, Project
 
 SUITE = """
@@ -361,3 +364,46 @@ def test_two_runs_at_once_on_a_drifted_stack_recreate_it_once(
     assert sum("the stack drifted, recreating" in out for out in outputs) == 1, outputs
     assert sum("reusing the running stack" in out for out in outputs) == 1, outputs
     assert running(project)
+
+
+def test_per_test_clones_are_file_copies_not_written_through_the_wal(
+    make_project: Callable[..., Project],
+) -> None:
+    """A `CREATE DATABASE … STRATEGY WAL_LOG` (the default) writes the whole template through
+    the WAL, and every later drop's checkpoint writes it again: per-test clones are copied as
+    files (fresh all the same: each test sees the template's tables and nothing of another)."""
+    project = make_project()
+    project.run("up", "--quiet")
+    settings = load_settings(project.project_dir, project.env_file, environ={})
+    template = dbs.ensure_template(settings)
+    size = sql(project, f"SELECT pg_database_size('{template}')")
+    wal_before = sql(project, "SELECT wal_bytes::bigint FROM pg_stat_wal")
+    assert isinstance(size, int) and isinstance(wal_before, int)
+    pool = ClonePool(settings, template, f"dst_r{os.getpid()}_files")
+    try:
+        names = []
+        for _ in range(3):
+            name = pool.take()
+            dsn = dbs.Server.of(settings).dsn(name)
+            assert asyncio.run(_fresh_row_count(dsn)) == 1  # the template's row, nothing more
+            names.append(name)
+            pool.release(name)
+    finally:
+        pool.close()
+    assert len(set(names)) == 3
+    wal = sql(project, "SELECT wal_bytes::bigint FROM pg_stat_wal")
+    assert isinstance(wal, int)
+    # 3 + AHEAD clones were made: through the WAL that would be at least that many templates
+    assert wal - wal_before < size, (wal - wal_before, size, AHEAD)
+    assert not [n for n in databases(project) if n.startswith("dst_r")]
+
+
+async def _fresh_row_count(dsn: str) -> int:
+    """Rows of alembic_version after writing one more: 1 + 1 on a fresh clone."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        count = int(await conn.fetchval("SELECT count(*) FROM alembic_version"))
+        await conn.execute("INSERT INTO alembic_version VALUES ('dirty')")
+        return count
+    finally:
+        await conn.close()

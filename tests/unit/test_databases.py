@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from devstack.declare.capabilities import Migrations
 from devstack.declare.settings import load_settings
 from devstack.errors import ConfigError
-from devstack.usecases.databases import EMPTY_TEMPLATE, RUN_DB, migrate, quote_ident, template_name
+from devstack.usecases.databases import (
+    EMPTY_TEMPLATE,
+    RUN_DB,
+    clone_database,
+    migrate,
+    quote_ident,
+    template_name,
+)
 from devstack.usecases.snapshots import snapshot_database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,3 +70,34 @@ def test_a_stack_without_a_migrations_job_has_nothing_to_migrate(tmp_path: Path)
     settings = load_settings(project, project / ".env", environ={})
     assert template_name(settings) == EMPTY_TEMPLATE
     migrate(settings, "dst_b1_empty")  # returns at once: no container, no Docker
+
+
+class RecordingConnection:
+    """Records the SQL it is given; answers the server version asyncpg would."""
+
+    def __init__(self, major: int) -> None:
+        self.major = major
+        self.sql: list[str] = []
+
+    def get_server_version(self) -> SimpleNamespace:
+        return SimpleNamespace(major=self.major)
+
+    async def execute(self, sql: str) -> None:
+        self.sql.append(sql)
+
+
+@pytest.mark.parametrize(
+    ("major", "file_copy", "suffix"),
+    [
+        (17, True, " STRATEGY FILE_COPY"),
+        (15, True, " STRATEGY FILE_COPY"),
+        (14, True, ""),
+        (17, False, ""),
+    ],
+)
+def test_a_file_copy_clone_names_its_strategy_only_where_postgres_has_one(
+    major: int, file_copy: bool, suffix: str
+) -> None:
+    conn = RecordingConnection(major)
+    asyncio.run(clone_database(conn, "dst_r1_x", "dst_tpl_a", file_copy=file_copy))
+    assert conn.sql == [f'CREATE DATABASE "dst_r1_x" TEMPLATE "dst_tpl_a"{suffix}']
