@@ -273,18 +273,25 @@ def _start_and_ready(
     }
     before_start = [_key(Action.SEED, service.name)] if service.name in seeded else []
     before_release: list[str] = []
+
+    def started(name: str) -> str:
+        """When `name` counts as started for those that start beside it: its start call;
+        while its new volume is filled (disk work in the engine), its creation, so that
+        their start and preload overlap the filling."""
+        return container_ops[name].key if name in seeded else _key(Kind.START, name)
+
     for dependency in service.depends_on:
         dep = container_ops.get(dependency.service)
         early = not dependency.before_start and dependency.condition is Condition.READY
         if early and dep is not None and dep.action is not Action.KEEP:
-            before_start.append(_key(Kind.START, dependency.service))
+            before_start.append(started(dependency.service))
         elif early_hold and dependency.before_start:
             before_release.append(_key(Kind.READY, dependency.service))
             held_too = dep is not None and dep.service is not None and dep.service.held
             if dep is not None and dep.action is not Action.KEEP and not held_too:
                 # after its start call: the dependency's own start comes first (a held one's
                 # start is no earlier than this one's would be: no chain of start calls)
-                before_start.append(_key(Kind.START, dependency.service))
+                before_start.append(started(dependency.service))
         else:
             before_start.append(_key(Kind.READY, dependency.service))
     causes = [f"{d.service} {d.condition.value}" for d in service.depends_on if d.before_start]

@@ -275,7 +275,7 @@ def test_held_services_start_with_postgres_and_are_released_after_what_they_need
     tmp_path: Path,
 ) -> None:
     s = stack(tmp_path)  # dev mode: the job, the API and the worker are held
-    graph = plan_up(s, observed(s, network=False, volumes=False, images=False)).graph()
+    graph = plan_up(s, observed(s, network=False, volumes=True, images=False)).graph()
     lines = set(graph.splitlines())
     assert "start:migrate <- container:migrate, start:postgres  [start]" in lines
     assert "release:migrate <- start:migrate, ready:postgres  [release]" in lines
@@ -288,6 +288,18 @@ def test_held_services_start_with_postgres_and_are_released_after_what_they_need
     assert f"{start}  [start]" in lines
     release = "release:worker <- start:worker, ready:postgres, ready:redis, ready:migrate"
     assert f"{release}  [release]" in lines
+
+
+def test_held_services_start_while_postgres_new_volume_is_filled(tmp_path: Path) -> None:
+    s = stack(tmp_path)
+    graph = plan_up(s, observed(s, network=False, volumes=False, images=False)).graph()
+    lines = set(graph.splitlines())
+    assert "start:postgres <- container:postgres, seed:postgres  [start]" in lines
+    # their start and preload overlap the copy; their release still waits for it to be ready
+    assert "start:migrate <- container:migrate, container:postgres  [start]" in lines
+    assert "release:migrate <- start:migrate, ready:postgres  [release]" in lines
+    start = "start:api <- container:api, container:postgres, start:redis"
+    assert f"{start}  [start]" in lines
 
 
 def test_a_stopped_held_container_starts_in_order_and_a_kept_one_is_not_released(
