@@ -167,7 +167,8 @@ class Engine(Protocol):
     ) -> str:
         """Create (not start) the container for `service`; returns its id. `one_off`: a name
         suffix for a container run once beside the service's own (no published ports);
-        `isolated`: on no network (none of the stack's services can reach it)."""
+        `isolated`: without the service's name on the network (none of the stack's services
+        reaches it)."""
 
     def archive(self, container: str, path: str) -> Iterator[bytes]:
         """A tar stream of `path` in a container (running or not), volumes included; its

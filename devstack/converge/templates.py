@@ -152,8 +152,8 @@ class Seeder:
 
     def _first_start(self, service: Service, path: Path, deadline: float) -> None:
         """Initialise the new volume with the service's own first start, in an isolated
-        one-off (no network, no published port) with a fast health check; once healthy, stop
-        it gracefully and keep a copy of the volume as the template."""
+        one-off (not under the service's name on the network, no published port) with a fast
+        health check; once healthy, stop it gracefully and keep a copy of the volume."""
         self.report(service.name, "first start, kept as its init template (once)")
         assert service.healthcheck is not None
         fast = replace(service.healthcheck, interval=MAKER_INTERVAL, start_interval=MAKER_INTERVAL)
@@ -213,9 +213,16 @@ class Seeder:
             os.replace(partial, path)
         finally:
             partial.unlink(missing_ok=True)
-        kept = sorted(self.directory.glob("*.tar"), key=lambda p: p.stat().st_mtime, reverse=True)
+        kept = sorted(self.directory.glob("*.tar"), key=_last_used, reverse=True)
         for old in kept[KEEP:]:
             old.unlink(missing_ok=True)
+
+
+def _last_used(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # pruned meanwhile by another `up`
+        return 0.0
 
 
 def repair(engine: Engine, stack: Stack, directory: Path | None) -> list[str]:

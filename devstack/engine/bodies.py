@@ -16,8 +16,8 @@ def container_body(
 ) -> tuple[str, dict[str, Any]]:
     """The container's name and the Engine API's create body for `service` (what docker-py's
     create_container/create_host_config would send; tests/unit/test_container_body.py checks
-    it against them), so creating containers needs no docker-py import. `isolated`: on no
-    network at all (a one-off none of the stack's services may reach)."""
+    it against them), so creating containers needs no docker-py import. `isolated`: on the
+    stack's network without the service's name (none of the stack's services reaches it)."""
     ports = () if one_off else service.ports
     container_labels = labels.container_labels(
         stack.project, service.name, service.config_fields(), service.config_hash()
@@ -33,7 +33,7 @@ def container_body(
         )
     held = None if one_off else service.held
     host_config = {
-        "NetworkMode": "none" if isolated else "default",
+        "NetworkMode": "default",
         **({"CpuShares": held.cpu_shares} if held and held.cpu_shares else {}),
         "PortBindings": bindings,
         "Mounts": [
@@ -48,9 +48,9 @@ def container_body(
         "Labels": container_labels,
         "ExposedPorts": {key: {} for key in bindings},
         "HostConfig": host_config,
-        "NetworkingConfig": None
-        if isolated
-        else {"EndpointsConfig": {stack.network: {"Aliases": [service.name]}}},
+        "NetworkingConfig": {
+            "EndpointsConfig": {stack.network: {} if isolated else {"Aliases": [service.name]}}
+        },
         "StopSignal": service.stop_signal,
         "User": service.user or None,
         "WorkingDir": service.working_dir or None,

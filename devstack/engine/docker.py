@@ -410,7 +410,7 @@ class DockerEngine:
     ) -> str:
         """Create (not start) the container for `service`; returns its id. `one_off`: a name
         suffix for a container run once beside the service's own (no published ports);
-        `isolated`: on no network."""
+        `isolated`: without the service's name on the network."""
         name, body = container_body(stack, service, one_off, isolated)
         created = self._json(
             "POST",

@@ -39,12 +39,13 @@ def docker_py_config(
                     docker.types.Mount(m.target, m.source, type=m.kind, read_only=m.read_only)
                     for m in service.mounts
                 ],
-                network_mode="none" if isolated else None,
             ),
-            networking_config=None
-            if isolated
-            else api.create_networking_config(
-                {stack.network: api.create_endpoint_config(aliases=[service.name])}
+            networking_config=api.create_networking_config(
+                {
+                    stack.network: api.create_endpoint_config(
+                        aliases=None if isolated else [service.name]
+                    )
+                }
             ),
             healthcheck=None
             if hc is None

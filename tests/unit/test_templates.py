@@ -98,7 +98,7 @@ def test_a_first_up_initialises_the_volume_in_an_isolated_one_off_and_keeps_it(
     run_up(fake, make_stack(db()), tmp_path)
     own, maker = made
     assert own == ("", False, db().mounts, HEALTH.interval)  # its own is as declared
-    # the one-off: on no network, on the new volume, checked every MAKER_INTERVAL
+    # the one-off: nameless on the network, on the new volume, checked every MAKER_INTERVAL
     assert maker == (templates.MAKER, True, db().mounts, templates.MAKER_INTERVAL)
     # healthy, stopped gracefully, read, removed; then the service's own first start
     one_off = "db-init-template"
