@@ -242,6 +242,9 @@ def main() -> int:
                     command += ["-p", "no:devstack"] if installed else []
                 if how == "plugin-first":
                     _drop_templates(settings)
+                # the dirty pages the variant before left (a container's initdb and removal)
+                # are written first: the fsyncs of this one must not wait for them
+                os.sync()
                 samples.setdefault(label, []).append(timed(command, suite, env))
         if args.clone_patterns:
             samples.update(clone_pattern_rows(settings, args.clone_patterns, args.runs))
