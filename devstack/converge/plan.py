@@ -194,8 +194,7 @@ def _seed_op(container: Operation, observed: Observed) -> Operation | None:
     service = container.service
     if service is None or service.init_template is None or container.action is Action.KEEP:
         return None
-    target = service.init_template.target
-    volume = next(m.source for m in service.mounts if m.target == target)
+    volume = service.init_volume
     if volume in observed.volumes:
         return None
     cause = f"new: a copy of {service.name}'s init template"

@@ -96,11 +96,6 @@ def _template(service: Service) -> InitTemplate:
     return service.init_template
 
 
-def _volume(service: Service) -> str:
-    target = _template(service).target
-    return next(m.source for m in service.mounts if m.target == target)
-
-
 @dataclass
 class Seeder:
     """Fills new volumes from init templates; where there is none for the service's inputs
@@ -121,7 +116,7 @@ class Seeder:
         if image is None:
             raise DevstackError(f"{service.name}: its image {service.image} is gone")
         path = self.directory / f"{service.name}-{inputs_key(service, image[0])}.tar"
-        marker = self.directory / f"{SEEDING}{_volume(service)}"
+        marker = self.directory / f"{SEEDING}{service.init_volume}"
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             marker.write_text(self.stack.container_name(service.name))
@@ -139,7 +134,7 @@ class Seeder:
         marker.unlink()
 
     def _copy(self, service: Service, container: str, path: Path, data: BinaryIO) -> None:
-        self.report(service.name, f"copying its init template into {_volume(service)}")
+        self.report(service.name, f"copying its init template into {service.init_volume}")
         target = PurePosixPath(_template(service).target)
         try:
             self.engine.extract(container, str(target.parent), data)

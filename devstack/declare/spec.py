@@ -306,6 +306,14 @@ class Service:
         return self.metrics.family if self.metrics else ""
 
     @property
+    def init_volume(self) -> str:
+        """The named volume its init template fills ("" when it declares none)."""
+        target = self.init_template.target if self.init_template else None
+        return next(
+            (m.source for m in self.mounts if m.kind == "volume" and m.target == target), ""
+        )
+
+    @property
     def dependency_names(self) -> tuple[str, ...]:
         """The names of the services this one depends on."""
         return tuple(d.service for d in self.depends_on)
@@ -341,8 +349,7 @@ class Service:
 def _check_init_template(service: Service, template: InitTemplate) -> None:
     """An init template needs the named volume it initialises and a health check that
     says when the initialisation is complete."""
-    mounted = any(m.kind == "volume" and m.target == template.target for m in service.mounts)
-    if not mounted or template.target.rstrip("/") == "":
+    if not service.init_volume or template.target.rstrip("/") == "":
         raise ValueError(f"{service.name}: its init template needs a volume at {template.target}")
     if service.healthcheck is None:
         raise ValueError(f"{service.name}: its init template needs a health check")
