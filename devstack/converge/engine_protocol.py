@@ -105,8 +105,11 @@ class Engine(Protocol):
         attached to `network`: how a server on that network tells the project's own clients."""
 
     # --- exec ------------------------------------------------------------------------------
-    def exec_run(self, container: str, argv: list[str]) -> tuple[int, str]:
-        """Run a command to completion: its exit code and combined output."""
+    def exec_run(
+        self, container: str, argv: list[str], environment: list[str] | None = None
+    ) -> tuple[int, str]:
+        """Run a command to completion (`environment`: KEY=value it adds): its exit code and
+        combined output."""
 
     def read_file(self, container: str, path: str) -> str | None:
         """A small text file's content, read by the engine (no process in the container);
@@ -163,12 +166,17 @@ class Engine(Protocol):
         """Create a named volume labelled for the project."""
 
     def create_container(
-        self, stack: Stack, service: Service, one_off: str = "", isolated: bool = False
+        self,
+        stack: Stack,
+        service: Service,
+        one_off: str = "",
+        isolated: bool = False,
+        publish: bool = False,
     ) -> str:
         """Create (not start) the container for `service`; returns its id. `one_off`: a name
-        suffix for a container run once beside the service's own (no published ports);
-        `isolated`: without the service's name on the network (none of the stack's services
-        reaches it)."""
+        suffix for a container run once beside the service's own (no published ports unless
+        `publish`: host port 0 is one the engine picks); `isolated`: without the service's
+        name on the network (none of the stack's services reaches it)."""
 
     def archive(self, container: str, path: str) -> Iterator[bytes]:
         """A tar stream of `path` in a container (running or not), volumes included; its

@@ -21,6 +21,9 @@ class Database:
     port: int = 5432  # the published host port
     container_port: int = 5432
     application: bool = True
+    # the server's command for a throw-away copy whose data may be lost in a crash (per-test
+    # clones in memory: devstack.usecases.scratch); empty: the service's own command
+    throwaway_command: tuple[str, ...] = ()
 
     def url(
         self,

@@ -24,6 +24,7 @@ class ContainerState:
     health: str  # healthy | unhealthy | starting | ""
     health_output: str  # the last health check's output
     started_at: str = ""  # Docker's State.StartedAt: differs after every (re)start
+    published: tuple[tuple[int, int], ...] = ()  # (container port, host port), TCP
 
 
 class CheckEngine(Protocol):

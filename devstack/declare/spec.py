@@ -66,11 +66,11 @@ class Port:
 
 @dataclass(frozen=True)
 class Mount:
-    """A named volume or a host path mounted into the container."""
+    """A named volume, a host path or a memory file system mounted into the container."""
 
-    source: str  # a volume name or an absolute host path
+    source: str  # a volume name or an absolute host path ("" for tmpfs)
     target: str
-    kind: str  # "volume" | "bind"
+    kind: str  # "volume" | "bind" | "tmpfs"
     read_only: bool = False
 
 

@@ -12,13 +12,15 @@ NANO = 1_000_000_000
 
 
 def container_body(
-    stack: Stack, service: Service, one_off: str = "", isolated: bool = False
+    stack: Stack, service: Service, one_off: str = "", isolated: bool = False, publish: bool = False
 ) -> tuple[str, dict[str, Any]]:
     """The container's name and the Engine API's create body for `service` (what docker-py's
     create_container/create_host_config would send; tests/unit/test_container_body.py checks
     it against them), so creating containers needs no docker-py import. `isolated`: on the
-    stack's network without the service's name (none of the stack's services reaches it)."""
-    ports = () if one_off else service.ports
+    stack's network without the service's name (none of the stack's services reaches it);
+    `publish`: a one-off publishes the service's ports too (host port 0: one the engine
+    picks)."""
+    ports = service.ports if publish or not one_off else ()
     container_labels = labels.container_labels(
         stack.project, service.name, service.config_fields(), service.config_hash()
     )
@@ -29,7 +31,7 @@ def container_body(
     bindings: dict[str, list[dict[str, str]]] = {}
     for port in ports:
         bindings.setdefault(f"{port.container_port}/tcp", []).append(
-            {"HostIp": port.host_ip, "HostPort": str(port.host_port)}
+            {"HostIp": port.host_ip, "HostPort": str(port.host_port or "")}
         )
     held = None if one_off else service.held
     host_config = {
@@ -37,7 +39,8 @@ def container_body(
         **({"CpuShares": held.cpu_shares} if held and held.cpu_shares else {}),
         "PortBindings": bindings,
         "Mounts": [
-            {"Target": m.target, "Source": m.source, "Type": m.kind, "ReadOnly": m.read_only}
+            {"Target": m.target, "Type": m.kind, "ReadOnly": m.read_only}
+            | ({"Source": m.source} if m.kind != "tmpfs" else {})
             for m in service.mounts
         ],
     }

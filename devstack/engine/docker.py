@@ -165,8 +165,17 @@ class DockerEngine:
         return None if image is None else {"Id": image["Id"], "RepoTags": [reference]}
 
     def state(self, container: str) -> ContainerState:
-        data = self._json("GET", f"/containers/{container}/json", "inspect a container")["State"]
+        inspected = self._json("GET", f"/containers/{container}/json", "inspect a container")
+        data = inspected["State"]
         health = data.get("Health") or {}
+        bound = (inspected.get("NetworkSettings") or {}).get("Ports") or {}
+        published = sorted(
+            (int(key.split("/")[0]), int(binding["HostPort"]))
+            for key, bindings in bound.items()
+            if key.endswith("/tcp")
+            for binding in bindings or []
+            if binding.get("HostPort")
+        )
         log = health.get("Log") or []
         return ContainerState(
             status=data.get("Status", ""),
@@ -174,6 +183,7 @@ class DockerEngine:
             health=health.get("Status", ""),
             health_output=(log[-1].get("Output") or "").strip() if log else "",
             started_at=data.get("StartedAt", ""),
+            published=tuple(dict.fromkeys(published)),
         )
 
     def logs(self, container: str, tail: int = 20) -> str:
@@ -265,10 +275,13 @@ class DockerEngine:
         code = data.get("ExitCode")
         return None if data.get("Running") or code is None else int(code)
 
-    def exec_run(self, container: str, argv: list[str]) -> tuple[int, str]:
-        """Run `argv` to completion in the container: exit code and combined output (the
-        engine streams it as the start call's body and closes when the command ends)."""
-        exec_id = self.exec_create(container, argv, tty=False, stdin=False)
+    def exec_run(
+        self, container: str, argv: list[str], environment: list[str] | None = None
+    ) -> tuple[int, str]:
+        """Run `argv` to completion in the container (`environment`: KEY=value it adds): exit
+        code and combined output (the engine streams it as the start call's body and closes
+        when the command ends)."""
+        exec_id = self.exec_create(container, argv, tty=False, stdin=False, environment=environment)
         action = "run a command in a container"
         raw = self._call("POST", f"/exec/{exec_id}/start", action, body={"Detach": False})
         code = self.exec_exit_code(exec_id)
@@ -406,12 +419,17 @@ class DockerEngine:
         return self._api_version
 
     def create_container(
-        self, stack: Stack, service: Service, one_off: str = "", isolated: bool = False
+        self,
+        stack: Stack,
+        service: Service,
+        one_off: str = "",
+        isolated: bool = False,
+        publish: bool = False,
     ) -> str:
         """Create (not start) the container for `service`; returns its id. `one_off`: a name
-        suffix for a container run once beside the service's own (no published ports);
-        `isolated`: without the service's name on the network."""
-        name, body = container_body(stack, service, one_off, isolated)
+        suffix for a container run once beside the service's own (no published ports unless
+        `publish`); `isolated`: without the service's name on the network."""
+        name, body = container_body(stack, service, one_off, isolated, publish)
         created = self._json(
             "POST",
             "/containers/create",

@@ -450,11 +450,14 @@ def devstack_dsn(devstack_stack: StackSession, request: pytest.FixtureRequest) -
 def devstack_clone_pool(
     devstack_stack: StackSession, request: pytest.FixtureRequest
 ) -> Iterator[Any]:
-    """This worker's maker of per-test clones (one made ahead, drops in the background)."""
+    """This worker's maker of per-test clones on the scratch server (devstack.usecases.scratch:
+    made ahead, dropped in the background)."""
+    from devstack.usecases import scratch
     from devstack.usecases.clone_pool import ClonePool
 
     prefix = f"dst_r{devstack_stack.run_id}_{_worker(request)}"
-    pool = ClonePool(devstack_stack.settings, devstack_stack.template, prefix)
+    server = scratch.ensure(devstack_stack.settings, devstack_stack.template)
+    pool = ClonePool(server, devstack_stack.template, prefix)
     yield pool
     pool.close()
 
@@ -462,10 +465,8 @@ def devstack_clone_pool(
 @pytest.fixture
 def devstack_fresh_dsn(devstack_stack: StackSession, devstack_clone_pool: Any) -> Iterator[str]:
     """A database for this test alone, cloned from the template; dropped after the test."""
-    from devstack.usecases.databases import Server
-
     name = devstack_clone_pool.take()
-    yield Server.of(devstack_stack.settings).dsn(name)
+    yield devstack_clone_pool.server.dsn(name)
     devstack_clone_pool.release(name)
 
 

@@ -12,6 +12,12 @@ EXAMPLE_PASSWORD = "devstack-example-password"
 DATA = "/var/lib/postgresql/data"  # the official image's PGDATA (and VOLUME)
 
 
+THROWAWAY_COMMAND = (  # a server whose data dies with it: nothing to make durable
+    "postgres",
+    *("-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"),
+)
+
+
 def postgres(
     env: Env,
     name: str,
@@ -74,7 +80,15 @@ def postgres(
         ),
         links=(Link(),),
         group=group,
-        database=Database(user, password, database, published.host_port, 5432, application),
+        database=Database(
+            user,
+            password,
+            database,
+            published.host_port,
+            5432,
+            application,
+            throwaway_command=THROWAWAY_COMMAND,
+        ),
     )
 
 

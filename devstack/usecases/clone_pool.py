@@ -18,7 +18,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from devstack.declare.settings import Settings
 from devstack.usecases.databases import (
     RESTART_WAIT_S,
     Server,
@@ -64,11 +63,11 @@ class _Connection:
 
 
 class ClonePool:
-    """Per-test clones for one process: `take` hands out a clone made ahead and orders the
-    next; `release` drops a used one in the background."""
+    """Per-test clones on `server` for one process: `take` hands out a clone made ahead and
+    orders the next; `release` drops a used one in the background."""
 
-    def __init__(self, settings: Settings, template: str, prefix: str) -> None:
-        server = Server.of(settings)
+    def __init__(self, server: Server, template: str, prefix: str) -> None:
+        self.server = server
         self._template, self._prefix = template, prefix
         self._count = 0
         self._loop = asyncio.new_event_loop()

@@ -262,12 +262,14 @@ def ensure_template(settings: Settings, lock_dir: Path | None = None) -> str:
     lock = FileLock(str(lock_dir / f"devstack-{settings.project_name}-{name}.lock"))
     with lock:
         if not run_on(server, lambda c: exists(c, name)):
-            _build_template(settings, server, name)
-        _forget_old_templates(server, name)
+            build_template(server, name, lambda building: migrate(settings, building))
+        forget_old_templates(server, name)
     return name
 
 
-def _build_template(settings: Settings, server: Server, name: str) -> None:
+def build_template(server: Server, name: str, fill: Callable[[str], None]) -> None:
+    """Make the template `name` on `server`: `fill(database)` fills a new database under a
+    temporary name, which is then sealed and renamed (a failed fill leaves nothing)."""
     building = f"dst_b{os.getpid()}_{name.removeprefix(TEMPLATE_PREFIX)}"
 
     async def create(conn: Any) -> None:
@@ -276,7 +278,7 @@ def _build_template(settings: Settings, server: Server, name: str) -> None:
 
     run_on(server, create)
     try:
-        migrate(settings, building)  # nothing to do for EMPTY_TEMPLATE
+        fill(building)
     except BaseException:
         run_on(server, lambda c: unseal_and_drop(c, building))
         raise
@@ -290,12 +292,12 @@ def _build_template(settings: Settings, server: Server, name: str) -> None:
     run_on(server, finish)
 
 
-def _forget_old_templates(server: Server, current: str) -> None:
+def forget_old_templates(server: Server, current: str, keep: int = KEEP_TEMPLATES) -> None:
     """Drop old templates (best effort: a concurrent run may be dropping them too)."""
     import asyncpg
 
     with contextlib.suppress(DatabaseError, asyncpg.PostgresError):
-        run_on(server, lambda c: _drop_old_templates(c, current, KEEP_TEMPLATES))
+        run_on(server, lambda c: _drop_old_templates(c, current, keep))
 
 
 def drop_templates(settings: Settings) -> list[str]:
@@ -398,9 +400,10 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def drop_dead_runs(settings: Settings) -> list[str]:
-    """Drop the clones and half-built templates of test runs whose process is gone; only
-    names that follow the convention are considered. Returns what was dropped."""
+def drop_dead_runs(settings: Settings, server: Server | None = None) -> list[str]:
+    """Drop the clones and half-built templates of test runs whose process is gone, on the
+    stack's Postgres (or `server`); only names that follow the convention are considered.
+    Returns what was dropped."""
 
     async def work(conn: Any) -> list[str]:
         rows = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'dst\\_%'")
@@ -420,7 +423,7 @@ def drop_dead_runs(settings: Settings) -> list[str]:
                 continue
         return dropped
 
-    return run_on(Server.of(settings), work)
+    return run_on(server or Server.of(settings), work)
 
 
 def utc_now() -> str:

@@ -379,7 +379,7 @@ def test_per_test_clones_are_file_copies_not_written_through_the_wal(
     size = sql(project, f"SELECT pg_database_size('{template}')")
     wal_before = sql(project, "SELECT wal_bytes::bigint FROM pg_stat_wal")
     assert isinstance(size, int) and isinstance(wal_before, int)
-    pool = ClonePool(settings, template, f"dst_r{os.getpid()}_files")
+    pool = ClonePool(dbs.Server.of(settings), template, f"dst_r{os.getpid()}_files")
     try:
         names = []
         for _ in range(3):

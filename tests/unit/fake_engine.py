@@ -183,7 +183,9 @@ class FakeEngine:
         return {}
 
     # --- exec ------------------------------------------------------------------------------
-    def exec_run(self, container: str, argv: list[str]) -> tuple[int, str]:
+    def exec_run(
+        self, container: str, argv: list[str], environment: list[str] | None = None
+    ) -> tuple[int, str]:
         return (0 if self._find(container).ready() else 1), ""
 
     def read_file(self, container: str, path: str) -> str | None:
@@ -254,7 +256,12 @@ class FakeEngine:
         raise NotImplementedError
 
     def create_container(
-        self, stack: Stack, service: Service, one_off: str = "", isolated: bool = False
+        self,
+        stack: Stack,
+        service: Service,
+        one_off: str = "",
+        isolated: bool = False,
+        publish: bool = False,
     ) -> str:
         name = stack.container_name(service.name) + (f"-{one_off}" if one_off else "")
         self._record("create", f"{service.name}-{one_off}" if one_off else service.name)
