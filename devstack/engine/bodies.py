@@ -39,8 +39,12 @@ def container_body(
         **({"CpuShares": held.cpu_shares} if held and held.cpu_shares else {}),
         "PortBindings": bindings,
         "Mounts": [
-            {"Target": m.target, "Type": m.kind, "ReadOnly": m.read_only}
-            | ({"Source": m.source} if m.kind != "tmpfs" else {})
+            {
+                "Target": m.target,
+                "Source": m.source or None,
+                "Type": m.kind,
+                "ReadOnly": m.read_only,
+            }
             for m in service.mounts
         ],
     }

@@ -11,20 +11,21 @@ import pytest
 
 from devstack.declare.spec import Service, Stack
 from devstack.engine.bodies import NANO, container_body
+from devstack.usecases.scratch import scratch_service
 from tests.unit.helpers import declare_stack
 
 from .helpers import settings
 
 
 def docker_py_config(
-    stack: Stack, service: Service, one_off: str, isolated: bool = False
+    stack: Stack, service: Service, one_off: str, isolated: bool = False, publish: bool = False
 ) -> dict[str, Any]:
     """What docker-py 7's APIClient.create_container would send (no engine is contacted:
     an explicit API version skips negotiation)."""
     api = docker.APIClient(version="1.41")
-    ports = () if one_off else service.ports
+    ports = service.ports if publish or not one_off else ()
     hc = service.healthcheck
-    _, ours = container_body(stack, service, one_off, isolated)
+    _, ours = container_body(stack, service, one_off, isolated, publish)
     return dict(
         api.create_container_config(
             service.image,
@@ -34,9 +35,11 @@ def docker_py_config(
             ports=[p.container_port for p in ports],
             host_config=api.create_host_config(
                 cpu_shares=service.held.cpu_shares if service.held and not one_off else None,
-                port_bindings={p.container_port: (p.host_ip, p.host_port) for p in ports},
+                port_bindings={p.container_port: (p.host_ip, p.host_port or None) for p in ports},
                 mounts=[
-                    docker.types.Mount(m.target, m.source, type=m.kind, read_only=m.read_only)
+                    docker.types.Mount(
+                        m.target, m.source or None, type=m.kind, read_only=m.read_only
+                    )
                     for m in service.mounts
                 ],
             ),
@@ -92,3 +95,23 @@ def test_healthchecks_run_every_second_until_the_first_passes(tmp_path: Path) ->
         if service.healthcheck:
             _, body = container_body(stack, service)
             assert body["Healthcheck"]["StartInterval"] == 1_000_000_000, service.name
+
+
+def test_the_scratch_server_matches_docker_py(tmp_path: Path) -> None:
+    """The per-test clones' server (devstack.usecases.scratch): a one-off that publishes its
+    port on one the engine picks, its volume a tmpfs."""
+    stack = declare_stack(settings(tmp_path))
+    service, database = stack.app_database()
+    scratch = scratch_service(service, database)
+    _, ours = container_body(stack, scratch, "scratch-x", True, publish=True)
+    theirs = docker_py_config(stack, scratch, "scratch-x", True, publish=True)
+    meaningful = {k: v for k, v in theirs.items() if v not in (None, False, [], {}, "")}
+    assert {k: v for k, v in ours.items() if k in meaningful} == meaningful
+    host = ours["HostConfig"]
+    assert host["PortBindings"] == {"5432/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}
+    assert [(m["Type"], m["Source"]) for m in host["Mounts"]] == [("tmpfs", None)]
+    assert ours["Cmd"] == list(database.throwaway_command)
+    assert "Healthcheck" not in ours
+    # without `publish` a one-off publishes nothing (it would take the service's port)
+    _, hidden = container_body(stack, scratch, "scratch-x", True)
+    assert hidden["HostConfig"]["PortBindings"] == {}
