@@ -71,8 +71,8 @@ class Observed:
     volumes: frozenset[str] = frozenset()
     image_ids: dict[str, str] = field(default_factory=dict)  # image reference -> id
     replaced_images: dict[str, ImageUse] = field(default_factory=dict)  # reference -> use
-    # containers run once beside the services (`run`, an init template's first start) that
-    # an interrupted command left behind: `down` removes them
+    # containers beside the services: a `run` or an init template's first start that an
+    # interrupted command left, the pytest plugin's scratch server; `down` removes them
     one_offs: tuple[str, ...] = ()
 
     @property

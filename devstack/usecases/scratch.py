@@ -13,7 +13,8 @@ Nothing in it needs to survive: a crash loses clones that a test run would drop 
   configuration, so a change of image or settings replaces it.
 - The current migrated template is copied in from the stack's Postgres once (`pg_dump` run in
   the scratch container across the stack's network, from a clone: templates take no
-  connections), under the same name; older templates are dropped there.
+  connections), under the same name; older templates are dropped there as on the stack's
+  server (the newest few are kept: a run on older migrations may still be cloning one).
 - The clones of dead test runs are dropped there too.
 """
 
@@ -110,7 +111,7 @@ def ensure(settings: Settings, template: str, lock_dir: Path | None = None) -> S
             build_template(
                 server, template, lambda into: _copy(settings, engine, name, template, into)
             )
-            forget_old_templates(server, template, keep=1)
+            forget_old_templates(server, template)
         drop_dead_runs(settings, server)
     return server
 
