@@ -421,7 +421,7 @@ def plan_down(
     if services:
         return Plan(tuple(ops))
     for name in observed.one_offs:  # on the network, maybe on a volume: removed first
-        cause = "a one-off: an interrupted run's, or the test databases' scratch server"
+        cause = "a one-off container"
         ops.append(
             Operation(Action.DISCARD, Kind.CONTAINER, name, cause, key=_key("one-off", name))
         )
