@@ -218,13 +218,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows_as_json(report.project, report.rows, report.engine), indent=2))
         return EXIT_OK
+    # beside the services: an interrupted run's container, the test databases' scratch server
+    one_offs = [
+        f"one-off: {name} (`python -m devstack down` removes it)"
+        for name in report.observed.one_offs
+    ]
     if not sys.stdout.isatty():  # rich would print no colours: the same text without rich
         from devstack.cli.plaintable import status_text
 
         empty = f"project {report.project} has nothing running: `python -m devstack up`"
         text = status_text(report.project, report.rows, report.engine, report.start_interval, 160)
         if text is not None and len(empty) <= 160:
-            sys.stdout.write(text + (f"{empty}\n" if report.observed.empty else ""))
+            extra = [empty] if report.observed.empty else []
+            sys.stdout.write(text + "".join(f"{line}\n" for line in extra + one_offs))
             return EXIT_OK
     from devstack.cli.ui import make_console, status_table
 
@@ -232,6 +238,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     console.print(status_table(report.project, report.rows, report.engine, report.start_interval))
     if report.observed.empty:
         console.print(f"project {report.project} has nothing running: `python -m devstack up`")
+    for line in one_offs:
+        console.print(line, markup=False, highlight=False)
     return EXIT_OK
 
 

@@ -106,5 +106,7 @@ def test_per_test_databases_live_in_a_memory_server_made_once(
     [new] = scratches(project)
     assert new.id != scratch.id and new.status == "running"
 
+    # `status` names it beside the services; `down` removes it
+    assert f"one-off: {new.name} (" in project.run("status").stdout
     project.run("down")
     assert scratches(project) == []
