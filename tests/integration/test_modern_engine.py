@@ -6,6 +6,7 @@ there for real: a build, networks, health checks with start_interval, exec, rest
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +79,26 @@ def test_status_tells_the_truth_about_start_interval(modern: Project) -> None:
     out = modern.run("status").stdout
     assert "no start_interval" not in out and "older than 1.44" not in out
     assert "engine: DOCKER_HOST" in out
+
+
+def test_per_test_databases_in_the_scratch_server(modern: Project, tmp_path: Path) -> None:
+    """The pytest plugin's scratch server on API 1.45: a tmpfs data directory, a port the
+    engine picks, the template copied in across the stack's network."""
+    from tests.integration.test_pytest_plugin import pytest_cmd, write_suite
+    from tests.integration.test_scratch import FRESH_SUITE
+
+    suite = write_suite(tmp_path, modern)
+    (suite / "test_db.py").write_text(FRESH_SUITE)
+    command, env, seen = pytest_cmd(suite, modern)
+    env["DOCKER_HOST"] = HOST
+    result = subprocess.run(
+        command, cwd=suite, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [found] = {path.read_text() for path in seen.iterdir()}
+    port, rows, tables, fsync = found.split()
+    assert (rows, tables, fsync) == ("1", "True", "off")
+    assert int(port) != modern.postgres_port
 
 
 def test_exec_restart_and_down_on_the_modern_engine(modern: Project) -> None:
