@@ -463,7 +463,7 @@ def devstack_clone_pool(
 
 
 @pytest.fixture
-def devstack_fresh_dsn(devstack_stack: StackSession, devstack_clone_pool: Any) -> Iterator[str]:
+def devstack_fresh_dsn(devstack_clone_pool: Any) -> Iterator[str]:
     """A database for this test alone, cloned from the template; dropped after the test."""
     name = devstack_clone_pool.take()
     yield devstack_clone_pool.server.dsn(name)

@@ -292,12 +292,12 @@ def build_template(server: Server, name: str, fill: Callable[[str], None]) -> No
     run_on(server, finish)
 
 
-def forget_old_templates(server: Server, current: str, keep: int = KEEP_TEMPLATES) -> None:
+def forget_old_templates(server: Server, current: str) -> None:
     """Drop old templates (best effort: a concurrent run may be dropping them too)."""
     import asyncpg
 
     with contextlib.suppress(DatabaseError, asyncpg.PostgresError):
-        run_on(server, lambda c: _drop_old_templates(c, current, keep))
+        run_on(server, lambda c: _drop_old_templates(c, current, KEEP_TEMPLATES))
 
 
 def drop_templates(settings: Settings) -> list[str]:
