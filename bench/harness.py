@@ -95,7 +95,7 @@ class Bench:
     engine: DockerEngine = field(init=False)
 
     def __post_init__(self) -> None:
-        self.engine = DockerEngine(self.client.api)  # devstack's engine, on our client
+        self.engine = DockerEngine.connect()  # where the devstack commands go (DOCKER_HOST...)
 
     def record(self, scenario: str, tool: str, seconds: float) -> None:
         """One sample."""
