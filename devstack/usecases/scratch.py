@@ -31,6 +31,7 @@ from devstack.declare.capabilities import Database
 from devstack.declare.settings import Settings
 from devstack.declare.spec import Service
 from devstack.usecases.databases import (
+    MAINTENANCE_DB,
     RESTART_WAIT_S,
     DatabaseError,
     Server,
@@ -108,21 +109,29 @@ def ensure(settings: Settings, template: str, lock_dir: Path | None = None) -> S
                 details=engine.logs(name),
             ) from exc
         if not made:
-            build_template(
-                server, template, lambda into: _copy(settings, engine, name, template, into)
-            )
+            source = Server.of(settings)
+
+            def fill(into: str) -> None:
+                _copy(engine, source, service, database, name, template, into)
+
+            build_template(server, template, fill)
             forget_old_templates(server, template)
         drop_dead_runs(settings, server)
     return server
 
 
-def _copy(settings: Settings, engine: Engine, scratch: str, template: str, into: str) -> None:
-    """Copy `template` from the stack's Postgres into the scratch server's database `into`:
+def _copy(
+    engine: Engine,
+    source: Server,
+    service: Service,
+    database: Database,
+    scratch: str,
+    template: str,
+    into: str,
+) -> None:
+    """Copy `template` from the stack's Postgres (`source`, which the scratch container
+    reaches as `service` on the stack's network) into the scratch server's database `into`:
     its roles, then the database, dumped from a clone (a template takes no connections)."""
-    from devstack.usecases import project_of
-
-    service, database = project_of(settings).stack.app_database()
-    source = Server.of(settings)
     dump = f"dst_r{os.getpid()}_scratchdump"  # a crash leaves a dead run's database
 
     async def make(conn: Any) -> None:
@@ -136,7 +145,7 @@ def _copy(settings: Settings, engine: Engine, scratch: str, template: str, into:
         "set -e; f=$(mktemp); "
         f'pg_dumpall {remote} --roles-only > "$f.roles"; '
         f'pg_dump {remote} -d {shlex.quote(dump)} -f "$f"; '
-        f'psql -q -U {user} -d postgres -f "$f.roles" > /dev/null 2>&1 || true; '
+        f'psql -q -U {user} -d {MAINTENANCE_DB} -f "$f.roles" > /dev/null 2>&1 || true; '
         f'psql -q -v ON_ERROR_STOP=1 -U {user} -d {shlex.quote(into)} -f "$f"; '
         'rm -f "$f" "$f.roles"'
     )
