@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -129,6 +130,9 @@ def test_a_worker_told_to_stop_takes_no_more_tasks(running: Project) -> None:
         assert length == "1", log
 
 
+OLD_TASK_S = 15  # the task running through the reload: long beside a reload (~0.3 s)
+
+
 def test_a_worker_reload_runs_new_code_at_once_while_the_running_task_finishes(
     tmp_path: Path, make_project: Callable[..., Project]
 ) -> None:
@@ -137,7 +141,7 @@ def test_a_worker_reload_runs_new_code_at_once_while_the_running_task_finishes(
     container stays ready and keeps serving its metrics."""
     project = scratch(tmp_path, make_project)
     project.run("up", "--quiet")
-    url = started_task(project, "old", 6)
+    url = started_task(project, "old", OLD_TASK_S)
 
     tasks = project.project_dir / "service" / "tasks.py"
     needle = "record_task(dsn, task_id, message, worker, work_s)"
@@ -147,16 +151,18 @@ def test_a_worker_reload_runs_new_code_at_once_while_the_running_task_finishes(
     )
 
     # tasks queued before the watcher saw the save may still run the old code
-    def new_code_ran() -> bool:
+    def new_code_ran() -> dict[str, object] | None:
         result = task_result(project, "m")["result"]
-        return isinstance(result, dict) and result["message"] == "m+new"
+        return result if isinstance(result, dict) and result["message"] == "m+new" else None
 
-    poll(new_code_ran, timeout=15)
-    assert httpx.get(url, timeout=5).json()["state"] == "STARTED"  # the old one still works
-
-    state = poll(lambda: (s := httpx.get(url, timeout=5).json())["state"] == "SUCCESS" and s, 30)
+    new = poll(new_code_ran, timeout=OLD_TASK_S)
+    state = poll(lambda: (s := httpx.get(url, timeout=5).json())["state"] == "SUCCESS" and s, 40)
     assert state["result"]["message"] == "old"  # finished by the old code, not redone
     assert state["result"]["attempts"] == 1
+    # the new code ran while the old task still worked (the database's clock for both; not
+    # "STARTED" at one moment, which a loaded machine's slow poll could miss)
+    finished = datetime.fromisoformat(str(state["result"]["finished_at"]))
+    assert datetime.fromisoformat(str(new["finished_at"])) < finished
     worker = project.container("worker")
     poll(lambda: b"the old command" in worker.logs(tail=300), timeout=30)  # it exited
     # the ready file names the new worker (the old one's shutdown left it alone) ...
