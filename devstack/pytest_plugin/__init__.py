@@ -267,7 +267,7 @@ def _clean_up_after_others(state: StackSession, say: Callable[[str], None]) -> N
     from devstack.usecases import databases
 
     try:
-        dead = databases.drop_dead_runs(state.settings)
+        dead = databases.drop_dead_runs(databases.Server.of(state.settings))
     except DevstackError as exc:
         say(f"the databases of dead runs stay: {exc.message}")
         return

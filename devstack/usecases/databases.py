@@ -241,13 +241,17 @@ def migrate(settings: Settings, database: str) -> None:
     service = migrations_job(stack, database)
     code, output = run_quietly(connect(), stack, service, service.command)
     if code != 0:
-        lines = [line for line in output.strip().splitlines() if line.strip()]
-        last = lines[-1] if lines else f"exit code {code}"
         raise MigrationFailed(
-            f"migrations failed on {database}: {last}",
+            f"migrations failed on {database}: {last_line(output, code)}",
             hint="fix the migration, then run the tests again (no template was kept)",
             details=output,
         )
+
+
+def last_line(output: str, code: int) -> str:
+    """A failed command's last non-blank line of output (its one-line reason), else its code."""
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else f"exit code {code}"
 
 
 def ensure_template(settings: Settings, lock_dir: Path | None = None) -> str:
@@ -400,10 +404,10 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def drop_dead_runs(settings: Settings, server: Server | None = None) -> list[str]:
-    """Drop the clones and half-built templates of test runs whose process is gone, on the
-    stack's Postgres (or `server`); only names that follow the convention are considered.
-    Returns what was dropped."""
+def drop_dead_runs(server: Server) -> list[str]:
+    """Drop the clones and half-built templates of test runs whose process is gone, on
+    `server` (the stack's Postgres, or the scratch server); only names that follow the
+    convention are considered. Returns what was dropped."""
 
     async def work(conn: Any) -> list[str]:
         rows = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'dst\\_%'")
@@ -423,7 +427,7 @@ def drop_dead_runs(settings: Settings, server: Server | None = None) -> list[str
                 continue
         return dropped
 
-    return run_on(server or Server.of(settings), work)
+    return run_on(server, work)
 
 
 def utc_now() -> str:

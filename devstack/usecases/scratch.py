@@ -41,6 +41,7 @@ from devstack.usecases.databases import (
     drop_dead_runs,
     exists,
     forget_old_templates,
+    last_line,
     run_on,
 )
 
@@ -93,13 +94,8 @@ def ensure(settings: Settings, template: str, lock_dir: Path | None = None) -> S
             )
             engine.start(created)
         published = dict(engine.state(name).published)
-        server = Server(
-            settings.probe_host,
-            published[database.container_port],
-            database.user,
-            database.password,
-            database.name,
-        )
+        source = Server.of(settings)  # the stack's Postgres: the scratch differs by its port
+        server = replace(source, port=published[database.container_port])
         try:
             made = run_on(server, lambda conn: exists(conn, template), wait=RESTART_WAIT_S)
         except DatabaseError as exc:
@@ -109,14 +105,13 @@ def ensure(settings: Settings, template: str, lock_dir: Path | None = None) -> S
                 details=engine.logs(name),
             ) from exc
         if not made:
-            source = Server.of(settings)
 
             def fill(into: str) -> None:
                 _copy(engine, source, service, database, name, template, into)
 
             build_template(server, template, fill)
             forget_old_templates(server, template)
-        drop_dead_runs(settings, server)
+        drop_dead_runs(server)
     return server
 
 
@@ -156,9 +151,7 @@ def _copy(
     finally:
         run_on(source, lambda conn: drop_database(conn, dump))
     if code != 0:
-        lines = [line for line in output.strip().splitlines() if line.strip()]
         raise DatabaseError(
-            f"cannot copy {template} into the scratch Postgres: "
-            + (lines[-1] if lines else f"exit code {code}"),
+            f"cannot copy {template} into the scratch Postgres: {last_line(output, code)}",
             details=output,
         )
