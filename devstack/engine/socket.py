@@ -53,6 +53,22 @@ class SocketApi:
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
         """Send one request (`path` from `api_path`); the status and the whole body.
         SocketBroken when the engine cannot be reached or the connection breaks."""
+        raw = self._exchange(method, path, body)
+        try:
+            return parse_response(raw)
+        except ValueError as exc:
+            raise SocketBroken(f"{method} {path}: {exc}") from exc
+
+    def api_version(self) -> str:
+        """The engine's API version from the header of `GET /_ping` ("" if it sends none):
+        a ping costs ~0.5 ms where `GET /version` asks containerd too (6-13 ms)."""
+        try:
+            return _head(self._exchange("GET", "/_ping"))[1].get("api-version", "")
+        except ValueError as exc:
+            raise SocketBroken(f"GET /_ping: {exc}") from exc
+
+    def _exchange(self, method: str, path: str, body: Any = None) -> bytes:
+        """One request on its own connection; the whole raw response."""
         data = b"" if body is None else json.dumps(body).encode()
         head = f"{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n"
         if body is not None:
@@ -67,8 +83,8 @@ class SocketApi:
             chunks = []
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
-            return parse_response(b"".join(chunks))
-        except (OSError, ValueError) as exc:
+            return b"".join(chunks)
+        except OSError as exc:
             raise SocketBroken(f"{method} {path}: {exc}") from exc
         finally:
             sock.close()
@@ -77,18 +93,7 @@ class SocketApi:
 def parse_response(raw: bytes) -> tuple[int, bytes]:
     """The status and body of a whole HTTP/1.1 response (fixed length, chunked, or up to
     the connection's end); ValueError when it is cut short or malformed."""
-    head, sep, rest = raw.partition(b"\r\n\r\n")
-    if not sep:
-        raise ValueError("the connection closed before the response's headers ended")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    version, _, code = status_line.partition(" ")
-    if not version.startswith("HTTP/"):
-        raise ValueError(f"not an HTTP response: {status_line[:80]!r}")
-    status = int(code.split(" ", 1)[0])
-    headers = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
+    status, headers, rest = _head(raw)
     if status in {204, 304} or 100 <= status < 200:
         return status, b""
     if "chunked" in headers.get("transfer-encoding", "").lower():
@@ -99,6 +104,22 @@ def parse_response(raw: bytes) -> tuple[int, bytes]:
             raise ValueError(f"the body ended after {len(rest)} of {length} bytes")
         return status, rest[:length]
     return status, rest
+
+
+def _head(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """A response's status, its headers (names lowercased) and what follows them."""
+    head, sep, rest = raw.partition(b"\r\n\r\n")
+    if not sep:
+        raise ValueError("the connection closed before the response's headers ended")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    version, _, code = status_line.partition(" ")
+    if not version.startswith("HTTP/"):
+        raise ValueError(f"not an HTTP response: {status_line[:80]!r}")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(code.split(" ", 1)[0]), headers, rest
 
 
 def _dechunk(rest: bytes) -> bytes:

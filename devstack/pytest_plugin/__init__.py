@@ -37,7 +37,7 @@ import secrets
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,12 +195,14 @@ def pytest_configure_node(node: Any) -> None:
         node.workerinput[RUN_KEY] = session.run_id
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Controller only: reuse or bring up the stack (here: what it prints is seen), then
-    start the databases' preparation (clean dead runs, ensure the template, make each
-    worker's database) on its own thread: it waits on Postgres while pytest collects and
-    xdist starts its workers (see pytest_runtestloop)."""
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionstart(session: pytest.Session) -> Generator[None, None, None]:
+    """Controller only, after the other plugins' session start (xdist has started its
+    workers: they boot while the stack is checked): reuse or bring up the stack (here: what
+    it prints is seen), then start the databases' preparation (clean dead runs, ensure the
+    template, make each worker's database) on its own thread: it waits on Postgres while
+    pytest collects and the workers start (see pytest_runtestloop)."""
+    yield
     config = session.config
     state = config.stash.get(SESSION, None)
     if state is None or _is_worker(config):

@@ -1,6 +1,8 @@
 """One devstack command at a time per project: an advisory file lock, released by the kernel
 when the process ends, however it ends. Re-entrant within a process (a pytest run holding it
-calls `up`), and a caller may wait for it instead of being refused."""
+calls `up`), and a caller may wait for it instead of being refused. `file_lock`: the same
+kind of lock on any file, waited for (one template build at a time, across processes and
+threads)."""
 
 from __future__ import annotations
 
@@ -81,3 +83,16 @@ def _acquire(fd: int, project: str, wait: float, on_wait: Callable[[str], None] 
             on_wait(holder)
             told = True
         time.sleep(POLL_S)
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on `path` (made if missing), waiting as long as it
+    takes. Each call opens its own descriptor, so threads of one process exclude each other
+    too; the kernel releases it when the process ends, however it ends."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

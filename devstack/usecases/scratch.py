@@ -71,9 +71,8 @@ def scratch_service(service: Service, database: Database) -> Service:
 def ensure(settings: Settings, template: str, lock_dir: Path | None = None) -> Server:
     """The scratch server, made or reused, holding `template` (a migrated template of the
     stack's Postgres). One caller at a time per project, across processes."""
-    from filelock import FileLock
-
     from devstack.usecases import connect, project_of, resolve_images
+    from devstack.usecases.lock import file_lock
 
     stack = resolve_images(project_of(settings).stack)
     service, database = stack.app_database()
@@ -82,7 +81,7 @@ def ensure(settings: Settings, template: str, lock_dir: Path | None = None) -> S
     name = f"{stack.container_name(service.name)}-{suffix}"
     engine = connect()
     lock_dir = lock_dir or Path(os.environ.get("TMPDIR", "/tmp"))
-    with FileLock(str(lock_dir / f"devstack-{stack.project}-{SCRATCH}.lock")):
+    with file_lock(lock_dir / f"devstack-{stack.project}-{SCRATCH}.lock"):
         others = f"{stack.container_name(service.name)}-{SCRATCH}-"
         for one_off in engine.snapshot(stack.project).one_offs:
             if one_off.startswith(others) and one_off != name:  # of older settings
