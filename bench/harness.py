@@ -275,6 +275,17 @@ class Bench:
                 run_floors(self, index)
 
     # -- cleanup ----------------------------------------------------------------------------
+    def forget_reuse_tags(self) -> None:
+        """Untag the dependency caches the run's builds tagged (bench/tools.py: a clean state
+        keeps them); those someone had before the run stay theirs."""
+        from devstack.converge.build import reuse_repository
+
+        builds = {s.build for t in self.tool_objs.values() for s in t.declared().stack.services}
+        for build in filter(None, builds):
+            for reference in self.engine.image_tags(reuse_repository(build)):
+                if reference not in self.preexisting_images:
+                    self.engine.remove_image_tag(reference)
+
     def cleanup(self) -> None:
         """Remove every container, network, volume and image tag the run created."""
         for tool in self.tool_objs.values():
@@ -293,6 +304,7 @@ class Bench:
         for image in sorted(self.made_images - self.preexisting_images):
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 self.client.images.remove(image)
+        self.forget_reuse_tags()
         for image_id in self.made_image_ids:  # untagged by a later build; never forced
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 self.client.images.remove(image_id)

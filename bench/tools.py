@@ -123,13 +123,29 @@ class Tool:
         with (self.tree / EDITED_FILE).open("a") as handle:
             handle.write(f"# devstack bench edit {self.edits}\n")
 
+    def clean(self) -> None:
+        """No container, network or volume of the project left; the machine's build cache
+        kept. devstack's `down --volumes` also untags its builds' dependency caches (README:
+        reuse tags), after which a build installs every dependency again from the index: a
+        clean state here is a fresh clone on a machine that built before, as Compose's
+        `down -v` leaves it."""
+        if self.name != "devstack":
+            self.down(volumes=True)
+            return
+        from devstack.engine.docker import DockerEngine
+
+        self.down()
+        engine = DockerEngine.connect()
+        for volume in sorted(engine.snapshot(self.project).volumes):
+            engine.remove_volume(volume)
+
     # -- states -----------------------------------------------------------------------------
     def ensure(self, wanted: str) -> None:
         """Reach `wanted` (clean | up | down) with unmeasured commands."""
         if wanted in {"", self.state}:
             return
         if wanted == "clean":
-            self.down(volumes=True)
+            self.clean()
         elif wanted == "up":
             self.up()
         elif wanted == "down":
