@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 import textwrap
 from pathlib import Path
 
@@ -222,3 +223,15 @@ def test_a_bad_value_from_the_environment_says_to_fix_the_environment(tmp_path: 
     assert info.value.message.startswith("DEVSTACK_DEV_MODE in the environment")
     assert info.value.hint is not None and "your environment" in info.value.hint
     assert "edit" not in info.value.hint
+
+
+def test_declaring_writes_no_bytecode_into_the_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python would cache the compiled stack file as __pycache__/stack.*.pyc beside it: a new
+    directory in every project (many are not Python projects) on the first command."""
+    monkeypatch.setattr("sys.dont_write_bytecode", False)  # as without PYTHONDONTWRITEBYTECODE
+    project_with(tmp_path, SMALL)
+    declare(load_settings(tmp_path, tmp_path / ".env", environ={}))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env", "stack.py"]
+    assert sys.dont_write_bytecode is False  # the process' own setting is left as it was
