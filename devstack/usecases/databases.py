@@ -277,7 +277,8 @@ async def _exists_forgetting_others(conn: Any, template: str) -> bool:
 
     if not await exists(conn, template):
         return False
-    with contextlib.suppress(asyncpg.PostgresError):  # best effort, as forget_old_templates
+    # best effort, as forget_old_templates: the template is there either way
+    with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
         await _drop_old_templates(conn, template, KEEP_TEMPLATES)
     return True
 
