@@ -34,6 +34,9 @@ class ObservedContainer:
     config_fields: dict[str, str] = field(default_factory=dict, compare=False)
     ports: tuple[ObservedPort, ...] = ()
     networks: dict[str, str] = field(default_factory=dict, compare=False)  # name -> network id
+    # this start of the container: its network endpoints' ids, which Docker makes anew at every
+    # start (a restart, a restart policy's); "" when stopped or on no network
+    start_mark: str = field(default="", compare=False)
 
     @property
     def running(self) -> bool:
@@ -115,6 +118,9 @@ def parse_container(row: dict[str, Any]) -> ObservedContainer:
         config_fields=fields,
         ports=tuple(sorted(set(ports), key=lambda p: (p.container_port, p.host_ip))),
         networks={name: str(net.get("NetworkID", "")) for name, net in attached.items()},
+        start_mark=",".join(
+            sorted(str(n["EndpointID"]) for n in attached.values() if n.get("EndpointID"))
+        ),
     )
 
 

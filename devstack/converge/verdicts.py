@@ -1,8 +1,10 @@
-"""What `up` saw: the containers whose readiness check passed, each with the start time Docker
-gave it. On engines without a healthcheck `start_interval` (API < 1.44) Docker's first check
-comes a whole interval after the start; until then `status` shows such a container ready from
-this record instead of checking it again (an exec or a login per service). A restarted or
-recreated container no longer matches its entry. Kept beside the build cache."""
+"""What `up` saw: the containers whose readiness check passed, each with the mark of that start
+(ObservedContainer.start_mark: its network endpoints' ids, new at every start, read from the
+container listing). On engines without a healthcheck `start_interval` (API < 1.44) Docker's
+first check comes a whole interval after the start; until then `status` and a no-op `up` take
+such a container as ready from this record instead of checking it again (an exec or a login
+per service) or inspecting it. A restarted or recreated container no longer matches its entry.
+Kept beside the build cache."""
 
 from __future__ import annotations
 
@@ -19,9 +21,9 @@ def _path(project_dir: Path, project: str) -> Path:
 
 
 def record(
-    project_dir: Path, project: str, started: Mapping[str, str], existing: Iterable[str] = ()
+    project_dir: Path, project: str, marks: Mapping[str, str], existing: Iterable[str] = ()
 ) -> None:
-    """Remember these containers (id -> Docker's StartedAt) as found ready, beside what was
+    """Remember these containers (id -> start mark) as found ready, beside what was
     recorded for the `existing` others (`restart api` keeps the rest); best effort (a
     read-only checkout only costs `status` a check)."""
     path = _path(project_dir, project)
@@ -29,7 +31,7 @@ def record(
         path.parent.mkdir(exist_ok=True)
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
         kept = {k: v for k, v in recorded(project_dir, project).items() if k in set(existing)}
-        merged = {**kept, **started}
+        merged = {**kept, **marks}
         temporary.write_text(json.dumps(merged, sort_keys=True))
         temporary.replace(path)
     except OSError:
@@ -37,7 +39,7 @@ def record(
 
 
 def recorded(project_dir: Path, project: str) -> dict[str, str]:
-    """The containers `up` last found ready (id -> StartedAt); {} when there is no record."""
+    """The containers `up` last found ready (id -> start mark); {} when there is no record."""
     try:
         data = json.loads(_path(project_dir, project).read_text())
     except (OSError, ValueError):

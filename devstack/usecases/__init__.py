@@ -214,8 +214,8 @@ def up(
             report(Event(volume, REMOVED, "an earlier up was cut off filling it: made again"))
         observed = engine.snapshot(stack.project, images=[s.image for s in stack.services])
         stack, observed = _without_unobtainable(stack, observed, engine, report, services)
-        trusted = _trusted(project, engine, observed, stack)
-        plan = _plan_up(project, stack, observed, services, frozenset(trusted))
+        trusted = _trusted(project, observed, stack)
+        plan = _plan_up(project, stack, observed, services, trusted)
         check_ports(engine, plan, observed)
         recorder = _recorder(stack, report)
         executor = Executor(engine, stack, recorder, cancel, templates=templates)
@@ -227,8 +227,7 @@ def up(
                 _save_timeline(project, recorder.timeline(stack.names))
         if plan.changes:
             observed = engine.snapshot(stack.project)
-        known = {observed.containers[name].id: started for name, started in trusted.items()}
-        _record_ready(project, engine, observed, result, known)
+        _record_ready(project, observed, result)
     return UpOutcome(stack, plan, result, observed)
 
 
@@ -279,55 +278,42 @@ def last_timeline(project: Project) -> Timeline | None:
     return timelines.load(project.settings.project_dir, project.stack.project)
 
 
-def _trusted(project: Project, engine: Engine, observed: Observed, stack: Stack) -> dict[str, str]:
+def _trusted(project: Project, observed: Observed, stack: Stack) -> frozenset[str]:
     """The running services of `stack` whose first Docker health check is still pending and
-    whose current start an earlier `up` found ready (name -> StartedAt; one inspect each): a
-    no-op `up` right after an `up` need not run every check again (35 services: ~0.7 s). Not
-    those of a group turned off: `up` removes them."""
+    whose current start an earlier `up` found ready (the listing's start mark is the one
+    recorded: no engine call): a no-op `up` right after an `up` need not run every check
+    again (35 services: ~0.7 s). Not those of a group turned off: `up` removes them."""
     from devstack.converge import verdicts
 
     checked = verdicts.recorded(project.settings.project_dir, project.stack.project)
-    candidates = [
+    return frozenset(
         name
         for name, c in observed.containers.items()
-        if name in stack.names and c.running and c.health == "starting" and c.id in checked
-    ]
-
-    def still(name: str) -> tuple[str, str]:
-        container = observed.containers[name]
-        started = engine.state(container.id).started_at
-        return name, started if started == checked[container.id] else ""
-
-    return {name: started for name, started in each_at_once(still, candidates) if started}
+        if name in stack.names
+        and c.running
+        and c.health == "starting"
+        and c.start_mark
+        and checked.get(c.id) == c.start_mark
+    )
 
 
-def _record_ready(
-    project: Project,
-    engine: Engine,
-    observed: Observed,
-    result: RunResult,
-    known: Mapping[str, str] | None = None,
-) -> None:
-    """Remember which running containers passed their check (see devstack.converge.verdicts); only
-    those Docker still calls "starting" matter. `known`: StartedAt of containers already
-    recorded (not inspected again; a stale one only costs the next `up` a check)."""
+def _record_ready(project: Project, observed: Observed, result: RunResult) -> None:
+    """Remember which running containers passed their check, by the mark of their start in
+    `observed` (see devstack.converge.verdicts); only those Docker still calls "starting"
+    matter."""
     from devstack.converge import verdicts
 
-    def started(name: str) -> tuple[str, str]:
-        container = observed.containers[name]
-        if known and container.id in known:
-            return container.id, known[container.id]
-        return container.id, engine.state(container.id).started_at
-
-    names = [
-        name
+    marks = {
+        c.id: c.start_mark
         for name in result.ready_after
-        if (c := observed.containers.get(name)) is not None and c.running and c.health == "starting"
-    ]
-    if names:
-        entries = dict(each_at_once(started, names))
+        if (c := observed.containers.get(name)) is not None
+        and c.running
+        and c.health == "starting"
+        and c.start_mark
+    }
+    if marks:
         existing = [c.id for c in observed.containers.values()]
-        verdicts.record(project.settings.project_dir, project.stack.project, entries, existing)
+        verdicts.record(project.settings.project_dir, project.stack.project, marks, existing)
 
 
 def refuse_host_paths(engine: Engine, services: Sequence[Service], dev_mode: bool) -> None:
@@ -413,7 +399,7 @@ def probe_starting(
     stack: Stack, observed: Observed, engine: Engine, checked: Mapping[str, str] | None = None
 ) -> frozenset[str]:
     """The services whose health is still "starting" but that are ready: `up` found this
-    very start of the container ready (`checked`: id -> StartedAt), or its check passes now."""
+    very start of the container ready (`checked`: id -> start mark), or its check passes now."""
     from devstack.declare.checks import CheckTarget, ContainerState, NotReady
 
     def ready(name: str) -> str | None:
@@ -421,9 +407,8 @@ def probe_starting(
         container = observed.containers[name]
         if check is None or check.waits_for_exit:
             return None
-        known = (checked or {}).get(container.id)
-        if known and engine.state(container.id).started_at == known:
-            return name
+        if container.start_mark and (checked or {}).get(container.id) == container.start_mark:
+            return name  # no engine call: the listing says it is the start `up` checked
         state = ContainerState(container.state, 0, container.health, "")
         try:
             check.check(CheckTarget(engine, container.id, state, timeout=0.5))
@@ -487,7 +472,7 @@ def restart(
         result = Executor(engine, stack, report).run(
             plan, timeout or project.settings.timeout, existing
         )
-        _record_ready(project, engine, engine.snapshot(stack.project), result)
+        _record_ready(project, engine.snapshot(stack.project), result)
         return result
 
 

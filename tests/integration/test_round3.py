@@ -24,8 +24,10 @@ def test_restart_records_its_verdicts_as_up_does(project: Project) -> None:
     container.reload()
     path = REPO_ROOT / ".devstack-cache" / f"ready-{project.name}.json"
     recorded = json.loads(path.read_text())
-    # this very start of the container, not the one `up` saw
-    assert recorded.get(container.id) == container.attrs["State"]["StartedAt"]
+    # this very start of the container (its network endpoint, new at every start), not the
+    # one `up` saw
+    endpoints = container.attrs["NetworkSettings"]["Networks"].values()
+    assert recorded.get(container.id) == ",".join(sorted(n["EndpointID"] for n in endpoints))
     assert project.container("postgres").id in recorded  # the other verdicts are kept
 
 

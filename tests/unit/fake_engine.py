@@ -45,6 +45,12 @@ class FakeContainer:
     released_at: float | None = None  # a held service's release (its program's start)
     one_off: str = ""
     isolated: bool = False
+    starts: int = 0  # Docker makes new network endpoints at every start
+
+    @property
+    def endpoint(self) -> str:
+        """Its network endpoint's id, as the listing shows it ("" when never started)."""
+        return f"ep-{self.id}-{self.starts}" if self.starts else ""
 
     @property
     def program_started(self) -> float | None:
@@ -143,6 +149,14 @@ class FakeEngine:
                         project, c.service.name, c.service.config_fields(), c.service.config_hash()
                     ),
                     "Ports": [],
+                    "NetworkSettings": {
+                        "Networks": {
+                            c.stack.network: {
+                                "NetworkID": self.networks.get(c.stack.network, ""),
+                                "EndpointID": c.endpoint if status == "running" else "",
+                            }
+                        }
+                    },
                 }
             )
         image_rows = [{"Id": self.images[r], "RepoTags": [r]} for r in images if r in self.images]
@@ -289,6 +303,7 @@ class FakeEngine:
         c = self._find(container)
         self._record("start", c.subject)
         c.started_at = time.monotonic()
+        c.starts += 1
         c.health = c.behaviour.health
         if c.released_at is not None:  # released once: the gate's marker lets it run
             c.released_at = c.started_at
@@ -297,6 +312,7 @@ class FakeEngine:
         c = self._find(container)
         self._record("restart", c.service.name)
         c.started_at = time.monotonic()
+        c.starts += 1
         if c.released_at is not None:
             c.released_at = c.started_at
 

@@ -206,12 +206,16 @@ def test_status_trusts_what_up_found_ready_until_the_container_restarts(tmp_path
     run_up(engine, stack)
     (container,) = engine.containers.values()
     container.health = "health: starting"  # Docker has not checked yet
-    verdicts.record(tmp_path, "demo", {container.id: engine.state(container.id).started_at})
-    engine.behaviours["postgres"] = container.behaviour = Behaviour(ready_after=30)  # a probe fails
     observed = engine.snapshot("demo", [])
+    verdicts.record(tmp_path, "demo", {container.id: observed.containers["postgres"].start_mark})
+    engine.behaviours["postgres"] = container.behaviour = Behaviour(ready_after=30)  # a probe fails
     checked = verdicts.recorded(tmp_path, "demo")
+    inspected: list[str] = []
+    engine.state = lambda c: inspected.append(c) or FakeEngine.state(engine, c)  # type: ignore[method-assign]
     assert probe_starting(stack, observed, engine, checked) == {"postgres"}
+    assert inspected == []  # the listing vouches for the start: no inspect
     engine.restart(container.id)  # another start of the same container: the record is stale
+    observed = engine.snapshot("demo", [])
     assert probe_starting(stack, observed, engine, checked) == frozenset()
     assert verdicts.recorded(tmp_path, "other") == {}
 
@@ -361,9 +365,10 @@ def test_services_without_the_built_image_start_while_it_builds(tmp_path: Path) 
 
 
 def test_a_no_op_up_trusts_what_up_found_ready_until_docker_checks(tmp_path: Path) -> None:
-    """Right after `up`, Docker's first health check is still pending: a second `up` asks
-    whether each container still runs the start `up` found ready (one inspect) instead of
-    running its check again; a container started since is checked."""
+    """Right after `up`, Docker's first health check is still pending: a second `up` reads in
+    the listing whether each container still runs the start `up` found ready (its network
+    endpoints are new at every start) instead of running its check again or inspecting it; a
+    container started since is checked."""
     from devstack.converge import verdicts
     from devstack.usecases import _trusted, load_project
 
@@ -384,13 +389,14 @@ def test_a_no_op_up_trusts_what_up_found_ready_until_docker_checks(tmp_path: Pat
     )
     (tmp_path / ".env").write_text("DEVSTACK_PROJECT=demo\n")
     project = load_project(tmp_path)
-    verdicts.record(tmp_path, "demo", {i: engine.state(i).started_at for i in ids.values()})
+    seen = engine.snapshot("demo", []).containers
+    verdicts.record(tmp_path, "demo", {c.id: c.start_mark for c in seen.values()})
     engine.restart(ids["api"])  # a later start than the one recorded: checked again
     checks.clear()
     observed = engine.snapshot("demo", [s.image for s in stack.services])
-    trusted = _trusted(project, engine, observed, stack)
+    trusted = _trusted(project, observed, stack)
     assert sorted(trusted) == ["postgres", "redis"]
-    plan = plan_up(stack, observed, ready=frozenset(trusted))
+    plan = plan_up(stack, observed, ready=trusted)
     existing = {n: c.id for n, c in observed.containers.items()}
     Executor(engine, stack, lambda e: None).run(plan, 5, existing)
     assert checks == [ids["api"]]
@@ -416,8 +422,8 @@ def test_up_without_a_group_removes_its_containers_that_up_had_found_ready(
     usecases.up(with_group, engine, lambda e: None)
     for container in engine.containers.values():
         container.health = "health: starting"  # Docker has not checked them yet
-    ids = [c.id for c in engine.containers.values()]
-    verdicts.record(tmp_path, "demo", {i: engine.state(i).started_at for i in ids})
+    seen = engine.snapshot("demo").containers.values()
+    verdicts.record(tmp_path, "demo", {c.id: c.start_mark for c in seen})
     without = usecases.Project(settings, declared.active(), declared)
     outcome = usecases.up(without, engine, lambda e: None)
     assert sorted(outcome.observed.containers) == ["base"]
