@@ -355,8 +355,12 @@ def _check_init_template(service: Service, template: InitTemplate) -> None:
         raise ValueError(f"{service.name}: its init template needs a health check")
 
 
+# what json.dumps(value, sort_keys=True, default=str) uses, made once (it makes one per call)
+_ENCODER = json.JSONEncoder(sort_keys=True, default=str)
+
+
 def _digest(value: object) -> str:
-    blob = json.dumps(value, sort_keys=True, default=str).encode()
+    blob = _ENCODER.encode(value).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
