@@ -33,6 +33,20 @@ def name() -> Iterator[str]:
     lock_path(project).unlink(missing_ok=True)
 
 
+def hold(script: str, argument: str) -> subprocess.Popen[str]:
+    """Another process running `script`, once it says it holds its lock (it ends when its
+    stdin closes)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, argument],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
 def test_reentrant_within_a_process(name: str) -> None:
     with project_lock(name, "pytest"), project_lock(name, "up"):
         pass
@@ -41,15 +55,8 @@ def test_reentrant_within_a_process(name: str) -> None:
 
 
 def test_another_process_refused_or_waited_for(name: str) -> None:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, name],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": os.getcwd()},
-    )
+    holder = hold(HOLDER, name)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         busy = f"devstack up \\(pid {holder.pid}\\)"
         with pytest.raises(LockBusy, match=busy), project_lock(name, "pytest"):
             pass
@@ -93,15 +100,8 @@ def test_a_file_lock_is_waited_for_by_other_threads_and_processes(tmp_path: Path
     other.join(timeout=10)
     assert entered == ["thread"]
 
-    holder = subprocess.Popen(
-        [sys.executable, "-c", FILE_HOLDER, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": os.getcwd()},
-    )
+    holder = hold(FILE_HOLDER, str(path))
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         waiting = threading.Thread(target=take, args=("after the process",))
         waiting.start()
         waiting.join(timeout=0.3)
