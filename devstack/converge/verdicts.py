@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from devstack.converge.cachedir import CACHE_DIR
+from devstack.converge.observed import ObservedContainer
 
 
 def _path(project_dir: Path, project: str) -> Path:
@@ -45,3 +46,8 @@ def recorded(project_dir: Path, project: str) -> dict[str, str]:
     except (OSError, ValueError):
         return {}
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def vouches(checked: Mapping[str, str], container: ObservedContainer) -> bool:
+    """Whether the record (`recorded`) holds this very start of `container`."""
+    return bool(container.start_mark) and checked.get(container.id) == container.start_mark

@@ -23,7 +23,6 @@ class ContainerState:
     exit_code: int
     health: str  # healthy | unhealthy | starting | ""
     health_output: str  # the last health check's output
-    started_at: str = ""  # Docker's State.StartedAt: differs after every (re)start
     published: tuple[tuple[int, int], ...] = ()  # (container port, host port), TCP
 
 

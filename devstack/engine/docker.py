@@ -193,7 +193,6 @@ class DockerEngine:
             exit_code=int(data.get("ExitCode") or 0),
             health=health.get("Status", ""),
             health_output=(log[-1].get("Output") or "").strip() if log else "",
-            started_at=data.get("StartedAt", ""),
             published=tuple(dict.fromkeys(published)),
         )
 

@@ -292,8 +292,7 @@ def _trusted(project: Project, observed: Observed, stack: Stack) -> frozenset[st
         if name in stack.names
         and c.running
         and c.health == "starting"
-        and c.start_mark
-        and checked.get(c.id) == c.start_mark
+        and verdicts.vouches(checked, c)
     )
 
 
@@ -400,6 +399,7 @@ def probe_starting(
 ) -> frozenset[str]:
     """The services whose health is still "starting" but that are ready: `up` found this
     very start of the container ready (`checked`: id -> start mark), or its check passes now."""
+    from devstack.converge import verdicts
     from devstack.declare.checks import CheckTarget, ContainerState, NotReady
 
     def ready(name: str) -> str | None:
@@ -407,7 +407,7 @@ def probe_starting(
         container = observed.containers[name]
         if check is None or check.waits_for_exit:
             return None
-        if container.start_mark and (checked or {}).get(container.id) == container.start_mark:
+        if verdicts.vouches(checked or {}, container):
             return name  # no engine call: the listing says it is the start `up` checked
         state = ContainerState(container.state, 0, container.health, "")
         try:

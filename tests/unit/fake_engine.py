@@ -172,7 +172,6 @@ class FakeEngine:
             c.behaviour.exit_code if status == "exited" else 0,
             c.health,
             "",
-            started_at="" if c.started_at is None else repr(c.started_at),
         )
 
     def logs(self, container: str, tail: int = 20) -> str:
