@@ -273,13 +273,9 @@ def ensure_template(settings: Settings, lock_dir: Path | None = None) -> str:
 async def _exists_forgetting_others(conn: Any, template: str) -> bool:
     """Whether `template` exists; when it does, the old templates are dropped on the same
     connection (a connection costs ~10 ms of a test run's start)."""
-    import asyncpg
-
     if not await exists(conn, template):
         return False
-    # best effort, as forget_old_templates: the template is there either way
-    with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-        await _drop_old_templates(conn, template, KEEP_TEMPLATES)
+    await _forget_old(conn, template)
     return True
 
 
@@ -310,10 +306,16 @@ def build_template(server: Server, name: str, fill: Callable[[str], None]) -> No
 
 def forget_old_templates(server: Server, current: str) -> None:
     """Drop old templates (best effort: a concurrent run may be dropping them too)."""
+    with contextlib.suppress(DatabaseError):
+        run_on(server, lambda conn: _forget_old(conn, current))
+
+
+async def _forget_old(conn: Any, current: str) -> None:
+    """`forget_old_templates` on an open connection; its failures only cost the cleanup."""
     import asyncpg
 
-    with contextlib.suppress(DatabaseError, asyncpg.PostgresError):
-        run_on(server, lambda c: _drop_old_templates(c, current, KEEP_TEMPLATES))
+    with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        await _drop_old_templates(conn, current, KEEP_TEMPLATES)
 
 
 def drop_templates(settings: Settings) -> list[str]:
