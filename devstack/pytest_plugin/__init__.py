@@ -37,6 +37,7 @@ import secrets
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -221,11 +222,22 @@ def pytest_sessionstart(session: pytest.Session) -> Generator[None, None, None]:
     except DevstackError as exc:
         raise pytest.UsageError(f"devstack: {_failure_text(exc)}") from exc
 
+    # what the preparation's thread runs is imported here, on the main thread: pytest parses
+    # the plugin's modules to rewrite their asserts, and CPython 3.11's parser is not
+    # thread-safe (gh-106905: "AST constructor recursion depth mismatch" while pytest
+    # collects on the main thread)
+    from devstack.usecases import databases, lock, spares, threads  # noqa: F401
+
     def prepare() -> None:
         try:
             _prepare(state, workers)
         except DevstackError as exc:
             state.failure = exc
+        except Exception as exc:  # unforeseen: the run stops with it, not at each test
+            state.failure = DevstackError(
+                f"preparing the test databases failed: {type(exc).__name__}: {exc}",
+                details=traceback.format_exc(),
+            )
         finally:
             if workers != ["main"]:
                 _tell_workers(state)

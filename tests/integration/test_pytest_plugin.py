@@ -83,10 +83,39 @@ def plugin_arg() -> str:
     return "devstack" if installed else "devstack.pytest_plugin"
 
 
+# CPython 3.11's ast.parse is not thread-safe (gh-106905: "AST constructor recursion depth
+# mismatch"), and pytest parses each module it rewrites (the plugin's own, test files): the
+# suite's conftest writes down any module pytest rewrote off the main thread
+OFF_MAIN = """
+import os, threading
+from _pytest.assertion import rewrite
+
+_exec_module = rewrite.AssertionRewritingHook.exec_module
+
+def exec_module(self, module):
+    thread = threading.current_thread()
+    if thread is not threading.main_thread():
+        with open(os.environ["OFF_MAIN"], "a") as out:
+            out.write(f"{module.__name__} on {thread.name}\\n")
+    return _exec_module(self, module)
+
+rewrite.AssertionRewritingHook.exec_module = exec_module
+
+if os.environ.get("BREAK_CLAIM"):  # an unforeseen failure in the controller's preparation
+    from devstack.usecases import spares
+
+    def claim(*args, **kwargs):
+        raise RuntimeError("boom-in-claim")
+
+    spares.claim = claim
+"""
+
+
 def write_suite(base: Path, project: Project, project_dir: Path = REPO_ROOT) -> Path:
     suite = base / "suite"
     suite.mkdir(parents=True, exist_ok=True)
     (suite / "test_db.py").write_text(SUITE)
+    (suite / "conftest.py").write_text(OFF_MAIN)
     (suite / "pytest.ini").write_text(
         textwrap.dedent(f"""\
             [pytest]
@@ -108,6 +137,7 @@ def pytest_cmd(
     env.update(
         PYTHONPATH=str(REPO_ROOT),
         SEEN_DIR=str(seen),
+        OFF_MAIN=str(suite / "off-main.txt"),
         BARRIER=str(barrier),
         NO_COLOR="1",
         PYTEST_ADDOPTS="",
@@ -171,6 +201,7 @@ def test_plugin_starts_reuses_isolates_and_cleans(
     output, seen = run_pytest(suite, project, "--devstack-keep")
     assert "starting the stack" in output and "3 passed" in output
     assert running(project)
+    assert not (suite / "off-main.txt").exists(), (suite / "off-main.txt").read_text()
     [(db, redis_db)] = [v.split() for v in seen.values()]
     assert db.startswith("dst_r") and int(redis_db) >= 2
 
@@ -231,6 +262,7 @@ def test_plugin_starts_reuses_isolates_and_cleans(
     output, _ = run_pytest(suite, project)
     assert "starting the stack" in output
     assert not running(project)
+    assert not (suite / "off-main.txt").exists(), (suite / "off-main.txt").read_text()
 
 
 def test_failing_migration_stops_the_run_and_leaves_no_template(
@@ -254,6 +286,18 @@ def test_failing_migration_stops_the_run_and_leaves_no_template(
         assert "migrations failed" in output and "boom-in-template-build" in output, output
         names = databases(project)
         assert not [n for n in names if n.startswith(("dst_tpl_", "dst_b"))]
+
+    # an unforeseen error in the preparation stops the run once, with its text and traceback
+    fixed = BROKEN.replace('raise RuntimeError("boom-in-template-build")', "pass")
+    (repo / "alembic/versions/0002_broken.py").write_text(fixed)
+    command, env, _ = pytest_cmd(suite, project)
+    result = subprocess.run(
+        command, cwd=suite, env={**env, "BREAK_CLAIM": "1"}, capture_output=True, text=True
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 4, output
+    assert "preparing the test databases failed: RuntimeError: boom-in-claim" in output
+    assert 'raise RuntimeError("boom-in-claim")' in output and "ERROR at setup" not in output
 
 
 def test_db_snapshot_restore_list_drop(make_project: Callable[..., Project]) -> None:

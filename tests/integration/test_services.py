@@ -23,13 +23,18 @@ FETCH_METRICS = (
 )
 
 
-def task_result(project: Project, message: str, work_s: float = 0.0) -> dict[str, object]:
-    """Queue the worker's task through the API and wait for its result."""
+def queue_task(project: Project, message: str, work_s: float = 0.0) -> str:
+    """Queue the worker's task through the API; the URL of its state."""
     queued = httpx.post(
         f"{project.api_url}/api/v1/tasks", json={"message": message, "work_s": work_s}, timeout=5
     )
     assert queued.status_code == 202, queued.text
-    url = f"{project.api_url}{queued.json()['url']}"
+    return f"{project.api_url}{queued.json()['url']}"
+
+
+def task_result(project: Project, message: str, work_s: float = 0.0) -> dict[str, object]:
+    """Queue the worker's task through the API and wait for its result."""
+    url = queue_task(project, message, work_s)
 
     def done() -> dict[str, object] | None:
         state = httpx.get(url, timeout=5).json()
@@ -40,10 +45,7 @@ def task_result(project: Project, message: str, work_s: float = 0.0) -> dict[str
 
 def started_task(project: Project, message: str, work_s: float) -> str:
     """Queue the worker's task through the API, wait until a worker runs it; its URL."""
-    queued = httpx.post(
-        f"{project.api_url}/api/v1/tasks", json={"message": message, "work_s": work_s}, timeout=5
-    ).json()
-    url = f"{project.api_url}{queued['url']}"
+    url = queue_task(project, message, work_s)
     poll(lambda: httpx.get(url, timeout=5).json()["state"] == "STARTED", timeout=30)
     return url
 
@@ -150,12 +152,23 @@ def test_a_worker_reload_runs_new_code_at_once_while_the_running_task_finishes(
         tasks.read_text().replace(needle, needle.replace("message,", "message + '+new',"))
     )
 
-    # tasks queued before the watcher saw the save may still run the old code
-    def new_code_ran() -> dict[str, object] | None:
-        result = task_result(project, "m")["result"]
-        return result if isinstance(result, dict) and result["message"] == "m+new" else None
+    # a task is queued at each poll, none waited for alone: one queued before the watcher saw
+    # the save may run the old code, and one the old worker took as it was told to stop waits
+    # until it exits (after the old task) to be handed to the new worker
+    queued: list[str] = []
 
-    new = poll(new_code_ran, timeout=OLD_TASK_S)
+    def new_code_ran() -> dict[str, object] | None:
+        queued.append(queue_task(project, "m"))
+        for url in list(queued):
+            state = httpx.get(url, timeout=5).json()
+            if state["state"] != "SUCCESS":
+                continue
+            queued.remove(url)
+            if state["result"]["message"] == "m+new":
+                return state["result"]  # type: ignore[no-any-return]
+        return None
+
+    new = poll(new_code_ran, timeout=OLD_TASK_S, interval=0.2)
     state = poll(lambda: (s := httpx.get(url, timeout=5).json())["state"] == "SUCCESS" and s, 40)
     assert state["result"]["message"] == "old"  # finished by the old code, not redone
     assert state["result"]["attempts"] == 1
