@@ -1,6 +1,8 @@
 """Carry out a plan against the engine. No decisions are made here: the plan says what to do
 and in which order (its `after` edges); this module runs every operation whose predecessors
-are done, in parallel, with `graphlib.TopologicalSorter`, and reports progress as events.
+are done, in parallel, with `graphlib.TopologicalSorter` (container creations and starts a
+few at a time, the ones most of the plan waits on first: Plan.urgency), and reports progress
+as events.
 
 Operations run on daemon threads, not a ThreadPoolExecutor: an interrupted `up` must not wait
 at exit for a thread still blocked in an engine call (a build step can take minutes). The first
@@ -9,6 +11,7 @@ failure cancels the rest: waits stop at once, running engine calls finish or are
 from __future__ import annotations
 
 import contextlib
+import heapq
 import queue
 import threading
 import time
@@ -40,6 +43,10 @@ from devstack.declare.spec import DEFAULT_CPU_SHARES, Service, Stack
 from devstack.errors import DevstackError, DockerApiError, ImageUnavailable, ResourceConflict
 
 GRACE = 5.0  # seconds a cancelled run waits for its running operations to notice
+# container creations, starts and volume fills at once: more only share the machine's cores
+# (dockerd, runc, the port proxies) and delay the ones other services wait for. 35 services
+# from nothing on 2 cores, 4 runs each: 2: 10.2 s, 3: 9.7 s, 4: 8.9 s, 8: 10.0 s, all: 10.1 s
+CONTENDING_AT_ONCE = 4
 
 
 @dataclass
@@ -99,20 +106,36 @@ class Executor:
             else:
                 finished.put((op.key, None))
 
+        urgency = plan.urgency()
+        order = {op.key: index for index, op in enumerate(plan.operations)}
+        queued: list[tuple[int, int, str]] = []  # contending operations ready, most urgent first
+        contending = 0
+
+        def launch(op: Operation) -> None:
+            name = f"devstack-{op.key}"
+            threading.Thread(target=work, args=(op,), name=name, daemon=True).start()
+
         try:
             while sorter.is_active() and failure is None:
                 for key in sorter.get_ready():
                     op = operations[key]
+                    if _contends(op):
+                        heapq.heappush(queued, (-urgency[key], order[key], key))
+                        continue
                     running += 1
                     if _inline(op):  # no engine call: a thread would cost more than the op
                         work(op)
                         continue
-                    name = f"devstack-{key}"
-                    threading.Thread(target=work, args=(op,), name=name, daemon=True).start()
+                    launch(op)
+                while queued and contending < CONTENDING_AT_ONCE:
+                    running += 1
+                    contending += 1
+                    launch(operations[heapq.heappop(queued)[2]])
                 if running == 0:
                     break
                 key, error = finished.get()
                 running -= 1
+                contending -= _contends(operations[key])
                 if error is None:
                     sorter.done(key)
                     done.add(key)
@@ -324,6 +347,18 @@ def pull_image(
             hint="no registry reachable? `bash scripts/bootstrap.sh --local-images` builds "
             "local stand-ins and names them in .env (README: Offline / air-gapped hosts)",
         ) from exc
+
+
+def _contends(op: Operation) -> bool:
+    """Whether `op` is short engine work that competes for the engine's and the machine's
+    CPU with the others of its kind (making and starting containers, filling volumes): at
+    most CONTENDING_AT_ONCE run at once, the most urgent first. Builds, pulls, waits,
+    removals and recreations (mostly waiting for a program to stop) are not held back."""
+    return op.action in {Action.CREATE, Action.SEED, Action.START} and op.kind in {
+        Kind.CONTAINER,
+        Kind.VOLUME,
+        Kind.START,
+    }
 
 
 def _inline(op: Operation) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from graphlib import TopologicalSorter
 
 from devstack.converge.observed import Observed, ObservedContainer
 from devstack.declare.spec import Condition, Service, Stack
@@ -108,6 +109,20 @@ class Plan:
     def container(self, service: str) -> Operation | None:
         """The container operation of `service`."""
         return next((op for op in self.of_kind(Kind.CONTAINER) if op.service_name == service), None)
+
+    def urgency(self) -> dict[str, int]:
+        """For each operation (by key), how many operations follow it on its longest path to
+        the plan's end: of the operations ready at once, the most urgent ones hold up the most
+        (a database that a migrations job and the API wait for, before a cache nothing waits
+        for)."""
+        followers: dict[str, list[str]] = {op.key: [] for op in self.operations}
+        for op in self.operations:
+            for before in op.after:
+                followers[before].append(op.key)
+        urgency: dict[str, int] = {}
+        for key in TopologicalSorter(followers).static_order():  # followers first
+            urgency[key] = max((urgency[k] + 1 for k in followers[key]), default=0)
+        return urgency
 
 
 def _routine(op: Operation) -> bool:

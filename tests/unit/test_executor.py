@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from devstack.converge.executor import Executor
+from devstack.converge.executor import CONTENDING_AT_ONCE, Executor
 from devstack.converge.plan import plan_restart, plan_up
 from devstack.converge.readiness import Cancelled
 from devstack.declare.checks import CheckTarget
@@ -427,3 +427,48 @@ def test_up_without_a_group_removes_its_containers_that_up_had_found_ready(
     without = usecases.Project(settings, declared.active(), declared)
     outcome = usecases.up(without, engine, lambda e: None)
     assert sorted(outcome.observed.containers) == ["base"]
+
+
+@dataclass
+class CountedCreates(FakeEngine):
+    """Container creations that take a while, counted while they run."""
+
+    active: int = 0
+    most: int = 0
+
+    def create_container(self, stack: Stack, service: Service, *args: Any, **kw: Any) -> str:
+        with self.lock:
+            self.active += 1
+            self.most = max(self.most, self.active)
+        time.sleep(0.02)  # the engine's work, not a wait
+        try:
+            return super().create_container(stack, service, *args, **kw)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+def test_containers_are_made_a_few_at_a_time_the_ones_others_wait_for_first() -> None:
+    caches = [service(f"cache{i}") for i in range(3 * CONTENDING_AT_ONCE)]
+    stack = make_stack(*caches, service("db"), service("app", Dependency("db")))
+    engine = CountedCreates()
+    ready = run_up(engine, stack)
+    assert set(ready) == {s.name for s in stack.services}
+    assert engine.most == CONTENDING_AT_ONCE  # no more, and as many as allowed
+    # declared after the caches, but the app waits on it: the database is made first
+    creates = [subject for _, call, subject in engine.calls if call == "create"]
+    assert creates[0] == "db", creates
+
+
+def test_urgency_counts_what_follows_on_the_longest_path() -> None:
+    stack = make_stack(service("cache"), service("db"), service("app", Dependency("db")))
+    plan = plan_up(stack, FakeEngine().snapshot(stack.project, []))
+    urgency = plan.urgency()
+    by_service = {
+        (op.service_name, op.action.value): urgency[op.key]
+        for op in plan.operations
+        if op.service_name
+    }
+    assert by_service[("cache", "create")] == 2  # its start, its readiness
+    assert by_service[("db", "create")] == 4  # its start and readiness, the app's start and
+    assert by_service[("app", "wait")] == 0  # readiness; nothing follows the last step
