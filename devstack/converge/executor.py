@@ -106,9 +106,8 @@ class Executor:
             else:
                 finished.put((op.key, None))
 
-        urgency = plan.urgency()
-        order = {op.key: index for index, op in enumerate(plan.operations)}
-        queued: list[tuple[int, int, str]] = []  # contending operations ready, most urgent first
+        rank: dict[str, tuple[int, int]] = {}  # made once an operation contends (not in a no-op)
+        queued: list[tuple[tuple[int, int], str]] = []  # contending ones ready, by rank
         contending = 0
 
         def launch(op: Operation) -> None:
@@ -120,7 +119,8 @@ class Executor:
                 for key in sorter.get_ready():
                     op = operations[key]
                     if _contends(op):
-                        heapq.heappush(queued, (-urgency[key], order[key], key))
+                        rank = rank or _launch_order(plan)
+                        heapq.heappush(queued, (rank[key], key))
                         continue
                     running += 1
                     if _inline(op):  # no engine call: a thread would cost more than the op
@@ -130,7 +130,7 @@ class Executor:
                 while queued and contending < CONTENDING_AT_ONCE:
                     running += 1
                     contending += 1
-                    launch(operations[heapq.heappop(queued)[2]])
+                    launch(operations[heapq.heappop(queued)[1]])
                 if running == 0:
                     break
                 key, error = finished.get()
@@ -359,6 +359,13 @@ def _contends(op: Operation) -> bool:
         Kind.VOLUME,
         Kind.START,
     }
+
+
+def _launch_order(plan: Plan) -> dict[str, tuple[int, int]]:
+    """Each operation's place among contending ones ready at once: the most urgent first
+    (Plan.urgency), then the plan's order."""
+    urgency = plan.urgency()
+    return {op.key: (-urgency[op.key], index) for index, op in enumerate(plan.operations)}
 
 
 def _inline(op: Operation) -> bool:
