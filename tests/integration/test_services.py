@@ -3,12 +3,15 @@ server that says at once when the developer's code is broken (issue 15), on a re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from uuid import UUID
 
+import asyncpg
 import httpx
 import pytest
 
@@ -43,10 +46,28 @@ def task_result(project: Project, message: str, work_s: float = 0.0) -> dict[str
     return poll(done, timeout=60, interval=0.1)  # type: ignore[no-any-return]
 
 
+def recorded_attempts(project: Project, task_id: str) -> int | None:
+    """How many runs of the task wrote its row so far (None: no run got that far yet)."""
+
+    async def read() -> int | None:
+        conn = await asyncpg.connect(project.dsn)
+        try:
+            query = "SELECT attempts FROM task_records WHERE id = $1"
+            return await conn.fetchval(query, UUID(task_id))  # type: ignore[no-any-return]
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
+
+
 def started_task(project: Project, message: str, work_s: float) -> str:
-    """Queue the worker's task through the API, wait until a worker runs it; its URL."""
+    """Queue the worker's task through the API, wait until its run wrote its row; its URL.
+
+    Not "STARTED": a worker reports that before the task's code runs, so a worker killed
+    then may die before the run wrote anything, and the run after counts as the first.
+    """
     url = queue_task(project, message, work_s)
-    poll(lambda: httpx.get(url, timeout=5).json()["state"] == "STARTED", timeout=30)
+    poll(lambda: recorded_attempts(project, url.rsplit("/", 1)[1]) == 1, timeout=30)
     return url
 
 
