@@ -278,13 +278,14 @@ class Bench:
     def forget_reuse_tags(self) -> None:
         """Untag the dependency caches the run's builds tagged (bench/tools.py: a clean state
         keeps them); those someone had before the run stay theirs."""
-        from devstack.converge.build import reuse_repository
+        from devstack.converge.build import reuse_repository, users_repository
 
         builds = {s.build for t in self.tool_objs.values() for s in t.declared().stack.services}
         for build in filter(None, builds):
-            for reference in self.engine.image_tags(reuse_repository(build)):
-                if reference not in self.preexisting_images:
-                    self.engine.remove_image_tag(reference)
+            for repository in (reuse_repository(build), users_repository(build)):
+                for reference in self.engine.image_tags(repository):
+                    if reference not in self.preexisting_images:
+                        self.engine.remove_image_tag(reference)
 
     def cleanup(self) -> None:
         """Remove every container, network, volume and image tag the run created."""

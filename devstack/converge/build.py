@@ -236,9 +236,11 @@ def build_image(
     tag: str,
     on_output: Callable[[str], None],
     cancel: threading.Event | None = None,
+    project: str = "",
 ) -> None:
     """Build `tag`, reporting every output line as it comes, prefixed by its step ("8/19 …");
-    BuildFailed names the failing step and carries the last output lines."""
+    BuildFailed names the failing step and carries the last output lines. A `project` that
+    leaves reuse tags is recorded as one of their users (see `forget_reuse_tags`)."""
     last_lines: deque[str] = deque(maxlen=25)
     step, counter = "preparing the build context", ""
     reuse, retag = reuse_args(engine, build)
@@ -283,6 +285,8 @@ def build_image(
             engine.tag_image(stage_images[name][-1], latest)
             engine.tag_image(stage_images[name][0], based)
             _forget_old_bases(engine, latest)
+            if project:  # on an image the reuse tags keep anyway: it holds nothing more
+                engine.tag_image(stage_images[name][-1], f"{users_repository(build)}:{project}")
     if retag:
         _forget_old_keys(engine, build, next(iter(retag.values()))[0])
 
@@ -330,16 +334,29 @@ def _forget_old_keys(engine: Engine, build: Build, latest: str) -> None:
         engine.remove_image_tag(reference)
 
 
+def users_repository(build: Build) -> str:
+    """Where the projects whose builds left reuse tags are recorded: `<repository>-deps-users`,
+    one tag per project (`...:<project>`), set by each build and removed by its `down --volumes`."""
+    return f"{build.repository}-deps-users"
+
+
 def forget_reuse_tags(engine: Engine, builds: list[Build], project: str) -> list[str]:
-    """`down --volumes`: untag every reuse tag of `builds` that no other project needs (no
-    container of another project runs an image of the build's repository). What was untagged."""
+    """`down --volumes`: forget that `project` uses the reuse tags of `builds`, and untag them
+    unless another project needs them: it recorded itself as a user (its checkout may be down,
+    its next build would still start from them) or one of its containers runs an image of the
+    build's repository. What was untagged."""
     in_use = engine.container_images()
     removed: list[str] = []
     for build in builds:
+        users = engine.image_tags(users_repository(build))
+        mine = f"{users_repository(build)}:{project}"
+        if mine in users:
+            engine.remove_image_tag(mine)
+            removed.append(mine)
         others = any(
             owner != project and image.startswith(f"{build.repository}:") for owner, image in in_use
         )
-        if others:
+        if others or set(users) - {mine}:
             continue
         for reference in sorted(engine.image_tags(reuse_repository(build))):
             engine.remove_image_tag(reference)

@@ -203,7 +203,7 @@ class Executor:
             self.report(Event(service.name, BUILDING, step))
 
         report("sending context")
-        build_image(self.engine, service.build, op.name, report, self.cancel)
+        build_image(self.engine, service.build, op.name, report, self.cancel, self.stack.project)
 
     def _pull(self, op: Operation, _deadline: float) -> None:
         subject = op.service_name or op.name

@@ -176,6 +176,19 @@ def remove_project(client: docker.DockerClient, name: str) -> None:
         network.remove()
     for volume in client.volumes.list(filters=query):
         volume.remove(force=True)
+    forget_build_users(client, lambda project: project == name)
+
+
+def forget_build_users(client: docker.DockerClient, whose: Callable[[str], bool]) -> None:
+    """Untag the records of the test projects `whose` picks as users of a build's reuse tags
+    (devstack.converge.build.users_repository): left, they would keep a developer's own
+    `down --volumes` from removing its reuse tags."""
+    for image in client.images.list():
+        for reference in image.tags:
+            repository, _, project = reference.rpartition(":")
+            if repository.endswith("-deps-users") and whose(project):
+                with contextlib.suppress(docker.errors.NotFound):
+                    client.api.remove_image(reference, noprune=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -192,10 +205,15 @@ def leftovers_of_earlier_runs(docker_client: docker.DockerClient) -> Iterator[No
     names |= {
         v.attrs["Labels"]["devstack.project"] for v in docker_client.volumes.list(filters=query)
     }
-    for name in sorted(n for n in names if n.startswith(TEST_PREFIX)):
+
+    def dead(name: str) -> bool:
         pid = name.removeprefix(TEST_PREFIX).partition("-")[0]
-        if not (pid.isdigit() and Path(f"/proc/{pid}").exists()):
-            remove_project(docker_client, name)
+        alive = pid.isdigit() and Path(f"/proc/{pid}").exists()
+        return name.startswith(TEST_PREFIX) and not alive
+
+    for name in sorted(filter(dead, names)):
+        remove_project(docker_client, name)
+    forget_build_users(docker_client, dead)  # a project with nothing else left
     for cache in CACHE_HOME.parent.glob(f"{TEST_PREFIX}cache-*"):
         if not Path(f"/proc/{cache.name.rpartition('-')[2]}").exists():
             shutil.rmtree(cache, ignore_errors=True)

@@ -16,7 +16,7 @@ import pytest
 
 from devstack.converge import build as builds
 from devstack.declare.settings import load_settings
-from devstack.declare.spec import Build
+from devstack.declare.spec import Build, ReusedStage
 from devstack.engine.docker import DockerEngine
 from devstack.usecases import databases
 from tests.integration.conftest import Project
@@ -32,7 +32,7 @@ def repository(docker_client: docker.DockerClient) -> Iterator[str]:
     yield name
     for image in docker_client.images.list():
         for tag in image.tags:
-            if tag.startswith((f"{name}:", f"{name}-deps:")):
+            if tag.startswith((f"{name}:", f"{name}-deps:", f"{name}-deps-users:")):
                 docker_client.images.remove(tag, noprune=True)
 
 
@@ -64,6 +64,37 @@ def test_reuse_tags_of_old_keys_are_pruned_and_down_volumes_leaves_none(
         other.remove(force=True)
     removed = builds.forget_reuse_tags(engine, [build], "dstest-mine")
     assert len(removed) == 9 and engine.image_tags(deps) == {}
+
+
+def test_a_build_records_its_project_and_down_volumes_keeps_what_another_project_uses(
+    repository: str, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    """Two checkouts build the same repository; the first one's `down --volumes` leaves the
+    reuse tags the second one (down, no container left) starts its next build from."""
+    (tmp_path / "Dockerfile").write_text(
+        "ARG BASE\nARG DEPS_FROM=${BASE}\n"
+        "FROM ${DEPS_FROM} AS builder\nRUN echo deps > /deps\n"
+        "FROM ${BASE} AS runtime\nCOPY --from=builder /deps /deps\n"
+    )
+    build = Build(
+        context=tmp_path,
+        repository=repository,
+        args=(("BASE", BASE),),
+        reuse=(ReusedStage("builder", "DEPS_FROM", ()),),
+    )
+    engine = DockerEngine.connect()
+    for project in ("dstest-first", "dstest-second"):
+        builds.build_image(engine, build, builds.image_tag(build), lambda _: None, None, project)
+    users = f"{repository}-deps-users"
+    assert set(engine.image_tags(users)) == {f"{users}:dstest-first", f"{users}:dstest-second"}
+    deps = engine.image_tags(f"{repository}-deps")
+    assert len(deps) == 2  # the stage's latest image and its base
+
+    assert builds.forget_reuse_tags(engine, [build], "dstest-first") == [f"{users}:dstest-first"]
+    assert engine.image_tags(f"{repository}-deps").keys() == deps.keys()
+    removed = builds.forget_reuse_tags(engine, [build], "dstest-second")
+    assert removed == [f"{users}:dstest-second", *sorted(deps)]
+    assert engine.image_tags(f"{repository}-deps") == engine.image_tags(users) == {}
 
 
 def sql(project: Project, *statements: str) -> None:

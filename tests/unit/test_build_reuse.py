@@ -187,3 +187,15 @@ def test_only_the_newest_bases_keep_their_tags(tmp_path: Path) -> None:
     tags = deps_tags(engine)
     assert len([ref for ref in tags if ref.endswith("-builder")]) == 1
     assert len(tags) == 1 + KEEP_REUSE_BASES
+
+
+def test_a_build_records_its_project_as_a_user_of_the_reuse_tags(tmp_path: Path) -> None:
+    engine, spec = LegacyBuilder(), context(tmp_path)
+    build_image(engine, spec, image_tag(spec), lambda line: None, project="p1")
+    build_image(engine, spec, image_tag(spec), lambda line: None, project="p2")
+    users = engine.image_tags("example/api-deps-users")
+    assert set(users) == {"example/api-deps-users:p1", "example/api-deps-users:p2"}
+    latest = next(ref for ref in deps_tags(engine) if ref.endswith("-builder"))
+    assert engine.images["example/api-deps-users:p2"] == engine.images[latest]  # no more kept
+    build(engine, context(tmp_path / "anonymous"))  # no project (a bench's build): no record
+    assert len(engine.image_tags("example/api-deps-users")) == 2

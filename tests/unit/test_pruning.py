@@ -55,3 +55,20 @@ def test_down_volumes_untags_reuse_tags_no_other_project_needs(tmp_path: Path) -
     removed = forget_reuse_tags(engine, [build], "p1")
     assert removed == sorted(tags_of("aaaa", 1))
     assert list(engine.images) == ["other/api-deps:aaaa-builder"]
+
+
+def test_down_volumes_keeps_reuse_tags_another_project_recorded_itself_as_using(
+    tmp_path: Path,
+) -> None:
+    """Another checkout that is down (no container left) still starts its next build from the
+    reuse tags: its record keeps them; each `down --volumes` forgets its own record only."""
+    engine = FakeEngine()
+    build = Build(context=tmp_path, repository="devstack/api")
+    engine.images |= {ref: "sha256:x" for ref in tags_of("aaaa", 1)}
+    engine.images |= {"devstack/api-deps-users:p1": "sha256:x", "devstack/api-deps-users:p2": "x"}
+
+    assert forget_reuse_tags(engine, [build], "p1") == ["devstack/api-deps-users:p1"]
+    assert set(engine.images) == {*tags_of("aaaa", 1), "devstack/api-deps-users:p2"}
+    removed = forget_reuse_tags(engine, [build], "p2")
+    assert removed == ["devstack/api-deps-users:p2", *sorted(tags_of("aaaa", 1))]
+    assert engine.images == {}
