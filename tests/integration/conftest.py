@@ -183,8 +183,8 @@ def forget_build_users(client: docker.DockerClient, whose: Callable[[str], bool]
     """Untag the records of the test projects `whose` picks as users of a build's reuse tags
     (devstack.converge.build.users_repository): left, they would keep a developer's own
     `down --volumes` from removing its reuse tags."""
-    for image in client.images.list():
-        for reference in image.tags:
+    for image in client.api.images():  # a listing only: no inspect of each image
+        for reference in image.get("RepoTags") or ():
             repository, _, project = reference.rpartition(":")
             if repository.endswith("-deps-users") and whose(project):
                 with contextlib.suppress(docker.errors.NotFound):
