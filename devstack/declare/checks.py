@@ -164,6 +164,10 @@ class HttpGet(ReadinessCheck):
     path: str = "/"
     container_port: int = 0  # the port inside the container (for checks that run there)
 
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/"):
+            raise ValueError(f"HTTP readiness path {self.path!r} must start with /")
+
     def check(self, target: CheckTarget) -> None:
         """GET the path; a dev server's code-error page fails at once with its summary."""
         import http.client  # ~15 ms (email, ssl): only the commands that check pay it

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -46,6 +47,11 @@ class Port:
     url: str = field(default="{host}:{port}", compare=False)
     # where this machine reaches it (a remote engine's host for a wildcard bind); "": derived
     reach: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.container_port <= 65535:
+            where = f"{self.setting}: " if self.setting else ""
+            raise ValueError(f"{where}container port {self.container_port} is not a port (1-65535)")
 
     @property
     def probe_host(self) -> str:
@@ -133,6 +139,8 @@ class Dependency:
     before_start: bool = True
 
 
+SERVICE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")  # like a project's name
+ENVIRONMENT_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")  # what Kubernetes accepts
 DEFAULT_CPU_SHARES = 1024  # Docker's default CPU weight of a container
 
 
@@ -299,6 +307,19 @@ class Service:
     migrations: Migrations | None = None
     key_value_dbs: tuple[int, ...] = ()  # the numbered Redis databases this service uses
     metrics_store: MetricsStore | None = None
+
+    def __post_init__(self) -> None:
+        if not SERVICE_NAME.fullmatch(self.name):
+            raise ValueError(
+                f"service name {self.name!r}: use lowercase letters, digits, '-' and '_' (at "
+                "most 63): it names the container and is its host name on the stack's network"
+            )
+        for key, _ in self.environment:
+            if not ENVIRONMENT_NAME.fullmatch(key):
+                raise ValueError(
+                    f"{self.name}: environment variable {key!r}: use letters, digits, '_', '.' "
+                    "and '-', not starting with a digit"
+                )
 
     @property
     def metrics_family(self) -> str:

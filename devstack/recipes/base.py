@@ -6,6 +6,7 @@ Python ones) are built from these."""
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
@@ -67,6 +68,20 @@ def healthcheck(env: Env, test: Sequence[str]) -> Healthcheck:
         start_period=s.timeout,
         start_interval=HEALTH_START_INTERVAL,
     )
+
+
+def strings(value: Sequence[str], what: str, service: str) -> tuple[str, ...]:
+    """`value` (a command's arguments, module or queue names) as a tuple. One string is
+    refused: it is a sequence too, and would give one argument per character."""
+    if isinstance(value, str):
+        try:
+            suggested = shlex.split(value)
+        except ValueError:  # unbalanced quotes
+            suggested = [value]
+        raise ValueError(
+            f"{service}: {what} is one string; give its arguments as a list: {suggested!r}"
+        )
+    return tuple(value)
 
 
 # --- readiness checks ------------------------------------------------------------------------
@@ -146,15 +161,15 @@ def container(
         name=name,
         image=image,
         title=title or name,
-        command=tuple(command),
+        command=strings(command, "command", name),
         environment=tuple(sorted((environment or {}).items())),
         ports=tuple(ports),
         mounts=tuple(mounts),
         readiness=ready or (Completed() if one_shot else None),
-        healthcheck=healthcheck(env, health) if health else None,
+        healthcheck=healthcheck(env, strings(health, "health", name)) if health else None,
         depends_on=_dependencies(depends_on),
         group=group,
-        links=tuple(Link(t) for t in links) if ports else (),
+        links=tuple(Link(t) for t in strings(links, "links", name)) if ports else (),
         shortcuts=tuple(shortcuts),
         one_shot=one_shot,
         stop_signal=stop_signal,

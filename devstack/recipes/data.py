@@ -6,7 +6,7 @@ from devstack.declare.capabilities import Database, KeyValueStore, url_part
 from devstack.declare.checks import PostgresLogin, RedisPing
 from devstack.declare.settings import Env
 from devstack.declare.spec import ClusterHints, InitTemplate, Link, Service, Shortcut
-from devstack.recipes.base import healthcheck, publish, volume
+from devstack.recipes.base import healthcheck, publish, strings, volume
 
 EXAMPLE_PASSWORD = "devstack-example-password"
 DATA = "/var/lib/postgresql/data"  # the official image's PGDATA (and VOLUME)
@@ -127,7 +127,7 @@ def redis(
                 example="redis-cli -n 1 keys '*'",
             ),
         ),
-        links=tuple(Link(t) for t in links),
+        links=tuple(Link(t) for t in strings(links, "links", name)),
         group=group,
         key_value=KeyValueStore(published.host_port, 6379, databases),
     )

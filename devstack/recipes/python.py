@@ -30,7 +30,7 @@ from devstack.declare.spec import (
     Service,
     Shortcut,
 )
-from devstack.recipes.base import _dependencies, bind, healthcheck
+from devstack.recipes.base import _dependencies, bind, healthcheck, strings
 
 # The in-container programs (devserver, the gate), mounted read-only as one folder.
 PROGRAMS = Path(__file__).resolve().parents[1] / "programs"
@@ -132,6 +132,7 @@ def asgi_app(
     devserver with `sources` (a folder of the project) mounted read-only and held until its
     `before_start` dependencies are met; otherwise plain uvicorn. `disposable` (default): its
     state lives in its dependencies, so `down` kills it at once (a request in flight is cut)."""
+    preload, links = strings(preload, "preload", name), strings(links, "links", name)
     target = source_target or f"/app/{sources}"
     serve = [app, "--host", "0.0.0.0", "--port", str(port.container_port)]
     held = _held(env, (*ASGI_PRELOAD, *preload))
@@ -205,6 +206,7 @@ def celery_worker(
     (Celery's `task_acks_late`): the running task stays unacked in the
     broker and is delivered again after the broker's visibility timeout; pass False for an app
     that acks early (a killed worker would lose its running task)."""
+    queues, preload = strings(queues, "queues", name), strings(preload, "preload", name)
     target = source_target or f"/app/{sources}"
     celery = f"celery -A {app} worker --loglevel INFO --concurrency {concurrency}"
     celery += f" -Q {','.join(queues)}" if queues else ""
@@ -286,6 +288,11 @@ def alembic_job(
     first line of `check_command`. Adds the `migrate` shortcut (`cli` + your arguments, in a
     one-off container with the migrations folder writable, as you) and lets the pytest
     plugin migrate its template databases."""
+    cli, command = strings(cli, "cli", name), strings(command, "command", name)
+    check_command, preload = (
+        strings(check_command, "check_command", name),
+        strings(preload, "preload", name),
+    )
     assert database.database is not None, f"{database.name} is not a database service"
     db = database.database
     url = db.url(database.name, scheme=scheme, database="{database}").replace(
@@ -345,6 +352,7 @@ def tests_in_stack(
     """A shortcut that runs pytest on `paths` in a one-off container of the service's image
     on the stack's network, after `up` of `up_first`; `mounts`: project folders (read-only)
     by container path. Dev mode only: the runtime image has no pytest."""
+    paths, up_first = strings(paths, "paths", name), strings(up_first, "up_first", name)
     why = (
         ""
         if env.dev

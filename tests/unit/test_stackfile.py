@@ -75,6 +75,51 @@ def test_a_broken_stack_file_is_one_line_naming_file_and_line(
     assert "\n" not in message
 
 
+# Mistakes Docker would only report half-way through `up` (or never): refused at the line
+# that declares them, before anything is created.
+DECLARED = "from devstack import recipes as r\ndef stack(env):\n    return r.stack(env, {})\n"
+
+
+@pytest.mark.parametrize(
+    ("service", "expected"),
+    [
+        (
+            "r.container(env, 'Web App', 'i')",
+            r"stack\.py:3: .*service name 'Web App': use lowercase letters, digits, '-' and '_'",
+        ),
+        ("r.container(env, '', 'i')", r"service name '': use lowercase"),
+        (
+            "r.container(env, 'web', 'i', command='python3 -m http.server')",
+            r"web: command is one string; give its arguments as a list: "
+            r"\['python3', '-m', 'http\.server'\]",
+        ),
+        (
+            "r.container(env, 'web', 'i', health='curl -f localhost')",
+            r"web: health is one string; give its arguments as a list",
+        ),
+        (
+            "r.container(env, 'web', 'i', environment={'DB HOST': 'db'})",
+            r"web: environment variable 'DB HOST': use letters, digits, '_', '\.' and '-'",
+        ),
+        (
+            "r.container(env, 'web', 'i', ports=[r.publish(env, 'WEB_PORT', 8080, 80800)])",
+            r"stack\.py:3: .*container port 80800 is not a port \(1-65535\)",
+        ),
+        (
+            "r.container(env, 'web', 'i', ports=[r.publish(env, 'WEB_PORT', 8080, 80)], "
+            "ready=r.http(r.publish(env, 'WEB_PORT', 8080, 80), 'ready'))",
+            r"HTTP readiness path 'ready' must start with /",
+        ),
+    ],
+)
+def test_a_declaration_docker_would_refuse_is_one_line_at_its_line(
+    tmp_path: Path, service: str, expected: str
+) -> None:
+    message = load_error(project_with(tmp_path, DECLARED.format(service)))
+    assert re.search(expected, message), message
+    assert "\n" not in message
+
+
 def test_a_missing_stack_file_says_where_it_was_looked_for(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("")
     assert load_error(tmp_path) == f"no stack file: {tmp_path.resolve() / 'stack.py'}"
