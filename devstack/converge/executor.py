@@ -215,7 +215,7 @@ class Executor:
             if text:
                 self.report(Event(subject, PULLING, f"{op.name}: {text}"))
 
-        pull_image(self.engine, op.name, status)
+        pull_image(self.engine, op.name, status, dict(self.stack.image_settings).get(op.name, ""))
 
     def _create_network(self, op: Operation, _deadline: float) -> None:
         self.engine.create_network(op.name, self.stack.project)
@@ -330,11 +330,14 @@ class Executor:
 
 
 def pull_image(
-    engine: Engine, reference: str, status: Callable[[str], None] = lambda _: None
+    engine: Engine,
+    reference: str,
+    status: Callable[[str], None] = lambda _: None,
+    setting: str = "",
 ) -> None:
     """Pull `reference`, passing each chunk's progress status ("" if none) to `status`
-    (which may raise to stop); ImageUnavailable when
-    the engine cannot (no registry reachable, no such image)."""
+    (which may raise to stop); ImageUnavailable when the engine cannot (no registry
+    reachable, no such image), its hint naming the `.env` key that chose the image."""
     try:
         for chunk in engine.pull(reference):
             if "error" in chunk:
@@ -344,8 +347,12 @@ def pull_image(
         raise ImageUnavailable(
             f"image {reference} is not on this machine and cannot be pulled "
             f"({exc.message.splitlines()[0][-160:]})",
-            hint="no registry reachable? `bash scripts/bootstrap.sh --local-images` builds "
-            "local stand-ins and names them in .env (README: Offline / air-gapped hosts)",
+            hint=(
+                f"set {setting} in .env to an image this machine has (`docker images`)"
+                if setting
+                else f"put {reference} on this machine (`docker load`)"
+            )
+            + ", or let Docker reach its registry (README: Offline / air-gapped hosts)",
         ) from exc
 
 

@@ -276,6 +276,7 @@ class Env:
         self.settings = settings
         self.keys: dict[str, Key] = {}
         self.passed_prefixes: list[str] = []
+        self.image_keys: dict[str, str] = {}  # image reference -> the key that chose it
 
     @property
     def project(self) -> str:
@@ -312,8 +313,10 @@ class Env:
         return self.settings.parse(key, parse_text, default)
 
     def image(self, key: str, default: str) -> str:
-        """An image reference set by `key`."""
-        return self.text(key, default)
+        """An image reference set by `key` (named when the image cannot be had)."""
+        reference = self.text(key, default)
+        self.image_keys.setdefault(reference, key)
+        return reference
 
     def flag(self, key: str, default: bool) -> bool:
         """true/false set by `key`."""

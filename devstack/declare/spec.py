@@ -397,6 +397,7 @@ class Stack:
     secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     example_secrets: tuple[str, ...] = ()  # those still at their example default
     groups_on: frozenset[str] = frozenset()  # the optional groups turned on
+    image_settings: tuple[tuple[str, str], ...] = ()  # (image, the .env key that chose it)
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.services]

@@ -191,6 +191,7 @@ def stack(env: Env, *services: Service) -> Stack:
         secrets=tuple(env.secrets().items()),
         example_secrets=env.example_secrets(),
         groups_on=env.settings.groups,
+        image_settings=tuple(env.image_keys.items()),
     )
 
 

@@ -130,6 +130,24 @@ def test_port_taken_by_a_process(project: Project) -> None:
     project.run("up", "--quiet")  # the cause is gone: up converges
 
 
+def test_an_image_that_cannot_be_had_names_the_setting_that_chose_it(project: Project) -> None:
+    """A typo in an image setting (or no registry): the one line says which `.env` key chose
+    the image, not a script of devstack's own repository."""
+    image = project.values.get("DEVSTACK_REDIS_IMAGE", "redis:7-alpine")
+    project.write_env(DEVSTACK_REDIS_IMAGE="127.0.0.1:9/devstack-test/no-such-redis:7")
+    result = project.run("up", check=False)
+    output = assert_clear_failure(
+        result,
+        1,
+        "image 127.0.0.1:9/devstack-test/no-such-redis:7 is not on this machine and cannot be "
+        "pulled",
+        "set DEVSTACK_REDIS_IMAGE in .env to an image this machine has",
+    )
+    assert "scripts/" not in output
+    project.write_env(DEVSTACK_REDIS_IMAGE=image)
+    project.run("up", "--quiet")  # the setting is fixed: up converges
+
+
 def test_port_taken_by_another_projects_container(
     project: Project, docker_client: docker.DockerClient
 ) -> None:
