@@ -19,6 +19,9 @@ if TYPE_CHECKING:  # the engine layer's types; this protocol only names them
     from devstack.engine.socket import ExecSocket
 
 
+STOP_TIMEOUT_S = 10  # a graceful stop's wait for the program, then SIGKILL (Docker's)
+
+
 @dataclass(frozen=True)
 class ExecConnection:
     """An exec's hijacked connection: the socket, the wrapper that keeps it open, and a
@@ -195,10 +198,10 @@ class Engine(Protocol):
     def start(self, container: str) -> None:
         """Start a created or stopped container."""
 
-    def restart(self, container: str, timeout: int = 10) -> None:
+    def restart(self, container: str, timeout: int = STOP_TIMEOUT_S) -> None:
         """Restart a container (graceful stop first)."""
 
-    def stop(self, container: str, timeout: int = 10) -> None:
+    def stop(self, container: str, timeout: int = STOP_TIMEOUT_S) -> None:
         """Stop a container gracefully (SIGKILL after `timeout` s)."""
 
     def api_version(self) -> str:

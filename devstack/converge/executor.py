@@ -21,7 +21,7 @@ from graphlib import TopologicalSorter
 from pathlib import Path
 
 from devstack.converge.build import build_image
-from devstack.converge.engine_protocol import Engine
+from devstack.converge.engine_protocol import STOP_TIMEOUT_S, Engine
 from devstack.converge.plan import Action, Kind, Operation, Plan
 from devstack.converge.progress import (
     BUILDING,
@@ -229,7 +229,10 @@ class Executor:
         current = self.containers.get(service.name)
         if op.action is Action.RECREATE and current:
             self.report(Event(service.name, REMOVING, op.cause))
+            started = time.monotonic()
             self.engine.remove_container(current)
+            if note := _deaf_to_stop(service, started):
+                self.report(Event(service.name, REMOVING, note))
         self.report(Event(service.name, CREATING, op.cause))
         try:
             self.containers[service.name] = self.engine.create_container(self.stack, service)
@@ -260,7 +263,10 @@ class Executor:
 
     def _restart(self, op: Operation, _deadline: float) -> None:
         self.report(Event(op.service_name, STARTING, "restarting"))
+        started = time.monotonic()
         self.engine.restart(self.containers[op.service_name])
+        if note := _deaf_to_stop(op.service, started):
+            self.report(Event(op.service_name, STARTING, note))
 
     def _release(self, op: Operation, _deadline: float) -> None:
         service = op.service
@@ -306,8 +312,9 @@ class Executor:
     def _remove_container(self, op: Operation, _deadline: float) -> None:
         subject = op.service_name or op.name
         self.report(Event(subject, REMOVING, op.name))
+        started = time.monotonic()
         self.engine.remove_container(op.name)
-        self.report(Event(subject, REMOVED, op.name))
+        self.report(Event(subject, REMOVED, _deaf_to_stop(op.service, started) or op.name))
 
     def _discard_container(self, op: Operation, _deadline: float) -> None:
         subject = op.service_name or op.name
@@ -354,6 +361,19 @@ def pull_image(
             )
             + ", or let Docker reach its registry (README: Offline / air-gapped hosts)",
         ) from exc
+
+
+def _deaf_to_stop(service: Service | None, started: float) -> str:
+    """What to say of a stop (begun at `started`) that ran into Docker's stop timeout: the
+    program ignored its stop signal and was killed; "" for a stop that ended in time."""
+    if service is None or time.monotonic() - started < STOP_TIMEOUT_S - 0.5:
+        return ""
+    signal = service.stop_signal or "SIGTERM"
+    fix = "a stop_signal it handles" if service.init else "init=True in stack.py"
+    return (
+        f"did not stop within {STOP_TIMEOUT_S} s of {signal} and was killed: its main process "
+        f"ignores it (as PID 1 without a handler); {fix} stops it at once"
+    )
 
 
 def _contends(op: Operation) -> bool:

@@ -278,6 +278,7 @@ class Service:
     depends_on: tuple[Dependency, ...] = ()
     build: Build | None = None
     stop_signal: str | None = None
+    init: bool = False  # Docker's init as PID 1: forwards signals, reaps zombies
     # holds nothing a stop must flush (its work is redone elsewhere, e.g. a task queue's
     # worker with late acks, or a stateless server): `down` kills and removes it at once,
     # side by side, instead of a graceful stop; not part of the container's configuration
@@ -353,6 +354,8 @@ class Service:
             "user": self.user,
             "working_dir": self.working_dir,
         }
+        if self.init:  # only when set: existing containers keep their hash
+            items["init"] = True
         items.update({f"file {f.path}": (f.content, f.mode) for f in self.files})
         items.update({f"env {k}": v for k, v in self.environment})
         return {k: _digest(v) for k, v in items.items()}

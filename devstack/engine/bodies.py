@@ -37,6 +37,7 @@ def container_body(
     host_config = {
         "NetworkMode": "default",
         **({"CpuShares": held.cpu_shares} if held and held.cpu_shares else {}),
+        **({"Init": True} if service.init else {}),
         "PortBindings": bindings,
         "Mounts": [
             {

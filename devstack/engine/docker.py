@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from devstack.converge.engine_protocol import BuildRequest, ExecConnection
+from devstack.converge.engine_protocol import STOP_TIMEOUT_S, BuildRequest, ExecConnection
 from devstack.converge.observed import ImageUse, Observed, container_addresses, parse_snapshot
 from devstack.declare import labels
 from devstack.declare.checks import ContainerState
@@ -489,7 +489,7 @@ class DockerEngine:
     def start(self, container: str) -> None:
         self._call("POST", f"/containers/{container}/start", "start a container")
 
-    def restart(self, container: str, timeout: int = 10) -> None:
+    def restart(self, container: str, timeout: int = STOP_TIMEOUT_S) -> None:
         params = {"t": timeout}
         self._call("POST", f"/containers/{container}/restart", "restart a container", params)
 
@@ -508,7 +508,7 @@ class DockerEngine:
         action = "update a container's CPU weight"
         self._call("POST", f"/containers/{container}/update", action, body={"CpuShares": shares})
 
-    def stop(self, container: str, timeout: int = 10) -> None:
+    def stop(self, container: str, timeout: int = STOP_TIMEOUT_S) -> None:
         self._call("POST", f"/containers/{container}/stop", "stop a container", {"t": timeout})
 
     def remove_container(self, container: str) -> None:

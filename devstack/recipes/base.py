@@ -150,13 +150,16 @@ def container(
     shortcuts: Sequence[Shortcut] = (),
     one_shot: bool = False,
     stop_signal: str | None = None,
+    init: bool = False,
     user: str = "",
     disposable: bool = False,
 ) -> Service:
     """Any image as a service: its ports (`publish`), environment, volumes (`volume`,
     `bind`), a readiness check (`http`, `tcp`, `exec_check`, `log_line`, `completed`), an
     optional Docker health check command (`health`), dependencies and an optional group.
-    `disposable`: it holds nothing a stop must flush, so `down` kills it at once."""
+    `disposable`: it holds nothing a stop must flush, so `down` kills it at once. `init`:
+    Docker's init runs as PID 1 and passes the stop signal on, for a program that does not
+    handle it itself (as PID 1 it would ignore it, and every stop would wait 10 s)."""
     return Service(
         name=name,
         image=image,
@@ -173,6 +176,7 @@ def container(
         shortcuts=tuple(shortcuts),
         one_shot=one_shot,
         stop_signal=stop_signal,
+        init=init,
         user=user,
         disposable=disposable,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ def docker_py_config(
             ports=[p.container_port for p in ports],
             host_config=api.create_host_config(
                 cpu_shares=service.held.cpu_shares if service.held and not one_off else None,
+                init=service.init or None,
                 port_bindings={p.container_port: (p.host_ip, p.host_port or None) for p in ports},
                 mounts=[
                     docker.types.Mount(
@@ -115,3 +117,15 @@ def test_the_scratch_server_matches_docker_py(tmp_path: Path) -> None:
     # without `publish` a one-off publishes nothing (it would take the service's port)
     _, hidden = container_body(stack, scratch, "scratch-x", True)
     assert hidden["HostConfig"]["PortBindings"] == {}
+
+
+def test_init_matches_docker_py_and_turning_it_on_or_off_recreates(tmp_path: Path) -> None:
+    stack = declare_stack(settings(tmp_path))
+    plain = stack.services[0]
+    with_init = replace(plain, init=True)
+    _, ours = container_body(stack, with_init)
+    assert ours["HostConfig"]["Init"] is True
+    assert docker_py_config(stack, with_init, "")["HostConfig"]["Init"] is True
+    assert "Init" not in container_body(stack, plain)[1]["HostConfig"]
+    assert with_init.config_hash() != plain.config_hash()
+    assert replace(with_init, init=False).config_hash() == plain.config_hash()
