@@ -176,10 +176,12 @@ def _print_status(
     console: Console, engine: Engine, outcome: UpOutcome, probed: frozenset[str]
 ) -> None:
     from devstack.cli.ui import status_table
-    from devstack.converge.status import PROBED, status_rows
+    from devstack.converge.status import PROBED, status_rows, unwatched
     from devstack.usecases import has_start_interval
 
-    rows = status_rows(outcome.stack, outcome.observed, probed)
+    # `up` returned: each service it waited for passed its readiness check just now
+    ready = dict.fromkeys(unwatched(outcome.stack, outcome.observed), True)
+    rows = status_rows(outcome.stack, outcome.observed, probed, checked=ready)
     start_interval = has_start_interval(engine) if any(r.health == PROBED for r in rows) else None
     if not console.is_terminal:  # rich would print no colours: the same text, faster
         from devstack.cli.plaintable import status_text

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from devstack.converge.status import PROBED, StatusRow
+from devstack.converge.status import NOT_READY, PROBED, READY, StatusRow
 
 if TYPE_CHECKING:
     from devstack.engine.endpoint import Endpoint
@@ -44,6 +44,11 @@ def status_parts(
         )
         notes.append(
             f"{PROBED}: devstack's own check passed; Docker's first health check follows {follows}"
+        )
+    if any(row.health in (READY, NOT_READY) for row in rows):
+        notes.append(
+            f"{READY} / {NOT_READY}: devstack's own readiness check, just now "
+            "(the service declares no Docker health check)"
         )
     title = f"devstack · {project}"
     if engine and not engine.is_default:

@@ -32,6 +32,8 @@ STATE_STYLE = {"running": "green", "exited": "red", "missing": "dim", "created":
 HEALTH_STYLE = {
     "healthy": "green",
     "ready (probed)": "green",
+    "ready": "green",
+    "not ready": "bold red",
     "unhealthy": "bold red",
     "code error": "bold red",
     "starting": "yellow",

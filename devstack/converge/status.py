@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,8 @@ if TYPE_CHECKING:  # an annotation only: which engine is the engine layer's busi
     from devstack.engine.endpoint import Endpoint
 
 PROBED = "ready (probed)"  # devstack's own check passed; Docker's first check is pending
+# a service with no Docker health check: what its own readiness check says now
+READY, NOT_READY = "ready", "not ready"
 
 
 @dataclass(frozen=True)
@@ -39,22 +42,41 @@ def port_urls(service: Service | None, container: ObservedContainer) -> tuple[st
     return tuple(urls)
 
 
+def unwatched(stack: Stack, observed: Observed) -> list[str]:
+    """The running services Docker watches no health of (none declared) that have a
+    readiness check of devstack's own (not a one-shot job's): `status` runs it."""
+    return [
+        service.name
+        for service in stack.services
+        if (container := observed.containers.get(service.name)) is not None
+        and container.running
+        and not container.health
+        and service.readiness is not None
+        and not service.readiness.waits_for_exit
+    ]
+
+
 def status_rows(
     stack: Stack,
     observed: Observed,
     probed: frozenset[str] = frozenset(),
     code_errors: dict[str, str] | None = None,
+    checked: Mapping[str, bool] | None = None,
 ) -> list[StatusRow]:
     """One row per service of the stack, then one per orphan container of the project.
 
     `probed`: services devstack has just seen ready itself; while Docker's first health check
-    is still pending (it runs one interval after start) their health reads "ready (probed)"."""
+    is still pending (it runs one interval after start) their health reads "ready (probed)".
+    `checked`: what the readiness check of each `unwatched` service said ("ready", "not
+    ready")."""
     rows = []
     for service in stack.services:
         container = observed.containers.get(service.name)
         row = _row(service.name, service, container)
         if row.health == "starting" and service.name in probed:
             row = replace(row, health=PROBED)
+        if checked and service.name in checked and not row.health:
+            row = replace(row, health=READY if checked[service.name] else NOT_READY)
         if code_errors and service.name in code_errors:
             row = replace(row, health="code error", code_error=code_errors[service.name])
         rows.append(row)

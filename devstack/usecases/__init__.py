@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from devstack.converge.engine_protocol import Engine
 from devstack.converge.observed import Observed
 from devstack.converge.progress import REMOVED, SKIPPED, Event, Reporter
-from devstack.converge.status import StatusRow, status_rows
+from devstack.converge.status import StatusRow, status_rows, unwatched
 from devstack.declare.settings import Settings, load_settings
 from devstack.declare.spec import Build, Service, Stack
 from devstack.engine.endpoint import Endpoint
@@ -364,7 +364,10 @@ def status(project: Project, engine: Engine) -> StatusReport:
     checked = verdicts.recorded(project.settings.project_dir, stack.project)
     probed = probe_starting(stack, observed, engine, checked)
     errors = code_errors(stack, observed, engine)
-    rows = status_rows(stack, observed, probed, errors)
+    ready = each_at_once(
+        lambda n: (n, _passes(stack, observed, engine, n)), unwatched(stack, observed)
+    )
+    rows = status_rows(stack, observed, probed, errors, dict(ready))
     start_interval = has_start_interval(engine) if probed else None
     return StatusReport(stack.project, rows, observed, engine.endpoint, start_interval)
 
@@ -400,21 +403,14 @@ def probe_starting(
     """The services whose health is still "starting" but that are ready: `up` found this
     very start of the container ready (`checked`: id -> start mark), or its check passes now."""
     from devstack.converge import verdicts
-    from devstack.declare.checks import CheckTarget, ContainerState, NotReady
 
     def ready(name: str) -> str | None:
         check = stack.service(name).readiness
-        container = observed.containers[name]
         if check is None or check.waits_for_exit:
             return None
-        if verdicts.vouches(checked or {}, container):
+        if verdicts.vouches(checked or {}, observed.containers[name]):
             return name  # no engine call: the listing says it is the start `up` checked
-        state = ContainerState(container.state, 0, container.health, "")
-        try:
-            check.check(CheckTarget(engine, container.id, state, timeout=0.5))
-        except (NotReady, ServiceFailed):
-            return None
-        return name
+        return name if _passes(stack, observed, engine, name) else None
 
     starting = [
         name
@@ -422,6 +418,21 @@ def probe_starting(
         if c.health == "starting" and name in stack.names
     ]
     return frozenset(name for name in each_at_once(ready, starting) if name)
+
+
+def _passes(stack: Stack, observed: Observed, engine: Engine, name: str) -> bool:
+    """Whether the service's readiness check passes now (a short timeout)."""
+    from devstack.declare.checks import CheckTarget, ContainerState, NotReady
+
+    check = stack.service(name).readiness
+    container = observed.containers[name]
+    state = ContainerState(container.state, 0, container.health, "")
+    try:
+        assert check is not None
+        check.check(CheckTarget(engine, container.id, state, timeout=0.5))
+    except (NotReady, ServiceFailed):
+        return False
+    return True
 
 
 # --- down / restart ------------------------------------------------------------------------

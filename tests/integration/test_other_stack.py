@@ -87,6 +87,10 @@ def test_a_stack_of_postgres_and_a_web_app(
             "web": "running",
         }
         assert project.values["MINI_DB_PASSWORD"] not in json.dumps(data)
+        # web declares no Docker health check: its own readiness check (GET /ready) says
+        health = {s["service"]: s["health"] for s in data["services"]}
+        assert health["web"] == "ready", health
+        assert "ready: devstack's own readiness check" in project.run("status").stdout
 
         out = tmp_path / "k8s"
         project.run("export", "k8s", "--out", str(out))  # nothing built: no image to name
@@ -135,6 +139,11 @@ def test_a_stack_of_postgres_and_a_web_app(
 
         # `db reset` with no migrations job: an empty database (was: exit 2, "needs one")
         assert "reset: done (mini)" in project.run("db", "reset").stdout
+
+        # its database gone, the web app answers /ready with 503: `status` says so
+        docker_client.containers.get(f"{project.name}-db").stop()
+        data = json.loads(project.run("status", "--json").stdout)
+        assert {s["service"]: s["health"] for s in data["services"]}["web"] == "not ready"
     finally:
         project.remove_everything()
 

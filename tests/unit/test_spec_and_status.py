@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from devstack.converge.status import rows_as_json, status_rows
+from devstack.converge.status import rows_as_json, status_rows, unwatched
 
-from .helpers import observed, settings, stack
+from .helpers import container_row, observed, settings, stack
 
 
 def test_seed_services(tmp_path: Path) -> None:
@@ -160,3 +160,19 @@ def test_a_dev_worker_restarts_beside_the_old_one_with_the_gates_imports(
     devserver = command[command.index("--") + 1 :]
     assert "--overlap" in devserver
     assert devserver[devserver.index("--preload") + 1] == ",".join(worker.held.preload)
+
+
+def test_a_service_without_a_docker_health_check_shows_its_own_readiness(tmp_path: Path) -> None:
+    s = stack(tmp_path)
+    watched = observed(s, {"postgres": "running", "redis": "running", "migrate": "exited"})
+    rows = [
+        {**row, "Status": "Up 2 minutes"}  # no "(healthy)": Docker watches no health
+        for row in (container_row(s, "redis", "running"),)
+    ]
+    view = observed(s, {"postgres": "running", "migrate": "exited"}, rows=rows)
+    assert unwatched(s, view) == ["redis"]  # not the job, not one Docker watches
+    assert unwatched(s, watched) == []
+    health = {r.service: r.health for r in status_rows(s, view, checked={"redis": False})}
+    assert health["redis"] == "not ready" and health["postgres"] == "healthy"
+    health = {r.service: r.health for r in status_rows(s, view, checked={"redis": True})}
+    assert health["redis"] == "ready"
