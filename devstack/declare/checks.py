@@ -267,7 +267,12 @@ class TcpConnect(ReadinessCheck):
         code, output = target.engine.exec_run(
             target.container, ["cat", "/proc/net/tcp", "/proc/net/tcp6"]
         )
-        if code != 0 and not output:
+        if code in CANNOT_EXEC and "executable file not found" in output:
+            raise ServiceFailed(
+                f"its image has no `cat` to read the container's sockets (a distroless or "
+                f"scratch image?): check port {self.port} with r.http(...) or r.log_line(...)"
+            )
+        if code != 0 and "local_address" not in output:
             raise NotReady(f"cannot read the container's sockets (exit {code})")
         if listening_ports(output) & {self.port}:
             return
@@ -276,6 +281,9 @@ class TcpConnect(ReadinessCheck):
     def describe(self) -> str:
         """E.g. `TCP listener on port 1025 (in the container)`."""
         return f"TCP listener on port {self.port} (in the container)"
+
+
+CANNOT_EXEC = (126, 127)  # exit codes of an exec whose program could not be started
 
 
 def listening_ports(proc_net_tcp: str) -> set[int]:

@@ -1,0 +1,82 @@
+"""The plain recipes' readiness checks on a real engine: `r.tcp` sees a listener inside the
+container, and an image it cannot look into (no `cat`) fails `up` at once, saying what to
+declare instead, not at the deadline."""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.integration.conftest import TEST_PREFIX, Project, free_port, inherited_settings
+
+from .test_faults import assert_clear_failure
+
+STACK = """
+from devstack import recipes as r
+
+def stack(env):
+    port = r.publish(env, "CHECKS_WEB_PORT", 18081, 8000)
+    web = r.container(
+        env,
+        "web",
+        env.image("CHECKS_WEB_IMAGE", "python:3.12-slim"),
+        command=("python3", "-m", "http.server", "8000"),
+        ports=[port],
+        ready=r.tcp(port),
+        init=True,
+    )
+    return r.stack(env, web)
+"""
+PYTHON_IMAGE = inherited_settings().get("DEVSTACK_PYTHON_IMAGE", "python:3.12-slim")
+
+
+@pytest.fixture
+def no_cat_image(docker_client: docker.DockerClient) -> Iterator[str]:
+    """The Python image without `cat` (as a distroless image would be), under a test tag."""
+    tag = f"{TEST_PREFIX}{os.getpid()}-nocat:{secrets.token_hex(3)}"
+    dockerfile = f"FROM {PYTHON_IMAGE}\nRUN rm -f /bin/cat /usr/bin/cat\n".encode()
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, rm=True)
+    yield tag
+    docker_client.images.remove(tag, noprune=False)
+
+
+def checks_project(tmp_path: Path, client: docker.DockerClient, image: str) -> Project:
+    (tmp_path / "stack.py").write_text(STACK)
+    name = f"{TEST_PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
+    project = Project(name, tmp_path / ".env", tmp_path, client)
+    project.write_env(
+        DEVSTACK_PROJECT=name, CHECKS_WEB_PORT=str(free_port()), CHECKS_WEB_IMAGE=image
+    )
+    return project
+
+
+def test_tcp_sees_the_listener_inside_the_container(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    project = checks_project(tmp_path, docker_client, PYTHON_IMAGE)
+    try:
+        result = project.run("up", "--quiet", "--timeline")
+        assert "TCP listener on port 8000" in result.stdout, result.stdout
+    finally:
+        project.remove_everything()
+
+
+def test_an_image_tcp_cannot_look_into_fails_up_at_once(
+    tmp_path: Path, docker_client: docker.DockerClient, no_cat_image: str
+) -> None:
+    project = checks_project(tmp_path, docker_client, no_cat_image)
+    try:
+        started = time.monotonic()
+        result = project.run("up", "--timeout", "60", check=False)
+        took = time.monotonic() - started
+        assert_clear_failure(result, 1, "web:", "has no `cat`", "r.log_line")
+        assert took < 30, f"up took {took:.1f}s: it waited for the deadline"
+    finally:
+        project.remove_everything()
