@@ -219,6 +219,11 @@ class ExecCommand(ReadinessCheck):
             guard = f'if [ -s {error} ]; then cat {error}; exit {CODE_ERROR_EXIT}; fi; exec "$@"'
             argv = ["sh", "-c", guard, "sh", *argv]
         code, output = target.engine.exec_run(target.container, argv)
+        if code in CANNOT_EXEC and "executable file not found" in output:
+            raise ServiceFailed(
+                f"its check runs {self.argv[0]}, which is not in its image: declare a "
+                "command the image has"
+            )
         if code == CODE_ERROR_EXIT and self.error_file:
             raise ServiceFailed(
                 output.strip().splitlines()[0] if output.strip() else "code error",

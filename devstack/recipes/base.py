@@ -55,6 +55,20 @@ def bind(env: Env, path: str, target: str, read_only: bool = True) -> Mount:
     return Mount(str(env.project_dir / path), target, "bind", read_only=read_only)
 
 
+def health_test(argv: Sequence[str]) -> tuple[str, ...]:
+    """A health command in Docker's form: `CMD` first unless it is there (or `CMD-SHELL`);
+    Docker ignores a test without one, silently."""
+    argv = tuple(argv)
+    return argv if argv[:1] in (("CMD",), ("CMD-SHELL",)) else ("CMD", *argv)
+
+
+def health_probe(test: Sequence[str]) -> ExecCommand:
+    """Docker's health command (`CMD ...` or `CMD-SHELL ...`) as a readiness check of
+    devstack's own: run at once and often, not after Docker's first interval."""
+    kind, *argv = test
+    return ExecCommand(tuple(argv) if kind == "CMD" else ("sh", "-c", *argv))
+
+
 def healthcheck(env: Env, test: Sequence[str]) -> Healthcheck:
     """Docker's health check with the stack's interval/timeout/retries; failures while the
     service starts do not count for as long as `up` would wait for it (a slow first start on
@@ -159,7 +173,11 @@ def container(
     optional Docker health check command (`health`), dependencies and an optional group.
     `disposable`: it holds nothing a stop must flush, so `down` kills it at once. `init`:
     Docker's init runs as PID 1 and passes the stop signal on, for a program that does not
-    handle it itself (as PID 1 it would ignore it, and every stop would wait 10 s)."""
+    handle it itself (as PID 1 it would ignore it, and every stop would wait 10 s). `health`
+    without `ready`: `up` waits until the health command passes (devstack runs it too)."""
+    test = health_test(strings(health, "health", name)) if health else ()
+    if ready is None and not one_shot and test:
+        ready = health_probe(test)
     return Service(
         name=name,
         image=image,
@@ -169,7 +187,7 @@ def container(
         ports=tuple(ports),
         mounts=tuple(mounts),
         readiness=ready or (Completed() if one_shot else None),
-        healthcheck=healthcheck(env, strings(health, "health", name)) if health else None,
+        healthcheck=healthcheck(env, test) if test else None,
         depends_on=_dependencies(depends_on),
         group=group,
         links=tuple(Link(t) for t in strings(links, "links", name)) if ports else (),

@@ -1,6 +1,7 @@
 """The plain recipes' readiness checks on a real engine: `r.tcp` sees a listener inside the
 container, and an image it cannot look into (no `cat`) fails `up` at once, saying what to
-declare instead, not at the deadline."""
+declare instead, not at the deadline; `r.log_line`, `r.exec_check`, a one-shot job and a
+Docker health command (`health=`, which `up` also waits for) bring a stack up in order."""
 
 from __future__ import annotations
 
@@ -78,5 +79,82 @@ def test_an_image_tcp_cannot_look_into_fails_up_at_once(
         took = time.monotonic() - started
         assert_clear_failure(result, 1, "web:", "has no `cat`", "r.log_line")
         assert took < 30, f"up took {took:.1f}s: it waited for the deadline"
+    finally:
+        project.remove_everything()
+
+
+RECIPES = """
+from devstack import recipes as r
+
+SLEEP = "import time; time.sleep(1000)"
+
+
+def stack(env):
+    image = env.image("CHECKS_WEB_IMAGE", "python:3.12-slim")
+    seed = r.container(
+        env, "seed", image, command=("python3", "-c", "print('seeded')"), one_shot=True
+    )
+    logger = r.container(
+        env, "logger", image,
+        command=("python3", "-u", "-c", f"print('listening now'); {SLEEP}"),
+        ready=r.log_line("listening now"), init=True, depends_on=[r.completed_of(seed)],
+    )
+    probe = r.container(
+        env, "probe", image,
+        command=("python3", "-c", f"import time; time.sleep(1); open('/tmp/ok', 'w'); {SLEEP}"),
+        ready=r.exec_check("test", "-f", "/tmp/ok"), init=True,
+    )
+    checked = r.container(
+        env, "checked", image,
+        command=("python3", "-c", f"import time; time.sleep(1); open('/tmp/ok', 'w'); {SLEEP}"),
+        health=env.text("CHECKS_HEALTH", "test -f /tmp/ok").split(),
+        init=True, depends_on=[logger, probe],
+    )
+    return r.stack(env, seed, logger, probe, checked)
+"""
+
+
+def recipes_project(tmp_path: Path, client: docker.DockerClient, **values: str) -> Project:
+    (tmp_path / "stack.py").write_text(RECIPES)
+    name = f"{TEST_PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
+    project = Project(name, tmp_path / ".env", tmp_path, client)
+    project.write_env(DEVSTACK_PROJECT=name, CHECKS_WEB_IMAGE=PYTHON_IMAGE, **values)
+    return project
+
+
+def test_the_plain_recipes_checks_bring_a_stack_up_in_order(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    project = recipes_project(tmp_path, docker_client)
+    try:
+        timeline = project.run("up", "--quiet", "--timeline").stdout
+        passed = {
+            line.split()[0]: line.partition("check passed: ")[2].split(" after")[0]
+            for line in timeline.splitlines()
+            if "check passed: " in line
+        }
+        assert passed == {
+            "seed": "completed (exit 0)",
+            "logger": "log line /listening now/",
+            "probe": "exec test -f /tmp/ok",
+            # the health command, run by devstack as its readiness check (Docker runs it
+            # only after an interval); Docker's check is the same command, in its own form
+            "checked": "exec test -f /tmp/ok",
+        }, timeline
+        config = docker_client.containers.get(f"{project.name}-checked").attrs["Config"]
+        assert config["Healthcheck"]["Test"] == ["CMD", "test", "-f", "/tmp/ok"]
+    finally:
+        project.remove_everything()
+
+
+def test_a_health_command_the_image_lacks_fails_up_at_once(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    project = recipes_project(tmp_path, docker_client, CHECKS_HEALTH="no-such-probe --ok")
+    try:
+        started = time.monotonic()
+        result = project.run("up", "--timeout", "60", check=False)
+        assert_clear_failure(result, 1, "checked:", "no-such-probe", "not in its image")
+        assert time.monotonic() - started < 30, "up waited for the deadline"
     finally:
         project.remove_everything()
