@@ -13,6 +13,7 @@ from devstack.declare.checks import (
     PostgresLogin,
     ReadinessCheck,
     RedisPing,
+    TcpConnect,
 )
 from devstack.declare.spec import Condition, Service, Stack
 from devstack.k8s.model import (
@@ -83,6 +84,8 @@ class Probes:
                 return {"httpGet": {"path": check.path, "port": self._check_port(service, check)}}
             case ExecCommand():
                 return {"exec": {"command": [literal(arg) for arg in check.argv]}}
+            case TcpConnect():  # a listener inside the container: what the kubelet dials
+                return {"tcpSocket": {"port": check.port}}
             case Completed():
                 raise NoKubernetesEquivalent(
                     f"{service.name} declares the check `{check.describe()}` but is not a "
@@ -94,8 +97,8 @@ class Probes:
                 raise NoKubernetesEquivalent(
                     f"{service.name}'s readiness check `{check.describe()}` "
                     f"({type(check).__name__}) has no Kubernetes probe equivalent",
-                    hint="map it in devstack/k8s.py (_handler), or declare a check Kubernetes "
-                    "can probe (HttpGet, ExecCommand, ...)",
+                    hint="map it in devstack/k8s/probes.py (_handler), or declare a check "
+                    "Kubernetes can probe (HttpGet, ExecCommand, TcpConnect, ...)",
                 )
 
     def _probes(self, service: Service) -> Obj:

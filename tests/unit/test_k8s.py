@@ -21,7 +21,13 @@ import pytest
 import yaml
 
 from devstack.cli import main
-from devstack.declare.checks import CheckTarget, Completed, ExecCommand, ReadinessCheck
+from devstack.declare.checks import (
+    CheckTarget,
+    Completed,
+    ExecCommand,
+    ReadinessCheck,
+    TcpConnect,
+)
 from devstack.declare.spec import Condition, Dependency, Mount, Service, Stack
 from devstack.k8s import NoKubernetesEquivalent, Rendered, RenderOptions, render, secret_forms
 from devstack.k8s.export import MARKER, ExportOptions, check_image, export_k8s, write_manifests
@@ -692,3 +698,11 @@ def test_a_dev_bind_mount_is_dropped_with_a_note(tmp_path: Path) -> None:
     rendered = render(stack, options())
     assert any("bind mount /app/service dropped" in note for note in rendered.notes)
     assert "hostPath" not in "".join(rendered.files.values())
+
+
+def test_a_tcp_check_is_a_tcp_socket_probe(tmp_path: Path) -> None:
+    stack = prod_stack(tmp_path)
+    redis = replace(stack.service("redis"), readiness=TcpConnect(6379))
+    rendered = render(replace(stack, services=(stack.service("postgres"), redis)), options())
+    containers = {c["name"]: c for _, pod in pod_specs(rendered) for c in pod["containers"]}
+    assert containers["redis"]["readinessProbe"]["tcpSocket"] == {"port": 6379}
