@@ -219,7 +219,7 @@ class ExecCommand(ReadinessCheck):
             guard = f'if [ -s {error} ]; then cat {error}; exit {CODE_ERROR_EXIT}; fi; exec "$@"'
             argv = ["sh", "-c", guard, "sh", *argv]
         code, output = target.engine.exec_run(target.container, argv)
-        if code in CANNOT_EXEC and "executable file not found" in output:
+        if _not_in_image(code, output):
             raise ServiceFailed(
                 f"its check runs {self.argv[0]}, which is not in its image: declare a "
                 "command the image has"
@@ -272,7 +272,7 @@ class TcpConnect(ReadinessCheck):
         code, output = target.engine.exec_run(
             target.container, ["cat", "/proc/net/tcp", "/proc/net/tcp6"]
         )
-        if code in CANNOT_EXEC and "executable file not found" in output:
+        if _not_in_image(code, output):
             raise ServiceFailed(
                 f"its image has no `cat` to read the container's sockets (a distroless or "
                 f"scratch image?): check port {self.port} with r.http(...) or r.log_line(...)"
@@ -288,7 +288,10 @@ class TcpConnect(ReadinessCheck):
         return f"TCP listener on port {self.port} (in the container)"
 
 
-CANNOT_EXEC = (126, 127)  # exit codes of an exec whose program could not be started
+def _not_in_image(code: int, output: str) -> bool:
+    """Whether an exec failed because its program is not in the image (runc and crun say
+    "executable file ... not found"; exit 126 or 127): waiting cannot help."""
+    return code in (126, 127) and "executable file" in output and "not found" in output
 
 
 def listening_ports(proc_net_tcp: str) -> set[int]:
