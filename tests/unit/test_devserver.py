@@ -480,8 +480,10 @@ def test_command_mode_runs_a_python_program_in_a_forked_child_with_the_preloads(
     command = f"{sys.executable} -m devapp.preloaded a b" if kind == "module" else f"{script} a b"
     running = launch(project, "--command", command, "--preload", "xml.dom.minidom")
     try:
+        # a whole line: the supervisor relays the child's output as it reads it, so a poll
+        # may see a line's first part before its end
         line = running.poll(
-            lambda: re.search(r"worker ready .*", running.log_text()), START_DEADLINE, "ready"
+            lambda: re.search(r"worker ready .*(?=\n)", running.log_text()), START_DEADLINE, "ready"
         ).group(0)
         # forked by the supervisor (not exec'd): the supervisor's imports are there
         assert line == f"worker ready True {running.proc.pid} ['a', 'b']"
