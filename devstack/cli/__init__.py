@@ -125,6 +125,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"no {project.settings.env_file}: using the documented defaults (.env.example)"
         )
     _say_build_fallbacks(console, project.stack)
+    _refuse_nothing_on(project, "bring up")
     engine = _connect()
     if args.plan:
         plan = usecases.plan_for_up(project, engine, args.services)
@@ -273,11 +274,26 @@ def cmd_down(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _refuse_nothing_on(project: Project, verb: str) -> None:
+    """ConfigError (exit 2) when every declared service is in a group turned off."""
+    if project.stack.services:
+        return
+    from devstack.errors import ConfigError
+
+    groups = sorted({s.group for s in project.whole.services})
+    raise ConfigError(
+        f"nothing to {verb}: every service is in a group turned off",
+        hint=f"turn one on: `up --with {groups[0]}` (or `export k8s --with {groups[0]}`, or "
+        f"DEVSTACK_WITH={groups[0]} in .env); groups: {', '.join(groups)}",
+    )
+
+
 def cmd_restart(args: argparse.Namespace) -> int:
     from devstack import usecases
     from devstack.cli.ui import live_reporter, make_console, plain_reporter, plain_wanted
 
     project = _project(args)
+    _refuse_nothing_on(project, "restart")
     console = make_console()
     if plain_wanted(args.quiet):
         usecases.restart(project, _connect(), plain_reporter(console), args.services, args.timeout)
@@ -334,6 +350,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from devstack.k8s.export import ExportOptions, check_out_dir, export_k8s, write_manifests
 
     project = _project(args)
+    _refuse_nothing_on(project, "export")
     options = ExportOptions(
         out=args.out,
         api_image=args.api_image,

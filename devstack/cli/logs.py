@@ -56,7 +56,7 @@ class Printer:
     written as is, which keeps a large `logs` fast."""
 
     def __init__(self, console: Console, notes: Console, names: list[str], stack: Stack):
-        width = max(len(n) for n in names)
+        width = max((len(n) for n in names), default=0)
         order = [s.name for s in stack.services]
         self.prefix = {
             n: Text(f"{n:<{width}}  | ", style=COLOURS[order.index(n) % len(COLOURS)])
@@ -124,6 +124,9 @@ def show_logs(
     since_at = parse_since(since) if since else None
     names = [s.name for s in stack.services if not services or s.name in services]
     notes = make_console(stderr=True)
+    if not names:  # every service is in a group turned off
+        notes.print("no service is on: nothing has logs (`up --with GROUP` turns a group on)")
+        return 1
     printer = Printer(console, notes, names, stack)
     present = [n for n in names if n in observed.containers]
     for name in names:

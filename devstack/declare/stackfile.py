@@ -52,6 +52,11 @@ def declare_with_env(settings: Settings, path: Path | None = None) -> tuple[Stac
             "(end it with `return recipes.stack(env, ...)`)",
             hint=HINT,
         )
+    if not stack.services:
+        raise ConfigError(
+            f"{path}: stack() declares no service",
+            hint=f"end it with `return recipes.stack(env, service, ...)`; {HINT}",
+        )
     try:  # only the secrets of services turned on matter (a group off is not published)
         examples = stack.active().example_secrets
     except ValueError:  # a service on depends on one off: project_of says so

@@ -364,6 +364,13 @@ def test_services_without_the_built_image_start_while_it_builds(tmp_path: Path) 
     assert engine.when("built", "devstack/api:h1") < engine.when("create", "api")
 
 
+# a stack file read for its settings only (the test declares its stack itself)
+SETTINGS_ONLY = (
+    "from devstack import recipes as r\n\n"
+    "def stack(env):\n    return r.stack(env, r.container(env, 'unused', 'unused:1'))\n"
+)
+
+
 def test_a_no_op_up_trusts_what_up_found_ready_until_docker_checks(tmp_path: Path) -> None:
     """Right after `up`, Docker's first health check is still pending: a second `up` reads in
     the listing whether each container still runs the start `up` found ready (its network
@@ -384,9 +391,7 @@ def test_a_no_op_up_trusts_what_up_found_ready_until_docker_checks(tmp_path: Pat
     for container in engine.containers.values():
         container.health = "health: starting"
     ids = {c.service.name: c.id for c in engine.containers.values()}
-    (tmp_path / "stack.py").write_text(
-        "from devstack import recipes as r\n\ndef stack(env):\n    return r.stack(env)\n"
-    )
+    (tmp_path / "stack.py").write_text(SETTINGS_ONLY)
     (tmp_path / ".env").write_text("DEVSTACK_PROJECT=demo\n")
     project = load_project(tmp_path)
     seen = engine.snapshot("demo", []).containers
@@ -411,9 +416,7 @@ def test_up_without_a_group_removes_its_containers_that_up_had_found_ready(
     from devstack import usecases
     from devstack.converge import verdicts
 
-    (tmp_path / "stack.py").write_text(
-        "from devstack import recipes as r\n\ndef stack(env):\n    return r.stack(env)\n"
-    )
+    (tmp_path / "stack.py").write_text(SETTINGS_ONLY)
     (tmp_path / ".env").write_text("DEVSTACK_PROJECT=demo\n")
     settings = usecases.load_project(tmp_path).settings
     declared = make_stack(service("base"), replace(service("extra"), group="extra"))

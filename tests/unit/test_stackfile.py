@@ -65,6 +65,10 @@ def load_error(tmp_path: Path) -> str:
             "    return r.stack(env, r.container(env, 'a', 'i', depends_on=['b']))\n",
             "a depends on undeclared b",
         ),
+        (
+            "from devstack import recipes as r\ndef stack(env):\n    return r.stack(env)\n",
+            r"stack\.py: stack\(\) declares no service",
+        ),
     ],
 )
 def test_a_broken_stack_file_is_one_line_naming_file_and_line(
@@ -138,6 +142,38 @@ def test_commands_refuse_a_broken_stack_before_touching_docker(
     err = capsys.readouterr().err
     assert code == 2, err
     assert "returned NoneType, not a Stack" in err
+
+
+def test_up_with_every_service_in_a_group_turned_off_says_how_to_turn_one_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", NO_ENGINE)
+    source = (
+        "from devstack import recipes as r\ndef stack(env):\n"
+        "    return r.stack(env, r.container(env, 'mail', 'm:1', group='tools'))\n"
+    )
+    project_with(tmp_path, source)
+    for command, verb in (
+        (["up"], "bring up"),
+        (["up", "--quiet"], "bring up"),
+        (["restart"], "restart"),
+        (["export", "k8s", "--out", str(tmp_path / "k8s")], "export"),
+    ):
+        code = main(["--project-dir", str(tmp_path), *command])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert f"nothing to {verb}: every service is in a group turned off" in err, err
+        assert "`up --with tools`" in err
+
+    from devstack.cli.logs import show_logs
+    from devstack.cli.ui import make_console
+    from tests.unit.fake_engine import FakeEngine
+
+    stack = project_of(load_settings(tmp_path, tmp_path / ".env", environ={})).stack
+    engine = FakeEngine()
+    observed = engine.snapshot(stack.project)
+    assert show_logs(engine, stack, observed, make_console(), [], False, None, None) == 1
+    assert "no service is on" in capsys.readouterr().err
 
 
 def test_settings_come_from_the_declaration(tmp_path: Path) -> None:
