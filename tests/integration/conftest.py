@@ -221,6 +221,21 @@ def leftovers_of_earlier_runs(docker_client: docker.DockerClient) -> Iterator[No
     shutil.rmtree(CACHE_HOME, ignore_errors=True)
 
 
+def stack_project(
+    project_dir: Path, client: docker.DockerClient, stack: str = "", **settings: str
+) -> Project:
+    """A project of its own stack file (`stack`, else the one in `project_dir`), named as a
+    test project, its `.env` beside the stack file holding `settings`. The caller removes
+    it (`remove_everything`)."""
+    if stack:
+        project_dir.mkdir(parents=True, exist_ok=True)
+        (project_dir / "stack.py").write_text(stack)
+    name = f"{TEST_PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
+    project = Project(name, project_dir.parent / f"{project_dir.name}.env", project_dir, client)
+    project.write_env(DEVSTACK_PROJECT=name, **settings)
+    return project
+
+
 def new_project(
     base: Path, client: docker.DockerClient, project_dir: Path = REPO_ROOT, **settings: str
 ) -> Project:

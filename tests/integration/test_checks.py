@@ -15,7 +15,13 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.integration.conftest import TEST_PREFIX, Project, free_port, inherited_settings
+from tests.integration.conftest import (
+    TEST_PREFIX,
+    Project,
+    free_port,
+    inherited_settings,
+    stack_project,
+)
 
 from .test_faults import assert_clear_failure
 
@@ -49,13 +55,8 @@ def no_cat_image(docker_client: docker.DockerClient) -> Iterator[str]:
 
 
 def checks_project(tmp_path: Path, client: docker.DockerClient, image: str) -> Project:
-    (tmp_path / "stack.py").write_text(STACK)
-    name = f"{TEST_PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
-    project = Project(name, tmp_path / ".env", tmp_path, client)
-    project.write_env(
-        DEVSTACK_PROJECT=name, CHECKS_WEB_PORT=str(free_port()), CHECKS_WEB_IMAGE=image
-    )
-    return project
+    settings = {"CHECKS_WEB_PORT": str(free_port()), "CHECKS_WEB_IMAGE": image}
+    return stack_project(tmp_path / "checks", client, STACK, **settings)
 
 
 def test_tcp_sees_the_listener_inside_the_container(
@@ -115,11 +116,8 @@ def stack(env):
 
 
 def recipes_project(tmp_path: Path, client: docker.DockerClient, **values: str) -> Project:
-    (tmp_path / "stack.py").write_text(RECIPES)
-    name = f"{TEST_PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
-    project = Project(name, tmp_path / ".env", tmp_path, client)
-    project.write_env(DEVSTACK_PROJECT=name, CHECKS_WEB_IMAGE=PYTHON_IMAGE, **values)
-    return project
+    values = {"CHECKS_WEB_IMAGE": PYTHON_IMAGE, **values}
+    return stack_project(tmp_path / "recipes", client, RECIPES, **values)
 
 
 def test_the_plain_recipes_checks_bring_a_stack_up_in_order(

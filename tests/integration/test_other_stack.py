@@ -26,11 +26,11 @@ from devstack.usecases.databases import EMPTY_TEMPLATE
 from tests.integration.conftest import (
     OWN_PREFIXES,
     REPO_ROOT,
-    TEST_PREFIX,
     Project,
     free_port,
     inherited_settings,
     poll,
+    stack_project,
 )
 
 K8S_VERSIONS = ("1.33.0", "1.37.0")  # as tests/unit/test_k8s.py
@@ -58,18 +58,16 @@ def test_the_database_is_this_workers(devstack_dsn):
 def minimal_project(tmp_path: Path, client: docker.DockerClient) -> Project:
     project_dir = tmp_path / "minimal"
     shutil.copytree(REPO_ROOT / "examples" / "minimal", project_dir)
-    name = f"{TEST_PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
-    project = Project(name, tmp_path / ".env", project_dir, client)
     inherited = inherited_settings()
-    project.write_env(
-        DEVSTACK_PROJECT=name,
+    return stack_project(
+        project_dir,
+        client,
         MINI_DB_PORT=str(free_port()),
         MINI_WEB_PORT=str(free_port()),
         MINI_DB_PASSWORD=f"pw-{secrets.token_hex(6)}",
         # the images it declares (the stand-ins on a host without a registry)
         **{k: v for k, v in inherited.items() if k.endswith(("POSTGRES_IMAGE", "PYTHON_IMAGE"))},
     )
-    return project
 
 
 def test_a_stack_of_postgres_and_a_web_app(
@@ -158,20 +156,18 @@ def asgi_app_project(tmp_path: Path, client: docker.DockerClient) -> Project:
         project_dir,
         ignore=shutil.ignore_patterns("__pycache__", ".devstack-cache"),
     )
-    name = f"{TEST_PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
-    project = Project(name, tmp_path / "asgi-app.env", project_dir, client)
     # the images it declares and the CA bundle (no Redis, no monitoring group)
     declared = ("DEVSTACK_POSTGRES_IMAGE", "DEVSTACK_PYTHON_IMAGE", "DEVSTACK_CA_BUNDLE")
     inherited = {k: v for k, v in inherited_settings().items() if k in declared}
-    project.write_env(
-        DEVSTACK_PROJECT=name,
+    return stack_project(
+        project_dir,
+        client,
         DEVSTACK_POSTGRES_PORT=str(free_port()),
         DEVSTACK_WEB_PORT=str(free_port()),
         POSTGRES_PASSWORD=f"pw-{secrets.token_hex(6)}",
         DEVSTACK_HEALTH_INTERVAL="1",
         **inherited,
     )
-    return project
 
 
 def database_names(project: Project) -> list[str]:

@@ -4,14 +4,12 @@ the fix, and `init=True` (Docker's init as PID 1, which forwards the signal) sto
 
 from __future__ import annotations
 
-import os
-import secrets
 import time
 from pathlib import Path
 
 import docker
 
-from tests.integration.conftest import TEST_PREFIX, Project, inherited_settings
+from tests.integration.conftest import inherited_settings, stack_project
 
 STACK = """
 from devstack import recipes as r
@@ -32,11 +30,8 @@ NOTE = "did not stop within 10 s of SIGTERM and was killed"
 def test_a_container_deaf_to_its_stop_signal_is_named_and_init_stops_it_at_once(
     tmp_path: Path, docker_client: docker.DockerClient
 ) -> None:
-    (tmp_path / "stack.py").write_text(STACK)
-    name = f"{TEST_PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
-    project = Project(name, tmp_path / ".env", tmp_path, docker_client)
     image = inherited_settings().get("DEVSTACK_PYTHON_IMAGE", "python:3.12-slim")
-    project.write_env(DEVSTACK_PROJECT=name, DEVSTACK_PYTHON_IMAGE=image)
+    project = stack_project(tmp_path / "stop", docker_client, STACK, DEVSTACK_PYTHON_IMAGE=image)
     try:
         project.run("up", "--quiet")
         restart = project.run("restart", "deaf")
