@@ -49,9 +49,9 @@ class Snapshot:
 
 
 def current_branch(project_dir: Path) -> str:
-    """The checked-out git branch (the default snapshot name)."""
-    out = _git(project_dir, "rev-parse", "--abbrev-ref", "HEAD")
-    if not out or out == "HEAD":
+    """The checked-out git branch (the default snapshot name), also before its first commit."""
+    out = _git(project_dir, "branch", "--show-current")  # "" when detached
+    if not out:
         raise ConfigError("no git branch to name the snapshot after", hint="give a NAME")
     return re.sub(r"[^A-Za-z0-9_]", "_", out)
 
@@ -71,12 +71,15 @@ def _git(project_dir: Path, *args: str) -> str:
 
 
 def snapshot_database(name: str) -> str:
-    """The database holding snapshot `name`; ConfigError for a name that is not an
-    identifier (letters, digits, `_`; not starting with a digit; at most 59 characters)."""
+    """The database holding snapshot `name` (`-`, `/` and `.` read as `_`, as in the default
+    name made from the git branch); ConfigError for a name that is not then an identifier
+    (letters, digits, `_`; not starting with a digit; at most 59 characters)."""
+    typed, name = name, re.sub(r"[-/.]", "_", name)
     if not SNAPSHOT_NAME.fullmatch(name):
         raise ConfigError(
-            f"invalid snapshot name {name!r}",
-            hint="use letters, digits and _, not starting with a digit (at most 59 characters)",
+            f"invalid snapshot name {typed!r}",
+            hint="use letters, digits, _, -, / and ., not starting with a digit (at most 59 "
+            "characters)",
         )
     return SNAPSHOT_PREFIX + name.lower()
 

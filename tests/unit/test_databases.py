@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,7 +21,7 @@ from devstack.usecases.databases import (
     quote_ident,
     template_name,
 )
-from devstack.usecases.snapshots import snapshot_database
+from devstack.usecases.snapshots import current_branch, snapshot_database
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,7 +31,19 @@ def test_valid_snapshot_names(name: str) -> None:
     assert snapshot_database(name) == f"dss_{name.lower()}"
 
 
-@pytest.mark.parametrize("name", ["", "1abc", "a-b", "x;drop", 'a"b', "x" * 60, "é"])
+@pytest.mark.parametrize(
+    ("name", "database"),
+    [("before-x", "dss_before_x"), ("feature/add-x", "dss_feature_add_x"), ("v1.2", "dss_v1_2")],
+)
+def test_names_like_a_git_branch_are_the_snapshot_the_branch_names(
+    name: str, database: str
+) -> None:
+    """`db snapshot` on branch feature/add-x makes feature_add_x: the same name typed as
+    the branch is spelled finds it."""
+    assert snapshot_database(name) == database
+
+
+@pytest.mark.parametrize("name", ["", "1abc", "x;drop", 'a"b', "x" * 60, "é"])
 def test_invalid_snapshot_names_are_config_errors(name: str) -> None:
     with pytest.raises(ConfigError, match="invalid snapshot name"):
         snapshot_database(name)
@@ -101,3 +114,10 @@ def test_a_file_copy_clone_names_its_strategy_only_where_postgres_has_one(
     conn = RecordingConnection(major)
     asyncio.run(clone_database(conn, "dst_r1_x", "dst_tpl_a", file_copy=file_copy))
     assert conn.sql == [f'CREATE DATABASE "dst_r1_x" TEMPLATE "dst_tpl_a"{suffix}']
+
+
+def test_the_default_snapshot_name_is_the_branch_even_before_its_first_commit(
+    tmp_path: Path,
+) -> None:
+    subprocess.run(["git", "init", "-q", "-b", "feature/add-x", str(tmp_path)], check=True)
+    assert current_branch(tmp_path) == "feature_add_x"
