@@ -470,8 +470,11 @@ def devstack_clone_pool(
     from devstack.usecases.clone_pool import ClonePool
 
     prefix = f"dst_r{devstack_stack.run_id}_{_worker(request)}"
-    server = scratch.ensure(devstack_stack.settings, devstack_stack.template)
-    pool = ClonePool(server, devstack_stack.template, prefix)
+
+    def ensure() -> Any:  # a scratch server restarted mid-run lost its memory and its port
+        return scratch.ensure(devstack_stack.settings, devstack_stack.template)
+
+    pool = ClonePool(ensure(), devstack_stack.template, prefix, renew=ensure)
     yield pool
     pool.close()
 

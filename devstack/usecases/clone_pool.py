@@ -29,14 +29,17 @@ from devstack.usecases.databases import (
 T = TypeVar("T")
 
 AHEAD = 2  # clones kept ready per process
+# a server that can be renewed (made again) is not waited for long: it may be elsewhere now
+RENEWABLE_WAIT_S = 3.0
 
 
 class _Connection:
     """One admin connection used one statement at a time; reconnects (waiting for a
     restarting Postgres) when it broke."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, wait: float = RESTART_WAIT_S) -> None:
         self.server = server
+        self.wait = wait  # how long a lost connection is retried
         self.conn: Any = None
         self.lock: asyncio.Lock | None = None
 
@@ -48,7 +51,7 @@ class _Connection:
         async with self.lock:
             for attempt in (1, 2):
                 if self.conn is None or self.conn.is_closed():
-                    self.conn = await connect_waiting(self.server, RESTART_WAIT_S)
+                    self.conn = await connect_waiting(self.server, self.wait)
                 try:
                     return await work(self.conn)
                 except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
@@ -64,18 +67,34 @@ class _Connection:
 
 class ClonePool:
     """Per-test clones on `server` for one process: `take` hands out a clone made ahead and
-    orders the next; `release` drops a used one in the background."""
+    orders the next; `release` drops a used one in the background.
 
-    def __init__(self, server: Server, template: str, prefix: str) -> None:
-        self.server = server
-        self._template, self._prefix = template, prefix
+    `renew`: the server made whole again (e.g. a scratch server restarted mid-run: its memory,
+    the template, is gone, and it listens on another port); called once when a clone cannot
+    be had, with connections retried only `RENEWABLE_WAIT_S` before that."""
+
+    def __init__(
+        self,
+        server: Server,
+        template: str,
+        prefix: str,
+        renew: Callable[[], Server] | None = None,
+    ) -> None:
+        self._template, self._prefix, self._renew = template, prefix, renew
         self._count = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self._maker, self._dropper = _Connection(server), _Connection(server)
         self._ready: deque[concurrent.futures.Future[str]] = deque()
         self._pending: list[concurrent.futures.Future[None]] = []
+        self._use(server)
+
+    def _use(self, server: Server) -> None:
+        """Make clones on `server` from now on (the ones made ahead elsewhere are forgotten)."""
+        wait = RESTART_WAIT_S if self._renew is None else RENEWABLE_WAIT_S
+        self.server = server
+        self._maker, self._dropper = _Connection(server, wait), _Connection(server, wait)
+        self._ready.clear()
 
     def _submit(self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
@@ -92,9 +111,19 @@ class ClonePool:
         return self._submit(self._maker.do(make))
 
     def take(self) -> str:
-        """A fresh clone's name (one made ahead), and order the next. The server answers
-        before the name is handed out: a clone made before a Postgres restart (by an earlier
-        test) is only usable once the restarted server accepts connections."""
+        """A fresh clone's name (one made ahead), and order the next; once the server is
+        renewed (see the class) when none can be had."""
+        if self._renew is None:
+            return self._take()
+        try:
+            return self._take()
+        except Exception:  # a lost server: whatever it raised, renewing it is the cure
+            self._use(self._renew())
+            return self._take()
+
+    def _take(self) -> str:
+        """A clone made ahead, once the server answers: a clone made before a Postgres restart
+        (by an earlier test) is only usable once the restarted server accepts connections."""
 
         async def answers(conn: Any) -> None:
             await conn.fetchval("SELECT 1")

@@ -4,11 +4,13 @@ of the stack's database service with its data in memory, made once, reused, remo
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
 import docker.models.containers
+import pytest
 
 from tests.integration.conftest import Project
 from tests.integration.test_pytest_plugin import databases, run_pytest, write_suite
@@ -110,3 +112,47 @@ def test_per_test_databases_live_in_a_memory_server_made_once(
     assert f"one-off: {new.name} (" in project.run("status").stdout
     project.run("down")
     assert scratches(project) == []
+
+
+RESTART_SUITE = (
+    FRESH_SUITE.replace("range(6)", "range(2)")
+    + """
+
+def test_restart_the_scratch_server(devstack_fresh_dsn):
+    import docker
+
+    client = docker.from_env()
+    project = os.environ["SCRATCH_PROJECT"]
+    [scratch] = [
+        c for c in client.containers.list(filters={"label": f"devstack.project={project}"})
+        if c.name.startswith(f"{project}-postgres-scratch-")
+    ]
+    scratch.restart(timeout=5)  # its memory is gone, and Docker publishes a new host port
+
+
+@pytest.mark.parametrize("n", range(2, 4))
+def test_fresh_after(devstack_fresh_dsn, n):
+    test_fresh(devstack_fresh_dsn, n)
+"""
+)
+
+
+def test_a_scratch_server_restarted_mid_run_is_made_whole_again(
+    make_project: Callable[..., Project], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Restarted, the scratch server has lost its template (memory) and moved to a new port:
+    the next test's clone finds it again and copies the template in once, instead of every
+    test waiting a minute for the old port and failing."""
+    project = make_project()
+    project.run("up", "--quiet")
+    suite = write_suite(tmp_path, project)
+    (suite / "test_db.py").write_text(RESTART_SUITE)
+    monkeypatch.setenv("SCRATCH_PROJECT", project.name)  # the suite's pytest inherits it
+    started = time.monotonic()
+    output, seen = run_pytest(suite, project)
+    took = time.monotonic() - started
+    assert "5 passed" in output, output
+    ports = {name: text.split()[0] for name, text in seen.items()}
+    assert ports["0"] == ports["1"] != ports["2"] == ports["3"], seen
+    assert sorted(text.split(" ", 1)[1] for text in seen.values()) == ["1 True off"] * 4
+    assert took < 45, f"the run took {took:.0f}s: it waited for the old port"
