@@ -225,8 +225,8 @@ def stack_project(
     project_dir: Path, client: docker.DockerClient, stack: str = "", **settings: str
 ) -> Project:
     """A project of its own stack file (`stack`, else the one in `project_dir`), named as a
-    test project, its `.env` beside the stack file holding `settings`. The caller removes
-    it (`remove_everything`)."""
+    test project, its settings file `<project_dir>.env` (beside the directory) holding
+    `settings`. The caller removes it (`remove_everything`)."""
     if stack:
         project_dir.mkdir(parents=True, exist_ok=True)
         (project_dir / "stack.py").write_text(stack)
