@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from graphlib import TopologicalSorter
 from pathlib import Path
 
@@ -229,9 +230,7 @@ class Executor:
         current = self.containers.get(service.name)
         if op.action is Action.RECREATE and current:
             self.report(Event(service.name, REMOVING, op.cause))
-            started = time.monotonic()
-            self.engine.remove_container(current)
-            if note := _deaf_to_stop(service, started):
+            if note := _stop(service, partial(self.engine.remove_container, current)):
                 self.report(Event(service.name, REMOVING, note))
         self.report(Event(service.name, CREATING, op.cause))
         try:
@@ -263,9 +262,8 @@ class Executor:
 
     def _restart(self, op: Operation, _deadline: float) -> None:
         self.report(Event(op.service_name, STARTING, "restarting"))
-        started = time.monotonic()
-        self.engine.restart(self.containers[op.service_name])
-        if note := _deaf_to_stop(op.service, started):
+        restart = partial(self.engine.restart, self.containers[op.service_name])
+        if note := _stop(op.service, restart):
             self.report(Event(op.service_name, STARTING, note))
 
     def _release(self, op: Operation, _deadline: float) -> None:
@@ -312,9 +310,8 @@ class Executor:
     def _remove_container(self, op: Operation, _deadline: float) -> None:
         subject = op.service_name or op.name
         self.report(Event(subject, REMOVING, op.name))
-        started = time.monotonic()
-        self.engine.remove_container(op.name)
-        self.report(Event(subject, REMOVED, _deaf_to_stop(op.service, started) or op.name))
+        note = _stop(op.service, partial(self.engine.remove_container, op.name))
+        self.report(Event(subject, REMOVED, note or op.name))
 
     def _discard_container(self, op: Operation, _deadline: float) -> None:
         subject = op.service_name or op.name
@@ -363,9 +360,12 @@ def pull_image(
         ) from exc
 
 
-def _deaf_to_stop(service: Service | None, started: float) -> str:
-    """What to say of a stop (begun at `started`) that ran into Docker's stop timeout: the
-    program ignored its stop signal and was killed; "" for a stop that ended in time."""
+def _stop(service: Service | None, stop: Callable[[], None]) -> str:
+    """Run `stop` (a graceful stop of `service`'s container, then whatever follows it); what
+    to say when it ran into Docker's stop timeout: the program ignored its stop signal and
+    was killed. "" for a stop that ended in time."""
+    started = time.monotonic()
+    stop()
     if service is None or time.monotonic() - started < STOP_TIMEOUT_S - 0.5:
         return ""
     signal = service.stop_signal or "SIGTERM"
