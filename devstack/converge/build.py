@@ -36,6 +36,7 @@ from devstack.errors import BuildFailed, ConfigError
 
 CA_BUNDLE_PATH = "certs/devstack-ca-bundle.pem"
 RECIPE = "2"  # bump when the way images are built (or hashed) changes
+USERS_SUFFIX = "-deps-users"  # the repository of a build's users: see users_repository
 DIGEST_CACHE = "build-digests.json"
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
 _STAGE = re.compile(r"^FROM\s.*\sAS\s+(\S+)\s*$", re.IGNORECASE)
@@ -286,7 +287,7 @@ def build_image(
             engine.tag_image(stage_images[name][0], based)
             _forget_old_bases(engine, latest)
             if project:  # on an image the reuse tags keep anyway: it holds nothing more
-                engine.tag_image(stage_images[name][-1], f"{users_repository(build)}:{project}")
+                engine.tag_image(stage_images[name][-1], user_tag(build, project))
     if retag:
         _forget_old_keys(engine, build, next(iter(retag.values()))[0])
 
@@ -336,8 +337,13 @@ def _forget_old_keys(engine: Engine, build: Build, latest: str) -> None:
 
 def users_repository(build: Build) -> str:
     """Where the projects whose builds left reuse tags are recorded: `<repository>-deps-users`,
-    one tag per project (`...:<project>`), set by each build and removed by its `down --volumes`."""
-    return f"{build.repository}-deps-users"
+    one tag per project (`user_tag`), set by each build and removed by its `down --volumes`."""
+    return build.repository + USERS_SUFFIX
+
+
+def user_tag(build: Build, project: str) -> str:
+    """The tag recording that `project` uses `build`'s reuse tags."""
+    return f"{users_repository(build)}:{project}"
 
 
 def forget_reuse_tags(engine: Engine, builds: list[Build], project: str) -> list[str]:
@@ -349,7 +355,7 @@ def forget_reuse_tags(engine: Engine, builds: list[Build], project: str) -> list
     removed: list[str] = []
     for build in builds:
         users = engine.image_tags(users_repository(build))
-        mine = f"{users_repository(build)}:{project}"
+        mine = user_tag(build, project)
         if mine in users:
             engine.remove_image_tag(mine)
             removed.append(mine)

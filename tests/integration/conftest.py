@@ -20,6 +20,7 @@ from typing import Any
 import docker
 import pytest
 
+from devstack.converge.build import USERS_SUFFIX
 from devstack.declare.envfile import read_env_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -186,7 +187,7 @@ def forget_build_users(client: docker.DockerClient, whose: Callable[[str], bool]
     for image in client.api.images():  # a listing only: no inspect of each image
         for reference in image.get("RepoTags") or ():
             repository, _, project = reference.rpartition(":")
-            if repository.endswith("-deps-users") and whose(project):
+            if repository.endswith(USERS_SUFFIX) and whose(project):
                 with contextlib.suppress(docker.errors.NotFound):
                     client.api.remove_image(reference, noprune=True)
 
