@@ -51,10 +51,19 @@ def inherited_settings() -> dict[str, str]:
     return {k: values[k] for k in INHERITED if values.get(k)}
 
 
+_HANDED_OUT: set[int] = set()  # ports free_port gave: the kernel may offer one again
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A host port free now and not handed out before by this process (a project takes
+    several before any is bound: the same one twice makes its `.env` refused)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def poll(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
